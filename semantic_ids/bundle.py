@@ -1,0 +1,154 @@
+"""The artifact bundle: the only thing that crosses from training to serving.
+
+Layout of a bundle folder (written to a temporary sibling, then renamed into place)::
+
+    manifest.json             this schema
+    catalogue.jsonl           one item per line: item_id, title, fields, semantic_id (code list)
+    tokenizer/                base tokenizer plus the special tokens
+    adapter/                  peft LoRA adapter (safetensors, no full embedding matrix)
+    new_token_rows.safetensors  trained embedding rows of the added tokens ("embed_tokens")
+    rqvae.safetensors         the RQ-VAE weights (for assigning IDs to new items later)
+    evaluation.json           the offline evaluation table
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from semantic_ids.ids import IdScheme
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+CATALOGUE = "catalogue.jsonl"
+TOKENIZER_DIR = "tokenizer"
+ADAPTER_DIR = "adapter"
+NEW_TOKEN_ROWS = "new_token_rows.safetensors"
+RQVAE_WEIGHTS = "rqvae.safetensors"
+EVALUATION = "evaluation.json"
+
+
+class BundleMismatch(RuntimeError):
+    """The bundle is not the one the caller was told to serve; the message says what differs."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CatalogueInfo(_Frozen):
+    content_hash: str
+    item_count: int = Field(ge=1)
+    profile: str
+
+
+class EmbeddingInfo(_Frozen):
+    model: str
+    dimensions: int = Field(ge=1)
+
+
+class SemanticIdInfo(_Frozen):
+    rq_levels: int = Field(ge=1)
+    codebook_sizes: tuple[int, ...]  # RQ-VAE levels, then the disambiguation level
+    collision_rate: float  # share of items whose RQ-VAE codes collide before disambiguation
+
+    @property
+    def scheme(self) -> IdScheme:
+        return IdScheme(self.codebook_sizes)
+
+
+class BaseModelInfo(_Frozen):
+    name: str
+    source: str
+    weights_sha256: str
+
+
+class TokenInfo(_Frozen):
+    sem_start: str
+    sem_end: str
+    rec: str
+    code_token_format: str = "[SEM_{level}_{code}]"
+    added_count: int
+
+
+class Manifest(_Frozen):
+    schema_version: int
+    bundle_id: str
+    created_at: datetime
+    catalogue: CatalogueInfo
+    embedding: EmbeddingInfo
+    semantic_ids: SemanticIdInfo
+    base_model: BaseModelInfo
+    tokens: TokenInfo
+    lora: dict[str, Any]
+    training: dict[str, Any]
+    evaluation: dict[str, Any]
+
+
+def catalogue_hash(items: Iterable[Mapping[str, Any]]) -> str:
+    """A content hash of a catalogue, independent of key order and line order."""
+    lines = sorted(json.dumps(item, sort_keys=True, ensure_ascii=False) for item in items)
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def read_manifest(bundle_dir: Path) -> Manifest:
+    path = bundle_dir / MANIFEST
+    if not path.is_file():
+        raise BundleMismatch(f"{bundle_dir} is not a bundle: it has no {MANIFEST}")
+    raw = json.loads(path.read_text())
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleMismatch(
+            f"bundle {bundle_dir} has schema version {version}; this code reads version {SCHEMA_VERSION}"
+        )
+    return Manifest.model_validate(raw)
+
+
+def check_catalogue(manifest: Manifest, expected_hash: str | None) -> None:
+    """Refuse a bundle built for another catalogue than the one being served."""
+    if expected_hash is not None and manifest.catalogue.content_hash != expected_hash:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id} was built for catalogue {manifest.catalogue.content_hash[:12]}, "
+            f"but the catalogue being served is {expected_hash[:12]}"
+        )
+
+
+def read_catalogue(bundle_dir: Path) -> Iterator[dict[str, Any]]:
+    with (bundle_dir / CATALOGUE).open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+@contextmanager
+def atomic_directory(final_dir: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final_dir``; rename it into place only if the block succeeds."""
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = final_dir.parent / f".{final_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        if final_dir.exists():
+            retired = final_dir.parent / f".{final_dir.name}.old-{os.getpid()}"
+            final_dir.rename(retired)
+            staging.rename(final_dir)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(final_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

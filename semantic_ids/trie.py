@@ -1,0 +1,60 @@
+"""The prefix trie over existing semantic IDs, stored as one dense child table per level.
+
+``children[level][node, code]`` is the index of the node reached from ``node`` (a prefix of length
+``level``) by ``code``, or -1 when no item has that prefix. Dense tables let the decoder find every
+beam's node and its allowed codes with a few tensor gathers per step, with no Python loop over beams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from semantic_ids.ids import IdScheme, InvalidSemanticId, SemanticId
+
+
+class PrefixTrie:
+    def __init__(self, ids: Iterable[SemanticId], scheme: IdScheme) -> None:
+        self.scheme = scheme
+        self._ids: frozenset[tuple[int, ...]] = frozenset(scheme.validate(sid).codes for sid in ids)
+        if not self._ids:
+            raise InvalidSemanticId("cannot build a prefix trie from zero semantic IDs")
+        self.children: list[torch.Tensor] = self._build_tables()
+
+    def _build_tables(self) -> list[torch.Tensor]:
+        # node_of[level] maps a prefix of length `level` to its node index at that level.
+        node_of: list[dict[tuple[int, ...], int]] = [{(): 0}]
+        for level in range(1, self.scheme.levels + 1):
+            prefixes = sorted({codes[:level] for codes in self._ids})
+            node_of.append({prefix: index for index, prefix in enumerate(prefixes)})
+        tables = []
+        for level, size in enumerate(self.scheme.codebook_sizes):
+            table = torch.full((len(node_of[level]), size), -1, dtype=torch.int32)  # (nodes_l, K_l)
+            for prefix, child in node_of[level + 1].items():
+                table[node_of[level][prefix[:-1]], prefix[-1]] = child
+            tables.append(table)
+        return tables
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, semantic_id: object) -> bool:
+        return isinstance(semantic_id, SemanticId) and semantic_id.codes in self._ids
+
+    def allowed_codes(self, prefix: tuple[int, ...]) -> list[int]:
+        """Codes that extend ``prefix`` towards at least one existing ID (empty past the last level)."""
+        node = 0
+        for level, code in enumerate(prefix):
+            if level >= self.scheme.levels or not 0 <= code < self.scheme.codebook_sizes[level]:
+                return []
+            node = int(self.children[level][node, code])
+            if node < 0:
+                return []
+        if len(prefix) >= self.scheme.levels:
+            return []
+        return torch.nonzero(self.children[len(prefix)][node] >= 0).flatten().tolist()
+
+    def to(self, device: torch.device | str) -> PrefixTrie:
+        self.children = [table.to(device) for table in self.children]
+        return self

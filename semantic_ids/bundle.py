@@ -152,3 +152,15 @@ def atomic_directory(final_dir: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+BASE_WEIGHTS = "model.safetensors"
+
+
+def base_weights_sha256(base_model_dir: Path) -> str:
+    """The sha256 of a base-model folder's ``model.safetensors`` (what a manifest pins the base to)."""
+    digest = hashlib.sha256()
+    with (base_model_dir / BASE_WEIGHTS).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

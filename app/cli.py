@@ -25,6 +25,7 @@ from app.db.loader import CatalogueLoadError, load_catalogue
 from app.db.migrate import MigrationsNotFound, downgrade, upgrade
 from app.db.repository import CatalogueRepository
 from app.db.session import DEFAULT_DATABASE_URL, create_db_engine
+from app.settings import Settings
 from semantic_ids.bundle import CATALOGUE, BundleMismatch, catalogue_hash, read_catalogue, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -167,10 +168,8 @@ Port = Annotated[int | None, typer.Option(help="Port to listen on (default: SEMI
 DEMO_QUERY = "a 90s sci-fi thriller with Keanu Reeves"
 
 
-def _service_settings(**overrides: Any) -> Any:
+def _service_settings(**overrides: Any) -> Settings:
     """The service ``Settings`` from the environment, with the options given on the command line on top."""
-    from app.settings import Settings
-
     return Settings(**{name: value for name, value in overrides.items() if value is not None})
 
 

@@ -1,0 +1,12 @@
+"""HTTP routes: thin handlers that validate, call the service, and return a response model."""
+
+from fastapi import APIRouter
+
+from app.api import health, items, recommend
+
+router = APIRouter()
+router.include_router(recommend.router)
+router.include_router(items.router)
+router.include_router(health.router)
+
+__all__ = ["router"]

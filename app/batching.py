@@ -1,0 +1,162 @@
+"""Micro-batching: queries that arrive together are decoded in one batched beam search.
+
+One collector task takes requests off a bounded queue and hands batches to a single decode thread,
+so the event loop never runs the model and health checks answer while a decode is under way. While a
+batch decodes, newcomers wait in the queue and form the next batch; when the decoder is idle a batch
+waits at most ``max_wait_s`` for company. Past ``max_queued`` waiting requests, ``submit`` raises
+``Overloaded`` at once instead of letting latency grow without bound.
+
+Requests are grouped by beam count before decoding, so a request's answer does not depend on what
+else happened to share its batch (more beams can change a beam search's result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from app.metrics import Metrics
+from semantic_ids.decoding import Candidate
+
+logger = logging.getLogger(__name__)
+
+DecodeBatch = Callable[[list[str], int], list[list[Candidate]]]
+"""``(queries, k) -> candidates per query``: the blocking decode the batcher runs in its thread."""
+
+
+class Overloaded(RuntimeError):
+    """Too many requests are waiting for the decoder; the client should retry after ``retry_after_s``."""
+
+    def __init__(self, queued: int, retry_after_s: int) -> None:
+        super().__init__(f"the decoder has {queued} requests waiting; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class ServiceStopping(RuntimeError):
+    """The service is shutting down and will not decode this request."""
+
+
+@dataclass
+class _Request:
+    query: str
+    k: int
+    future: asyncio.Future[list[Candidate]]
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        decode: DecodeBatch,
+        *,
+        beams_for: Callable[[int], int],
+        max_batch_size: int,
+        max_wait_s: float,
+        max_queued: int,
+        retry_after_s: int,
+        metrics: Metrics,
+    ) -> None:
+        self._decode = decode
+        self._beams_for = beams_for
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.retry_after_s = retry_after_s
+        self._metrics = metrics
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max_queued)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: list[_Request] = []
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._collect_forever(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        abandoned = self._in_flight
+        while not self._queue.empty():
+            abandoned.append(self._queue.get_nowait())
+        for request in abandoned:
+            if not request.future.done():
+                request.future.set_exception(ServiceStopping("the service is shutting down"))
+        self._metrics.queue_depth.set(0)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)  # let a running decode finish
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, query: str, k: int) -> list[Candidate]:
+        """The ``k`` best candidates for ``query``, decoded alongside whatever arrives with it."""
+        if self._task is None:
+            raise ServiceStopping("the decoder is not running")
+        future: asyncio.Future[list[Candidate]] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Request(query, k, future))
+        except asyncio.QueueFull:
+            self._metrics.overloaded.inc()
+            raise Overloaded(self._queue.qsize(), self.retry_after_s) from None
+        self._metrics.queue_depth.set(self._queue.qsize())
+        return await future
+
+    async def _collect_forever(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._metrics.queue_depth.set(self._queue.qsize())
+            self._in_flight = [request for request in batch if not request.future.cancelled()]  # gone: skip
+            for group in self._group_by_beams(self._in_flight):
+                await self._run_group(group)
+            self._in_flight = []
+
+    async def _next_batch(self) -> list[_Request]:
+        batch = [await self._queue.get()]
+        deadline = time.perf_counter() + self.max_wait_s
+        while len(batch) < self.max_batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    def _group_by_beams(self, batch: Sequence[_Request]) -> list[list[_Request]]:
+        groups: dict[int, list[_Request]] = defaultdict(list)
+        for request in batch:
+            groups[self._beams_for(request.k)].append(request)
+        return list(groups.values())
+
+    async def _run_group(self, group: list[_Request]) -> None:
+        top_k = max(request.k for request in group)
+        queries = [request.query for request in group]
+        started = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._decode, queries, top_k
+            )
+        except Exception as error:  # every waiter learns of the failure; the collector keeps going
+            logger.exception("decoding a batch of %d failed", len(group))
+            for request in group:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            return
+        self._metrics.decode_latency.observe(time.perf_counter() - started)
+        self._metrics.batch_size.observe(len(group))
+        for request, candidates in zip(group, results, strict=True):
+            if not request.future.done():
+                request.future.set_result(candidates[: request.k])

@@ -1,0 +1,82 @@
+"""The recommender engine: the bundle's model loaded once behind a small blocking interface.
+
+Nothing here knows about HTTP or the database. ``recommend`` blocks for the length of a beam search,
+so callers run it off the event loop (the micro-batcher gives it a thread of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from app.model_loading import load_recommender_model
+from semantic_ids.bundle import Manifest
+from semantic_ids.decoding import Candidate, ConstrainedDecoder
+from semantic_ids.ids import IdScheme
+
+logger = logging.getLogger(__name__)
+
+_WARM_UP_QUERIES = ["a warm-up query", "another, somewhat longer warm-up query to exercise padding"]
+
+
+class Recommender:
+    def __init__(self, decoder: ConstrainedDecoder, manifest: Manifest, *, num_beams: int) -> None:
+        self.decoder = decoder
+        self.manifest = manifest
+        self.num_beams = num_beams
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: Path,
+        base_models_dir: Path,
+        *,
+        device: str,
+        num_beams: int,
+        torch_threads: int | None = None,
+        expected_catalogue_hash: str | None = None,
+    ) -> Recommender:
+        """Load the bundle; ``BundleMismatch`` when it does not fit the base model or the catalogue."""
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        started = time.perf_counter()
+        loaded = load_recommender_model(
+            bundle_dir, base_models_dir, device, expected_catalogue_hash=expected_catalogue_hash
+        )
+        logger.info(
+            "bundle %s (%d items) ready to decode after %.1f s",
+            loaded.manifest.bundle_id,
+            len(loaded.trie),
+            time.perf_counter() - started,
+        )
+        return cls(loaded.decoder(), loaded.manifest, num_beams=num_beams)
+
+    @property
+    def bundle_id(self) -> str:
+        return self.manifest.bundle_id
+
+    @property
+    def scheme(self) -> IdScheme:
+        return self.manifest.semantic_ids.scheme
+
+    @property
+    def item_count(self) -> int:
+        return len(self.decoder.trie)
+
+    def beams_for(self, k: int) -> int:
+        """Beams used for a request of ``k`` items: never fewer than ``k``."""
+        return max(self.num_beams, k)
+
+    def recommend(self, queries: list[str], k: int) -> list[list[Candidate]]:
+        """Up to ``k`` existing IDs per query, best first (all of them when the catalogue is smaller)."""
+        return self.decoder.decode(queries, num_beams=self.beams_for(k), top_k=k)
+
+    def warm_up(self) -> None:
+        """One decode of a single query and of a padded pair, so the first request pays no set-up."""
+        started = time.perf_counter()
+        self.recommend(_WARM_UP_QUERIES[:1], k=1)
+        self.recommend(_WARM_UP_QUERIES, k=1)
+        logger.info("warmed up in %.2f s", time.perf_counter() - started)

@@ -1,0 +1,101 @@
+"""Prometheus metrics, in a registry of the app's own (two apps in one process never share counters)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from semantic_ids.bundle import Manifest
+
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_DECODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_UNMATCHED = "<unmatched>"  # one label for every unknown path, so scanners cannot blow up cardinality
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "semid_http_requests", "HTTP requests served.", ["method", "route", "status"], registry=r
+        )
+        self.request_latency = Histogram(
+            "semid_http_request_seconds",
+            "HTTP request latency by route template and status.",
+            ["method", "route", "status"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.decode_latency = Histogram(
+            "semid_decode_seconds",
+            "Wall time of one batched constrained decode.",
+            buckets=_DECODE_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "semid_decode_batch_size",
+            "Queries decoded together.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.queue_depth = Gauge("semid_queue_depth", "Requests waiting for the decoder.", registry=r)
+        self.overloaded = Counter(
+            "semid_overloaded", "Requests refused because the queue was full.", registry=r
+        )
+        self.invalid_decodes = Counter(
+            "semid_invalid_decodes",
+            "Decoded semantic IDs with no catalogue row (the trie and the database disagree); must stay 0.",
+            registry=r,
+        )
+        self.catalogue_size = Gauge("semid_catalogue_items", "Items in the served catalogue.", registry=r)
+        self.bundle = Info("semid_bundle", "The bundle being served.", registry=r)
+        self.invalid_decodes.inc(0)  # exported as 0 from the start, not absent
+
+    def describe_bundle(self, manifest: Manifest, item_count: int) -> None:
+        self.catalogue_size.set(item_count)
+        self.bundle.info(
+            {
+                "bundle_id": manifest.bundle_id,
+                "catalogue_hash": manifest.catalogue.content_hash[:12],
+                "profile": manifest.catalogue.profile,
+                "base_model": manifest.base_model.name,
+                "codebook_sizes": "x".join(str(size) for size in manifest.semantic_ids.codebook_sizes),
+            }
+        )
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (set by Starlette's router), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else _UNMATCHED
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request under its route template (``/items/{semantic_id}``)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app raises before it answers
+
+        async def send_and_record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            labels = (scope["method"], route_template(scope), str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.request_latency.labels(*labels).observe(time.perf_counter() - started)

@@ -1,0 +1,151 @@
+"""Load a bundle into a ready-to-decode model: verify, rebuild the fine-tuned LLM, build the trie.
+
+Order (bundle contract 3): base model from ``<base_models_dir>/<manifest.base_model.name>`` (its
+weights' sha256 must match the manifest) -> resize the embedding to the bundle tokenizer -> write the
+new token rows -> apply the LoRA adapter -> merge it (no adapter overhead per token) -> eval.
+Every way a bundle can fail to fit raises ``BundleMismatch`` with a message saying what differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from semantic_ids.bundle import (
+    ADAPTER_DIR,
+    CATALOGUE,
+    NEW_TOKEN_ROWS,
+    TOKENIZER_DIR,
+    BundleMismatch,
+    Manifest,
+    base_weights_sha256,
+    catalogue_hash,
+    check_catalogue,
+    read_catalogue,
+    read_manifest,
+)
+from semantic_ids.decoding import CodeTokenIds, ConstrainedDecoder
+from semantic_ids.ids import InvalidSemanticId, SemanticId
+from semantic_ids.trie import PrefixTrie
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any  # a merged transformers causal LM in eval mode
+    tokenizer: Any
+    manifest: Manifest
+    trie: PrefixTrie
+    device: torch.device
+
+    def decoder(self) -> ConstrainedDecoder:
+        return ConstrainedDecoder(self.model, self.tokenizer, self.trie)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_recommender_model(
+    bundle_dir: Path, base_models_dir: Path, device: str, *, expected_catalogue_hash: str | None = None
+) -> LoadedModel:
+    """Check ``bundle_dir`` against its manifest, the base model and the expected catalogue, then load it."""
+    manifest = read_manifest(bundle_dir)
+    _require_files(bundle_dir)
+    check_catalogue(manifest, expected_catalogue_hash)
+    trie = _build_trie(bundle_dir, manifest)
+    base_dir = _verified_base_dir(manifest, base_models_dir)
+    tokenizer: Any = AutoTokenizer.from_pretrained(str(bundle_dir / TOKENIZER_DIR))
+    tokenizer.padding_side = "left"
+    try:
+        CodeTokenIds.from_tokenizer(tokenizer, manifest.semantic_ids.scheme)
+    except ValueError as error:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}: tokenizer does not fit its IDs: {error}"
+        ) from error
+    target = resolve_device(device)
+    model = _build_model(bundle_dir, base_dir, tokenizer, manifest)
+    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    model = model.to(device=target, dtype=dtype).eval()
+    logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, dtype)
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, manifest=manifest, trie=trie.to(target), device=target
+    )
+
+
+def _require_files(bundle_dir: Path) -> None:
+    missing = [
+        name
+        for name in (CATALOGUE, TOKENIZER_DIR, ADAPTER_DIR, NEW_TOKEN_ROWS)
+        if not (bundle_dir / name).exists()
+    ]
+    if missing:
+        raise BundleMismatch(f"bundle {bundle_dir} is incomplete: missing {', '.join(missing)}")
+
+
+def _build_trie(bundle_dir: Path, manifest: Manifest) -> PrefixTrie:
+    items = list(read_catalogue(bundle_dir))
+    actual = catalogue_hash(items)
+    if actual != manifest.catalogue.content_hash or len(items) != manifest.catalogue.item_count:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}: {CATALOGUE} ({len(items)} items, hash {actual[:12]}) differs from "
+            f"its manifest ({manifest.catalogue.item_count} items, "
+            f"hash {manifest.catalogue.content_hash[:12]})"
+        )
+    try:
+        return PrefixTrie(
+            (SemanticId(tuple(int(c) for c in item["semantic_id"])) for item in items),
+            manifest.semantic_ids.scheme,
+        )
+    except (InvalidSemanticId, KeyError, TypeError) as error:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}: bad semantic ID in {CATALOGUE}: {error}"
+        ) from error
+
+
+def _verified_base_dir(manifest: Manifest, base_models_dir: Path) -> Path:
+    base_dir = base_models_dir / manifest.base_model.name
+    if not (base_dir / "model.safetensors").is_file():
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id} needs base model {manifest.base_model.name!r}, "
+            f"which is not in {base_models_dir} (run `semid prepare-base-model`)"
+        )
+    actual = base_weights_sha256(base_dir)
+    if actual != manifest.base_model.weights_sha256:
+        raise BundleMismatch(
+            f"base model {base_dir} has weights sha256 {actual[:12]}, but bundle {manifest.bundle_id} "
+            f"was trained on {manifest.base_model.weights_sha256[:12]}"
+        )
+    return base_dir
+
+
+@torch.no_grad()
+def _build_model(bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Manifest) -> Any:
+    model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    size = max(len(tokenizer), model.get_input_embeddings().weight.shape[0])
+    model.resize_token_embeddings(size, mean_resizing=False)
+    rows = load_file(str(bundle_dir / NEW_TOKEN_ROWS))
+    ids = rows["token_ids"].long()
+    if len(ids) != manifest.tokens.added_count or int(ids.max()) >= size:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}: {NEW_TOKEN_ROWS} has {len(ids)} rows up to id {int(ids.max())}; "
+            f"the manifest adds {manifest.tokens.added_count} tokens to a vocabulary of {size}"
+        )
+    embedding = model.get_input_embeddings().weight
+    embedding[ids] = rows["embed_tokens"].to(embedding.dtype)
+    head = model.get_output_embeddings()
+    if "lm_head" in rows and head is not None and head.weight.data_ptr() != embedding.data_ptr():
+        head.weight[ids] = rows["lm_head"].to(head.weight.dtype)
+    peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
+    return peft_model.merge_and_unload()

@@ -1,0 +1,64 @@
+"""The HTTP payloads, layered: an item's catalogue fields, then its semantic ID, then its rank and score."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+
+class RecommendRequest(BaseModel):
+    """Types are strict (``"10"`` is not a k); the configurable upper limits are checked by the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: StrictStr = Field(description="Free text; surrounding whitespace is trimmed.")
+    k: StrictInt = Field(
+        default=10, ge=1, description="How many items to return, at most the catalogue size."
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _trimmed_and_not_empty(cls, value: str) -> str:
+        trimmed = value.strip()
+        if not trimmed:
+            raise ValueError("query is empty: write what you are looking for")
+        return trimmed
+
+
+class ItemBase(BaseModel):
+    item_id: str
+    title: str
+    fields: dict[str, Any]
+
+
+class ItemPublic(ItemBase):
+    semantic_id: str = Field(description="Compact form, e.g. 12-7-33-0.")
+    semantic_id_tokens: str = Field(description="Token form, e.g. [SEM_START][SEM_0_12]...[SEM_END].")
+
+
+class RecommendedItem(ItemPublic):
+    rank: int = Field(ge=1)
+    score: float = Field(description="Probability of this ID under the trie-constrained model.")
+
+
+class RecommendResponse(BaseModel):
+    items: list[RecommendedItem]
+    model: str = Field(description="The bundle id that produced the ranking.")
+    timing_ms: float = Field(description="Time spent inside the service for this request.")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="A stable machine-readable code, e.g. invalid_semantic_id.")
+    detail: str = Field(description="What went wrong and what to fix.")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    bundle: str | None = None
+    catalogue_items: int | None = None
+    reason: str | None = None

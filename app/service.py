@@ -1,0 +1,162 @@
+"""What the routes call: the engine behind the micro-batcher, and the catalogue repository.
+
+``Service.load`` does every slow or fallible start-up step once (database check, bundle check, model
+load, warm-up), so a process either starts ready or refuses with one line saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from app.batching import MicroBatcher
+from app.db import CatalogueRepository, ItemNotFound, ItemRow, create_db_engine
+from app.engine import Recommender
+from app.errors import DatabaseUnavailable, InvalidRequest
+from app.metrics import Metrics
+from app.schemas import ItemPublic, Readiness, RecommendedItem, RecommendRequest, RecommendResponse
+from app.settings import Settings
+from semantic_ids.bundle import BundleMismatch, read_manifest
+from semantic_ids.decoding import Candidate
+
+logger = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        recommender: Recommender,
+        repository: CatalogueRepository,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.recommender = recommender
+        self.repository = repository
+        self.metrics = metrics
+        self.batcher = MicroBatcher(
+            recommender.recommend,
+            beams_for=recommender.beams_for,
+            max_batch_size=settings.batch_max_size,
+            max_wait_s=settings.batch_max_wait_ms / 1000.0,
+            max_queued=settings.max_queued,
+            retry_after_s=settings.retry_after_s,
+            metrics=metrics,
+        )
+        self.running = False
+
+    @classmethod
+    def load(cls, settings: Settings, metrics: Metrics) -> Service:
+        """Check the database holds the bundle's catalogue, load the model, warm it up."""
+        read_manifest(settings.bundle_dir)  # a wrong bundle path is named before the database is asked
+        engine = create_db_engine(settings.database_url)
+        repository = CatalogueRepository(engine)
+        try:
+            expected_hash, item_count = _served_catalogue(repository, engine)
+            recommender = Recommender.load(
+                settings.bundle_dir,
+                settings.base_models_dir,
+                device=settings.device,
+                num_beams=settings.num_beams,
+                torch_threads=settings.torch_threads,
+                expected_catalogue_hash=expected_hash,
+            )
+            if settings.warm_up:
+                recommender.warm_up()
+        except BaseException:
+            engine.dispose()
+            raise
+        metrics.describe_bundle(recommender.manifest, item_count)
+        return cls(settings, recommender, repository, metrics)
+
+    async def start(self) -> None:
+        await self.batcher.start()
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.batcher.stop()
+        self.repository.engine.dispose()
+
+    async def recommend(self, request: RecommendRequest) -> RecommendResponse:
+        started = time.perf_counter()
+        self._check_limits(request)
+        k = min(request.k, self.recommender.item_count)  # more than the catalogue holds means all of it
+        candidates = await self.batcher.submit(request.query, k)
+        rows = await run_in_threadpool(self._rows_for, candidates)
+        items = [
+            RecommendedItem(rank=rank, score=candidate.score, **_item_fields(row))
+            for rank, (candidate, row) in enumerate(rows, start=1)
+        ]
+        timing_ms = (time.perf_counter() - started) * 1000.0
+        return RecommendResponse(items=items, model=self.recommender.bundle_id, timing_ms=round(timing_ms, 2))
+
+    def item_by_semantic_id(self, text: str) -> ItemPublic:
+        semantic_id = self.recommender.scheme.parse(text)  # InvalidSemanticId -> 422
+        return ItemPublic(**_item_fields(self.repository.get_by_semantic_id(semantic_id)))
+
+    def item_by_item_id(self, item_id: str) -> ItemPublic:
+        return ItemPublic(**_item_fields(self.repository.get_by_item_id(item_id)))
+
+    def readiness(self) -> Readiness:
+        if not self.running:
+            return Readiness(status="not ready", reason="the service is starting or stopping")
+        if not self.repository.ping():
+            return Readiness(status="not ready", reason="the catalogue database is unreachable")
+        return Readiness(
+            status="ready", bundle=self.recommender.bundle_id, catalogue_items=self.recommender.item_count
+        )
+
+    def _check_limits(self, request: RecommendRequest) -> None:
+        if request.k > self.settings.max_k:
+            raise InvalidRequest(f"k: must be between 1 and {self.settings.max_k}, got {request.k}")
+        if len(request.query) > self.settings.max_query_chars:
+            raise InvalidRequest(
+                f"query: at most {self.settings.max_query_chars} characters, got {len(request.query)}"
+            )
+
+    def _rows_for(self, candidates: Sequence[Candidate]) -> list[tuple[Candidate, ItemRow]]:
+        """Catalogue rows for the candidates in one query. A decoded ID without a row means the trie and
+        the database disagree: it is counted (the metric must stay 0), logged and left out."""
+        try:
+            rows = self.repository.get_many_by_semantic_ids([c.semantic_id for c in candidates])
+        except ItemNotFound as error:
+            self.metrics.invalid_decodes.inc(len(error.missing))
+            logger.error("decoded IDs with no catalogue row: %s", ", ".join(error.missing[:10]))
+            missing = set(error.missing)
+            candidates = [c for c in candidates if c.semantic_id.compact not in missing]
+            rows = self.repository.get_many_by_semantic_ids([c.semantic_id for c in candidates])
+        return list(zip(candidates, rows, strict=True))
+
+
+def _served_catalogue(repository: CatalogueRepository, engine: Engine) -> tuple[str, int]:
+    """The catalogue hash and size the database holds; refuses a database that holds none."""
+    try:
+        state = repository.catalogue_state()
+    except SQLAlchemyError as error:
+        raise DatabaseUnavailable(
+            f"cannot read the catalogue from {engine.url.render_as_string(hide_password=True)}: "
+            f"{str(error).splitlines()[0]} (run `semid-service migrate` and `semid-service load-catalogue`)"
+        ) from error
+    if state is None:
+        raise BundleMismatch(
+            f"the database at {engine.url.render_as_string(hide_password=True)} holds no catalogue: "
+            "run `semid-service load-catalogue --bundle <bundle dir>`"
+        )
+    return state.version, state.item_count
+
+
+def _item_fields(row: ItemRow) -> dict[str, Any]:
+    return {
+        "item_id": row.item_id,
+        "title": row.title,
+        "fields": row.fields,
+        "semantic_id": row.semantic_id.compact,
+        "semantic_id_tokens": row.semantic_id.tokens,
+    }

@@ -1,0 +1,47 @@
+"""The service's one settings class, read from the environment (prefix ``SEMID_``, plus ``DATABASE_URL``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.db.session import DEFAULT_DATABASE_URL
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEMID_", extra="ignore", frozen=True)
+
+    bundle_dir: Path = Path("artifacts/bundles/demo")
+    # Both spellings are accepted: the design documents SEMID_BASE_MODEL_DIR.
+    base_models_dir: Path = Field(
+        default=Path("artifacts/base_models"),
+        validation_alias=AliasChoices("SEMID_BASE_MODELS_DIR", "SEMID_BASE_MODEL_DIR", "base_models_dir"),
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "SEMID_DATABASE_URL", "database_url"),
+    )
+    device: Device = "auto"  # CUDA (bf16) when present, else CPU (fp32)
+
+    # Decoding and request limits.
+    num_beams: int = Field(default=10, ge=1, le=200)
+    max_k: int = Field(default=50, ge=1, le=200)
+    max_query_chars: int = Field(default=512, ge=1)
+
+    # Micro-batching: requests that arrive together are decoded in one batch. A batch waits at most
+    # batch_max_wait_ms for company once the decoder is free; past max_queued requests -> 503.
+    batch_max_size: int = Field(default=8, ge=1, le=256)
+    batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    max_queued: int = Field(default=64, ge=1)
+    retry_after_s: int = Field(default=1, ge=1)
+
+    torch_threads: int | None = Field(default=None, ge=1)
+    warm_up: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)

@@ -1,0 +1,87 @@
+"""A real bundle over the 20-film tiny catalogue: tiny random Llama, LoRA, a few quick training steps.
+
+Built with the training side's own helpers and ``write_bundle``, so the service tests load exactly
+what the pipeline writes. The few steps teach the model to write an item's ID for its title, enough
+for tests to tell a trained ranking from a random one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from semantic_ids.bundle import Manifest
+from semantic_ids.decoding import build_prompt
+from semantic_ids.ids import SEM_END, SemanticId
+from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
+from tests.tiny_models import make_tiny_base_model
+from training.bundle_writer import BundleInputs, write_bundle
+from training.lora import LoraSettings, attach_lora
+from training.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
+
+
+@dataclass(frozen=True)
+class TinyBundle:
+    bundle_dir: Path
+    base_models_dir: Path
+    manifest: Manifest
+    items: list[dict[str, Any]]
+
+
+def _training_texts(items: list[dict[str, Any]]) -> list[str]:
+    texts = []
+    for item in items:
+        codes = "".join(SemanticId(tuple(item["semantic_id"])).code_tokens())
+        texts.append(build_prompt(item["title"]) + codes + SEM_END)
+    return texts
+
+
+def _train(peft_model: Any, tokenizer: Any, texts: list[str], steps: int) -> None:
+    batch = tokenizer(texts, return_tensors="pt", padding=True)  # left padding: the IDs end every row
+    labels = batch["input_ids"].clone()
+    labels[:, : -(TINY_SCHEME.levels + 1)] = -100  # learn the codes and [SEM_END] only
+    optimiser = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    peft_model.train()
+    for _ in range(steps):
+        loss = peft_model(**batch, labels=labels).loss
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    peft_model.eval()
+
+
+def make_tiny_bundle(root: Path, *, steps: int = 60, seed: int = 0) -> TinyBundle:
+    torch.manual_seed(seed)
+    base_models_dir = root / "base_models"
+    base_dir = make_tiny_base_model(base_models_dir)
+    items = tiny_items()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    new_ids = add_semantic_tokens(tokenizer, TINY_SCHEME)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    resize_for_tokens(model, tokenizer)
+    initialise_new_rows(model, tokenizer, TINY_SCHEME, strategy="mean")
+    lora = LoraSettings(rank=8, alpha=16)
+    peft_model = attach_lora(model, lora, new_ids)
+    _train(peft_model, tokenizer, _training_texts(items), steps)
+    inputs = BundleInputs(
+        profile="tiny",
+        items=items,
+        id_report=TINY_ID_REPORT,
+        base_model_dir=base_dir,
+        base_model_source="tests.tiny_models",
+        embedding_model="none",
+        embedding_dimensions=8,
+        rqvae_path=None,
+        lora=lora.to_dict(),
+        training={"steps": steps},
+        evaluation={},
+    )
+    bundle_dir = root / "bundles" / "tiny"
+    manifest = write_bundle(
+        bundle_dir, peft_model=peft_model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
+    )
+    return TinyBundle(bundle_dir=bundle_dir, base_models_dir=base_models_dir, manifest=manifest, items=items)

@@ -1,0 +1,185 @@
+"""A written bundle loads back into the model that was trained; a bundle that does not fit is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from app.model_loading import load_recommender_model
+from semantic_ids.bundle import CATALOGUE, MANIFEST, BundleMismatch
+from semantic_ids.decoding import ConstrainedDecoder, build_prompt
+from semantic_ids.ids import SemanticId
+from semantic_ids.trie import PrefixTrie
+from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
+from tests.tiny_models import make_tiny_base_model
+from training.bundle_writer import BundleInputs, write_bundle
+from training.lora import LoraSettings, attach_lora
+from training.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
+
+QUERIES = ["a crime drama by Michael Mann", "Alien", "japanese film from the eighties"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A tiny peft model whose LoRA and new rows are far from their initial values, and its bundle."""
+    root = tmp_path_factory.mktemp("roundtrip")
+    base_dir = make_tiny_base_model(root / "base_models")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    new_ids = add_semantic_tokens(tokenizer, TINY_SCHEME)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    resize_for_tokens(model, tokenizer)
+    initialise_new_rows(model, tokenizer, TINY_SCHEME, strategy="cluster", items=tiny_items(), rq_levels=2)
+    peft_model = attach_lora(model, LoraSettings(rank=4, alpha=8), new_ids)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if parameter.requires_grad:  # stand-in for training: move every trainable weight
+                parameter.add_(torch.randn_like(parameter) * (0.05 if "lora_" in name else 0.5))
+    peft_model.eval()
+    inputs = BundleInputs(
+        profile="tiny",
+        items=tiny_items(),
+        id_report=TINY_ID_REPORT,
+        base_model_dir=base_dir,
+        base_model_source="tests.tiny_models",
+        embedding_model="none",
+        embedding_dimensions=8,
+        rqvae_path=None,
+        lora=LoraSettings(rank=4, alpha=8).to_dict(),
+        training={"steps": 0},
+        evaluation={"recall@10": 1.0},
+    )
+    bundle_dir = root / "bundles" / "tiny"
+    manifest = write_bundle(
+        bundle_dir, peft_model=peft_model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
+    )
+    return {
+        "peft_model": peft_model,
+        "tokenizer": tokenizer,
+        "bundle_dir": bundle_dir,
+        "base_models_dir": root / "base_models",
+        "manifest": manifest,
+    }
+
+
+def _logits(model: Any, tokenizer: Any) -> torch.Tensor:
+    batch = tokenizer([build_prompt(q) for q in QUERIES], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        return model(**batch).logits.float()
+
+
+def test_loaded_model_matches_trained_model(trained: dict[str, Any]) -> None:
+    loaded = load_recommender_model(trained["bundle_dir"], trained["base_models_dir"], "cpu")
+    expected = _logits(trained["peft_model"], trained["tokenizer"])
+    actual = _logits(loaded.model, loaded.tokenizer)
+    # Merging LoRA into the weights reorders float sums: equal up to rounding, relative to the logit scale.
+    assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max(), (actual - expected).abs().max()
+    assert loaded.manifest.bundle_id == trained["manifest"].bundle_id
+    assert len(loaded.trie) == 20
+
+
+def test_loaded_decoder_gives_same_top_ids(trained: dict[str, Any]) -> None:
+    loaded = load_recommender_model(trained["bundle_dir"], trained["base_models_dir"], "cpu")
+    trie = PrefixTrie([SemanticId(tuple(i["semantic_id"])) for i in tiny_items()], TINY_SCHEME)
+    reference = ConstrainedDecoder(trained["peft_model"], trained["tokenizer"], trie)
+    expected = reference.decode(QUERIES, num_beams=6, top_k=5)
+    actual = loaded.decoder().decode(QUERIES, num_beams=6, top_k=5)
+    assert [[c.semantic_id for c in row] for row in actual] == [
+        [c.semantic_id for c in row] for row in expected
+    ]
+
+
+def test_adapter_carries_lora_only(trained: dict[str, Any]) -> None:
+    from safetensors.torch import load_file
+
+    adapter = trained["bundle_dir"] / "adapter"
+    keys = load_file(str(adapter / "adapter_model.safetensors")).keys()
+    assert keys and all("lora_" in key for key in keys)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config.get("trainable_token_indices") is None
+
+
+def _copy(trained: dict[str, Any], tmp_path: Path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(trained["bundle_dir"], copy)
+    return copy
+
+
+def test_catalogue_edited_after_writing_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    bundle = _copy(trained, tmp_path)
+    lines = (bundle / CATALOGUE).read_text().splitlines()
+    (bundle / CATALOGUE).write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(
+        BundleMismatch, match=r"catalogue.jsonl \(19 items.*differs from its manifest \(20 items"
+    ):
+        load_recommender_model(bundle, trained["base_models_dir"], "cpu")
+
+
+def test_other_catalogue_hash_is_refused(trained: dict[str, Any]) -> None:
+    with pytest.raises(
+        BundleMismatch, match=r"built for catalogue .* but the catalogue being served is 000000000000"
+    ):
+        load_recommender_model(
+            trained["bundle_dir"], trained["base_models_dir"], "cpu", expected_catalogue_hash="0" * 64
+        )
+
+
+def test_other_schema_version_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    bundle = _copy(trained, tmp_path)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["schema_version"] = 99
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleMismatch, match="schema version 99; this code reads version 1"):
+        load_recommender_model(bundle, trained["base_models_dir"], "cpu")
+
+
+def test_changed_base_weights_are_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    bases = tmp_path / "bases"
+    shutil.copytree(trained["base_models_dir"], bases)
+    weights = bases / trained["manifest"].base_model.name / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")
+    with pytest.raises(BundleMismatch, match=r"has weights sha256 .* but bundle .* was trained on"):
+        load_recommender_model(trained["bundle_dir"], bases, "cpu")
+
+
+def test_missing_base_model_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(
+        BundleMismatch, match=r"needs base model 'tiny-random-llama'.*semid prepare-base-model"
+    ):
+        load_recommender_model(trained["bundle_dir"], tmp_path, "cpu")
+
+
+def test_failed_write_leaves_previous_bundle_in_place(trained: dict[str, Any], tmp_path: Path) -> None:
+    bundle = _copy(trained, tmp_path)
+    before = (bundle / MANIFEST).read_text()
+    broken = [dict(tiny_items()[0]), dict(tiny_items()[0])]  # two items, one ID: must be refused
+    inputs = BundleInputs(
+        profile="tiny",
+        items=broken,
+        id_report=TINY_ID_REPORT,
+        base_model_dir=trained["base_models_dir"] / "tiny-random-llama",
+        base_model_source="x",
+        embedding_model="none",
+        embedding_dimensions=8,
+        rqvae_path=None,
+        lora={},
+        training={},
+        evaluation={},
+    )
+    new_ids = trained["tokenizer"].convert_tokens_to_ids(TINY_SCHEME.all_tokens())
+    with pytest.raises(ValueError, match="carried by more than one item"):
+        write_bundle(
+            bundle,
+            peft_model=trained["peft_model"],
+            tokenizer=trained["tokenizer"],
+            new_token_ids=new_ids,
+            inputs=inputs,
+        )
+    assert (bundle / MANIFEST).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

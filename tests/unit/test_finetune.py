@@ -1,0 +1,170 @@
+"""Fine-tuning the tiny Llama on the 20-film catalogue: it learns, decodes only real IDs, resumes, bundles."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from app.model_loading import load_recommender_model
+from semantic_ids.decoding import ConstrainedDecoder
+from semantic_ids.ids import SemanticId
+from semantic_ids.trie import PrefixTrie
+from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
+from tests.tiny_models import TINY_BASE_NAME, make_tiny_base_model
+from training.examples import ExampleConfig
+from training.finetune import FinetuneConfig, finetune, prepare_model
+from training.lora import LoraSettings
+from training.pipeline import (
+    PipelineConfig,
+    examples_for,
+    make_examples,
+    train_model,
+    write_run_bundle,
+)
+
+CONFIG = PipelineConfig(
+    profile="tiny",
+    base_model=TINY_BASE_NAME,
+    examples=ExampleConfig(train_queries_per_item=10, attribute_examples_per_item=0),
+    finetune=FinetuneConfig(
+        lora=LoraSettings(rank=8, alpha=16),
+        batch_size=16,
+        max_steps=400,
+        lr_lora=5e-3,
+        lr_tokens=5e-2,
+        warmup_steps=10,
+        eval_every=0,
+        eval_queries=8,
+        checkpoint_every=1000,
+        device="cpu",
+    ),
+    eval_queries=20,
+)
+
+
+def make_run(root: Path) -> tuple[Path, Path]:
+    """A run folder with the ID pipeline's outputs for the tiny catalogue, and a base-models folder."""
+    base_models = root / "base_models"
+    make_tiny_base_model(base_models)
+    run_dir = root / "runs" / "tiny"
+    run_dir.mkdir(parents=True)
+    with (run_dir / "items_with_ids.jsonl").open("w") as handle:
+        for item in tiny_items():
+            handle.write(json.dumps(item) + "\n")
+    (run_dir / "id_report.json").write_text(json.dumps(TINY_ID_REPORT))
+    vectors = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    np.save(run_dir / "embeddings.npy", vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    make_examples(run_dir, CONFIG.examples)
+    return run_dir, base_models
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    torch.set_num_threads(2)
+    run_dir, base_models = make_run(tmp_path_factory.mktemp("ft"))
+    result, tokenizer, new_ids = train_model(run_dir, base_models, CONFIG)
+    trie = PrefixTrie([SemanticId(tuple(i["semantic_id"])) for i in tiny_items()], TINY_SCHEME)
+    decoder = ConstrainedDecoder(result.model, tokenizer, trie)
+    return {"result": result, "tokenizer": tokenizer, "new_ids": new_ids, "decoder": decoder,
+            "run_dir": run_dir, "base_models": base_models}  # fmt: skip
+
+
+def test_training_lowers_the_loss(trained: dict[str, Any]) -> None:
+    losses = [record["loss"] for record in trained["result"].history]
+    assert np.mean(losses[-20:]) < 0.25 * np.mean(losses[:5])
+    steps, batch = CONFIG.finetune.max_steps, CONFIG.finetune.batch_size
+    assert 0.9 * steps * batch <= trained["result"].examples_seen <= steps * batch  # last batch of a pass is short
+
+
+def test_right_item_first_for_training_title_queries(trained: dict[str, Any]) -> None:
+    train, _ = examples_for(trained["run_dir"])
+    # Title queries name one film; attribute queries here often fit several (same director and genre).
+    titled = [e for e in train if e["template"].startswith("title")]
+    sid_of = {item["item_id"]: SemanticId(tuple(item["semantic_id"])) for item in tiny_items()}
+    top = trained["decoder"].decode([e["query"] for e in titled], num_beams=5, top_k=1)
+    hits = [row[0].semantic_id == sid_of[e["item_id"]] for row, e in zip(top, titled, strict=True)]
+    assert len(titled) >= 60
+    assert sum(hits) / len(hits) >= 0.9
+
+
+def test_more_beams_than_items_gives_only_real_distinct_ids(trained: dict[str, Any]) -> None:
+    results = trained["decoder"].decode(["Alien", "a comedy from the eighties", "zzz"], num_beams=30, top_k=30)
+    for candidates in results:
+        ids = [c.semantic_id for c in candidates]
+        assert len(ids) == len(set(ids)) == 20
+        assert all(sid in trained["decoder"].trie for sid in ids)
+
+
+def test_trained_model_round_trips_through_the_bundle(trained: dict[str, Any], tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    write_run_bundle(
+        trained["result"].model, trained["tokenizer"], trained["new_ids"], trained["run_dir"],
+        trained["base_models"], CONFIG, {"steps": 1}, {"recall@10": 1.0}, bundle,
+    )  # fmt: skip
+    loaded = load_recommender_model(bundle, trained["base_models"], "cpu")
+    queries = ["Heat", "Ran by Akira Kurosawa", "romance with Emma Stone"]
+    expected = trained["decoder"].decode(queries, num_beams=8, top_k=5)
+    actual = loaded.decoder().decode(queries, num_beams=8, top_k=5)
+    assert [[c.semantic_id for c in r] for r in actual] == [[c.semantic_id for c in r] for r in expected]
+    for got, want in zip(actual, expected, strict=True):
+        assert [c.score for c in got] == pytest.approx([c.score for c in want], abs=1e-4)
+
+
+def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path: Path) -> None:
+    run_dir, base_models = make_run(tmp_path)
+    train, _ = examples_for(run_dir)
+    config = replace(CONFIG.finetune, max_steps=12, checkpoint_every=3)
+    items = tiny_items()
+
+    def fresh() -> tuple[Any, Any]:
+        torch.manual_seed(0)
+        model, tokenizer, _ = prepare_model(base_models / TINY_BASE_NAME, TINY_SCHEME, items, config, 2)
+        return model, tokenizer
+
+    model, tokenizer = fresh()
+    straight = finetune(model, tokenizer, train, None, config, tmp_path / "a")
+    model, tokenizer = fresh()
+    first = finetune(model, tokenizer, train, None, config, tmp_path / "b", stop_after=5)
+    assert first.steps == 5
+    model, tokenizer = fresh()  # a new process: weights come back from the checkpoint
+    second = finetune(model, tokenizer, train, None, config, tmp_path / "b")
+    assert second.steps == 12 and [h["loss"] for h in second.history] == pytest.approx(
+        [h["loss"] for h in straight.history], abs=1e-5
+    )
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), second.model.named_parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    from training.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["semid", "--threads", "1", *args])
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["finetune", "--profile", "nope"], "error: unknown profile 'nope': use demo or full"),
+        (["pipeline", "--max-steps", "-3", "--reuse-ids"], "error: --max-steps must not be negative, got -3"),
+        (["finetune", "--token-init", "zeros"], "error: --token-init must be mean or cluster, got 'zeros'"),
+        (["examples", "--run-dir", "/nonexistent/run"], "error: /nonexistent/run: no semantic IDs here; run `semid ids --profile run` first"),
+        (["prepare-base-model", "--source", "/nonexistent/model.gguf"], "error: base model source /nonexistent/model.gguf does not exist"),
+    ],
+)  # fmt: skip
+def test_bad_cli_arguments_exit_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert _run_cli(monkeypatch, *args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]

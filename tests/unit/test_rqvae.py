@@ -1,0 +1,103 @@
+"""RQ-VAE training on synthetic clustered embeddings: it learns, uses its codes, and is reproducible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from training.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
+from training.train_rqvae import encode_items, train_rqvae
+
+Trained = tuple[SemanticRQVAE, list[dict[str, Any]], np.ndarray, np.ndarray]
+CLUSTERS = 8
+TINY = RQVAEConfig(
+    input_dim=48, hidden_dims=(64,), latent_dim=16, levels=2, codebook_size=8,
+    epochs=25, batch_size=64, lr=3e-3, dead_code_threshold=0.5, seed=3,
+)  # fmt: skip
+
+
+def clustered_embeddings(seed: int = 0, per_cluster: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around CLUSTERS random centres; returns (embeddings, cluster label per row)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(CLUSTERS, TINY.input_dim))
+    labels = np.repeat(np.arange(CLUSTERS), per_cluster)
+    points = centres[labels] + 0.25 * rng.normal(size=(len(labels), TINY.input_dim))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    return points.astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    torch.set_num_threads(1)
+    embeddings, labels = clustered_embeddings()
+    model, history = train_rqvae(embeddings, TINY, show_progress=False)
+    return model, history, embeddings, labels
+
+
+def test_reconstruction_loss_goes_down(trained: Trained) -> None:
+    _, history, _, _ = trained
+    assert len(history) == TINY.epochs
+    assert history[-1]["reconstruction"] < 0.3 * history[0]["reconstruction"]
+
+
+def test_most_codes_are_used_and_level0_follows_the_clusters(trained: Trained) -> None:
+    model, history, embeddings, labels = trained
+    level0_usage, level1_usage = history[-1]["usage"]
+    assert level0_usage == 1.0 and level1_usage >= 0.5
+    codes = encode_items(model, embeddings)["codes"]
+    assert codes.shape == (len(embeddings), TINY.levels) and codes.max() < TINY.codebook_size
+    # Purity: most of each true cluster lands on one level-0 code.
+    majority = sum(np.bincount(codes[labels == cluster, 0]).max() for cluster in range(CLUSTERS))
+    assert majority / len(labels) >= 0.8
+
+
+def test_same_input_and_seed_give_the_same_codes(trained: Trained) -> None:
+    model, history, embeddings, _ = trained
+    again, history_again = train_rqvae(embeddings, TINY, show_progress=False)
+    assert np.array_equal(encode_items(model, embeddings)["codes"], encode_items(again, embeddings)["codes"])
+    assert history == history_again
+
+
+def test_forward_shapes_and_decode_methods(trained: Trained) -> None:
+    model, _, embeddings, _ = trained
+    batch = torch.from_numpy(embeddings[:5])
+    reconstruction, codes, losses = model(batch)
+    assert reconstruction.shape == batch.shape and codes.shape == (5, TINY.levels)
+    assert set(losses) == {"reconstruction", "commitment", "total"}
+    with torch.no_grad():
+        quantized, _, _ = model.quantize(model.encode(batch))
+        assert torch.allclose(model.quantized_from_codes(codes), quantized, atol=1e-5)
+        assert torch.allclose(model.decode_codes(codes), model.decode(quantized), atol=1e-5)
+
+
+def test_safetensors_round_trip_keeps_codes_and_config(trained: Trained, tmp_path: Path) -> None:
+    model, _, embeddings, _ = trained
+    save_rqvae(model, TINY, tmp_path / "rqvae.safetensors")
+    loaded, config = load_rqvae(tmp_path / "rqvae.safetensors")
+    assert config == TINY
+    assert np.array_equal(encode_items(loaded, embeddings)["codes"], encode_items(model, embeddings)["codes"])
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(RQVAEError):
+        load_rqvae(tmp_path / "junk.safetensors")
+    with pytest.raises(RQVAEError, match="no such file"):
+        load_rqvae(tmp_path / "absent.safetensors")
+
+
+def test_bad_training_input_is_a_domain_error() -> None:
+    embeddings, _ = clustered_embeddings()
+    with pytest.raises(RQVAEError, match="shape"):
+        train_rqvae(embeddings[:, :10], TINY, show_progress=False)
+    with pytest.raises(RQVAEError, match="codebook"):
+        train_rqvae(embeddings[:5], TINY, show_progress=False)
+
+
+def test_profile_presets() -> None:
+    demo, full = RQVAEConfig.for_profile("demo"), RQVAEConfig.for_profile("full")
+    assert demo.codebook_size < full.codebook_size and demo.levels == full.levels == 3
+    assert RQVAEConfig.for_profile("mine", item_count=800).codebook_size == demo.codebook_size
+    assert RQVAEConfig.for_profile("full", epochs=2).epochs == 2
+    assert RQVAEConfig.from_json(full.to_json()) == full

@@ -1,0 +1,183 @@
+"""The semantic-ID format: both forms round-trip, anything else is rejected with a clear error."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from semantic_ids.ids import MAX_LEVELS, IdScheme, InvalidSemanticId, SemanticId, code_token
+from semantic_ids.trie import PrefixTrie
+
+code_tuples = st.lists(st.integers(min_value=0, max_value=99_999), min_size=1, max_size=MAX_LEVELS).map(tuple)
+
+
+@given(code_tuples)
+def test_compact_form_round_trips(codes: tuple[int, ...]) -> None:
+    semantic_id = SemanticId(codes)
+    assert SemanticId.parse(semantic_id.compact) == semantic_id
+    assert semantic_id.compact == "-".join(map(str, codes))
+
+
+@given(code_tuples)
+def test_token_form_round_trips_and_matches_compact(codes: tuple[int, ...]) -> None:
+    semantic_id = SemanticId(codes)
+    parsed = SemanticId.parse(semantic_id.tokens)
+    assert parsed == semantic_id
+    assert parsed.compact == semantic_id.compact
+    assert semantic_id.tokens.startswith("[SEM_START][SEM_0_") and semantic_id.tokens.endswith("[SEM_END]")
+
+
+@given(code_tuples, st.sampled_from([" ", "\n", "\t "]))
+def test_surrounding_whitespace_is_ignored(codes: tuple[int, ...], space: str) -> None:
+    assert SemanticId.parse(space + SemanticId(codes).compact + space).codes == codes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "abc",
+        "12-",
+        "-12",
+        "12--7",
+        "12-7-",
+        "-1-2",
+        "12 7 33",
+        "12_7_33",
+        "1.5-2",
+        "[SEM_START][SEM_1_3][SEM_0_2][SEM_END]",  # levels out of order
+        "[SEM_START][SEM_0_3][SEM_0_2][SEM_END]",  # level repeated
+        "[SEM_START][SEM_0_3][SEM_2_2][SEM_END]",  # level skipped
+        "[SEM_START][SEM_END]",  # no codes
+        "[SEM_START][SEM_0_3]",  # no end
+        "[SEM_0_3][SEM_END]",  # no start
+        "[SEM_START][SEM_0_-3][SEM_END]",  # negative code
+        "[SEM_START]12-7[SEM_END]",  # mixed forms
+        "12-[SEM_1_7]",  # mixed forms
+        "[SEM_START][SEM_0_1][SEM_END]-3",
+        "[SEM_START][SEM_0_1][SEM_END][SEM_START][SEM_0_1][SEM_END]",
+        "[sem_start][sem_0_1][sem_end]",
+        "-".join(["1"] * (MAX_LEVELS + 1)),  # too many levels
+    ],
+)
+def test_malformed_strings_are_rejected(text: str) -> None:
+    with pytest.raises(InvalidSemanticId):
+        SemanticId.parse(text)
+
+
+@given(st.text(alphabet="0123456789-[]SEMTARNDx_ ", max_size=40))
+def test_whatever_parses_is_exactly_one_of_the_two_forms(text: str) -> None:
+    try:
+        parsed = SemanticId.parse(text)
+    except InvalidSemanticId:
+        return
+    stripped = text.strip()
+    if stripped.startswith("["):
+        pairs = re.findall(r"\[SEM_(\d+)_(\d+)\]", stripped)
+        rebuilt = "[SEM_START]" + "".join(f"[SEM_{level}_{code}]" for level, code in pairs) + "[SEM_END]"
+        assert rebuilt == stripped
+        assert [int(level) for level, _ in pairs] == list(range(len(parsed.codes)))
+        assert tuple(int(code) for _, code in pairs) == parsed.codes
+    else:
+        assert tuple(int(part) for part in stripped.split("-")) == parsed.codes
+
+
+@given(st.lists(st.integers(max_value=-1), min_size=1, max_size=4))
+def test_negative_codes_are_rejected(codes: list[int]) -> None:
+    with pytest.raises(InvalidSemanticId, match="non-negative"):
+        SemanticId(tuple(codes))
+
+
+def test_non_integer_codes_are_rejected() -> None:
+    with pytest.raises(InvalidSemanticId):
+        SemanticId((1, True))
+    with pytest.raises(InvalidSemanticId):
+        SemanticId(())
+    with pytest.raises(InvalidSemanticId):
+        SemanticId.parse(12)  # type: ignore[arg-type]
+
+
+SCHEME = IdScheme((32, 32, 32, 3))
+
+
+@given(st.tuples(*(st.integers(0, size - 1) for size in SCHEME.codebook_sizes)))
+def test_scheme_accepts_codes_in_range(codes: tuple[int, ...]) -> None:
+    assert SCHEME.parse(SemanticId(codes).compact).codes == codes
+
+
+@given(st.integers(0, 3), st.integers(0, 1000))
+def test_scheme_rejects_a_code_out_of_range(level: int, excess: int) -> None:
+    codes = [0, 0, 0, 0]
+    codes[level] = SCHEME.codebook_sizes[level] + excess
+    with pytest.raises(InvalidSemanticId, match=f"level {level}"):
+        SCHEME.validate(SemanticId(tuple(codes)))
+
+
+@pytest.mark.parametrize("codes", [(1, 2, 0), (1, 2, 0, 0, 0)])
+def test_scheme_rejects_the_wrong_number_of_levels(codes: tuple[int, ...]) -> None:
+    with pytest.raises(InvalidSemanticId, match="4"):
+        SCHEME.validate(SemanticId(codes))
+
+
+def test_all_tokens_keep_each_level_contiguous() -> None:
+    tokens = IdScheme((3, 2)).all_tokens()
+    assert tokens[3:] == [
+        code_token(0, 0),
+        code_token(0, 1),
+        code_token(0, 2),
+        code_token(1, 0),
+        code_token(1, 1),
+    ]
+    assert len(set(tokens)) == len(tokens)
+
+
+TRIE_IDS = [(0, 1, 0), (0, 1, 1), (0, 3, 0), (2, 0, 0), (2, 0, 2)]
+
+
+@pytest.fixture()
+def trie() -> PrefixTrie:
+    return PrefixTrie([SemanticId(codes) for codes in TRIE_IDS], IdScheme((4, 4, 3)))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [
+        ((), [0, 2]),
+        ((0,), [1, 3]),
+        ((0, 1), [0, 1]),
+        ((2, 0), [0, 2]),
+        ((1,), []),  # no item starts with 1
+        ((0, 2), []),  # dead end
+        ((0, 1, 0), []),  # complete ID: nothing follows
+        ((9,), []),  # out of the codebook
+    ],
+)
+def test_trie_allows_exactly_the_existing_continuations(
+    trie: PrefixTrie, prefix: tuple[int, ...], allowed: list[int]
+) -> None:
+    assert trie.allowed_codes(prefix) == allowed
+
+
+@given(st.sets(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=30))
+def test_trie_walks_reach_exactly_the_ids_it_was_built_from(ids: set[tuple[int, int, int]]) -> None:
+    trie = PrefixTrie([SemanticId(codes) for codes in ids], IdScheme((4, 4, 3)))
+    reached = {
+        (a, b, c)
+        for a in trie.allowed_codes(())
+        for b in trie.allowed_codes((a,))
+        for c in trie.allowed_codes((a, b))
+    }
+    assert reached == ids
+    assert len(trie) == len(ids)
+    assert all(SemanticId(codes) in trie for codes in ids)
+
+
+def test_trie_rejects_ids_outside_its_scheme() -> None:
+    with pytest.raises(InvalidSemanticId):
+        PrefixTrie([SemanticId((4, 0, 0))], IdScheme((4, 4, 3)))
+    with pytest.raises(InvalidSemanticId):
+        PrefixTrie([], IdScheme((4, 4, 3)))

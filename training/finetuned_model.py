@@ -1,0 +1,46 @@
+"""The fine-tuned model of a run, saved between CLI steps (``semid finetune`` -> ``evaluate`` -> ``bundle``).
+
+peft's own format (its adapter keeps the trainable token rows), under ``<run>/finetuned/``. This is
+a working file of a run, not the served artifact: the bundle is written from the loaded model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semantic_ids.bundle import atomic_directory
+
+FINETUNED_DIR = "finetuned"
+
+
+def save_finetuned(model: Any, tokenizer: Any, run_dir: Path, info: dict[str, Any]) -> Path:
+    folder = run_dir / FINETUNED_DIR
+    with atomic_directory(folder) as staging:
+        model.save_pretrained(str(staging / "adapter"), save_embedding_layers=False)
+        tokenizer.save_pretrained(str(staging / "tokenizer"))
+        (staging / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def load_finetuned(run_dir: Path, base_models_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(peft model in eval mode, tokenizer, info) of a run; ``FileNotFoundError`` when there is none."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = run_dir / FINETUNED_DIR
+    if not (folder / "info.json").is_file():
+        raise FileNotFoundError(f"{folder}: no fine-tuned model here; run `semid finetune` first")
+    info = json.loads((folder / "info.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+    base: Any = AutoModelForCausalLM.from_pretrained(
+        str(base_models_dir / info["base_model"]), dtype=torch.float32
+    )
+    base.resize_token_embeddings(
+        max(len(tokenizer), base.get_input_embeddings().weight.shape[0]), mean_resizing=False
+    )
+    model = PeftModel.from_pretrained(base, str(folder / "adapter"))
+    return model.eval(), tokenizer, info

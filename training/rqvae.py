@@ -1,0 +1,189 @@
+"""The RQ-VAE that turns an item embedding into a few discrete codes: MLP encoder -> residual vector
+quantiser (``vector_quantize_pytorch.ResidualVQ``) -> MLP decoder.
+
+Level 0 picks the nearest of K centroids in latent space, level 1 quantises what level 0 left over,
+and so on, so items that share a prefix are close in embedding space: that is what lets an LLM learn
+to write IDs coarse-to-fine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+from vector_quantize_pytorch import ResidualVQ
+
+from training.atomic_files import atomic_path
+
+
+class RQVAEError(ValueError):
+    """Input the RQ-VAE cannot use (wrong embedding shape, too few items, a foreign weights file)."""
+
+
+@dataclass(frozen=True)
+class RQVAEConfig:
+    input_dim: int = 384
+    hidden_dims: tuple[int, ...] = (512, 256)
+    latent_dim: int = 32
+    levels: int = 3
+    codebook_size: int = 256
+    commitment_weight: float = 0.25
+    ema_decay: float = 0.95  # codebook EMA; the library's 0.8 is tuned for huge image batches
+    kmeans_iters: int = 20
+    # A code whose EMA batch count falls below this is re-seeded from the batch. Keep it well under
+    # batch_size / codebook_size (the count of a code used exactly as often as average).
+    dead_code_threshold: float = 0.5
+    rotation_trick: bool = True  # gradients through the quantiser keep their angle to the codeword
+    epochs: int = 60
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: str, item_count: int | None = None, **overrides: Any) -> RQVAEConfig:
+        """Defaults per catalogue size.
+
+        full (17,470 films): 3 levels x 256 codes is 16.7M possible IDs for 17k items, so collisions
+        stay rare, while level 0 still groups about 68 films per code: coarse, genre-like groups an LLM
+        can learn to pick first. demo (1,000 films): 3 x 32. With 256 codes most level-0 codes would
+        hold about 4 films and nothing would be shared; 32 codes give about 31 films each, so every
+        level-0 token is seen often in fine-tuning, and 32^3 = 32k combinations still leave few
+        collisions (the disambiguation code resolves the rest). Smaller batches for the small catalogue
+        keep enough optimiser steps per epoch. Another catalogue takes the preset nearest its size.
+        """
+        presets: dict[str, dict[str, Any]] = {
+            "demo": {"codebook_size": 32, "batch_size": 128, "epochs": 150, "dead_code_threshold": 0.5},
+            "full": {"codebook_size": 256, "batch_size": 1024, "epochs": 40, "dead_code_threshold": 0.5},
+        }
+        if profile not in presets:
+            profile = "demo" if item_count is not None and item_count <= 5000 else "full"
+        return cls(**{**presets[profile], **overrides})
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> RQVAEConfig:
+        known = {field.name for field in fields(cls)}
+        values = {key: value for key, value in raw.items() if key in known}
+        if "hidden_dims" in values:
+            values["hidden_dims"] = tuple(values["hidden_dims"])
+        return cls(**values)
+
+
+def _mlp(dims: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(itertools.pairwise(dims)):
+        layers.append(nn.Linear(width_in, width_out))
+        if index < len(dims) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class SemanticRQVAE(nn.Module):
+    def __init__(
+        self,
+        *,
+        input_dim: int,
+        hidden_dims: tuple[int, ...],
+        latent_dim: int,
+        levels: int,
+        codebook_size: int,
+        commitment_weight: float = 0.25,
+        ema_decay: float = 0.95,
+        kmeans_iters: int = 20,
+        dead_code_threshold: float = 0.5,
+        rotation_trick: bool = True,
+    ) -> None:
+        super().__init__()
+        self.levels = levels
+        self.codebook_size = codebook_size
+        self.encoder = _mlp([input_dim, *hidden_dims, latent_dim])
+        self.decoder = _mlp([latent_dim, *reversed(hidden_dims), input_dim])
+        self.quantizer = ResidualVQ(
+            dim=latent_dim,
+            num_quantizers=levels,
+            codebook_size=codebook_size,
+            commitment_weight=commitment_weight,
+            decay=ema_decay,
+            kmeans_init=True,  # centroids start on the data, not at random points nobody uses
+            kmeans_iters=kmeans_iters,
+            threshold_ema_dead_code=dead_code_threshold,
+            rotation_trick=rotation_trick,
+        )
+
+    @classmethod
+    def from_config(cls, config: RQVAEConfig) -> SemanticRQVAE:
+        return cls(
+            input_dim=config.input_dim,
+            hidden_dims=config.hidden_dims,
+            latent_dim=config.latent_dim,
+            levels=config.levels,
+            codebook_size=config.codebook_size,
+            commitment_weight=config.commitment_weight,
+            ema_decay=config.ema_decay,
+            kmeans_iters=config.kmeans_iters,
+            dead_code_threshold=config.dead_code_threshold,
+            rotation_trick=config.rotation_trick,
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        latent: torch.Tensor = self.encoder(x)  # (b, input_dim) -> (b, latent_dim)
+        return latent
+
+    def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        quantized, codes, commit_losses = self.quantizer(latent)  # (b, d), (b, levels), (levels,)
+        return quantized, codes, commit_losses.sum()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(reconstruction (b, input_dim), codes (b, levels), losses)."""
+        quantized, codes, commitment = self.quantize(self.encode(x))
+        reconstruction = self.decode(quantized)
+        # Squared distance per item (not per dimension): unit-norm inputs make the per-dimension mean
+        # tiny next to the commitment term.
+        recon_loss = (reconstruction - x).pow(2).sum(dim=-1).mean()
+        losses = {"reconstruction": recon_loss, "commitment": commitment, "total": recon_loss + commitment}
+        return reconstruction, codes, losses
+
+    def decode(self, quantized: torch.Tensor) -> torch.Tensor:
+        reconstruction: torch.Tensor = self.decoder(quantized)  # (b, latent_dim) -> (b, input_dim)
+        return reconstruction
+
+    def quantized_from_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        quantized: torch.Tensor = self.quantizer.get_output_from_indices(codes)  # (b, levels) -> (b, d)
+        return quantized
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.quantized_from_codes(codes))
+
+
+def save_rqvae(model: SemanticRQVAE, config: RQVAEConfig, path: Path) -> None:
+    """safetensors weights, with the config in the file's metadata so the file is self-describing."""
+    with atomic_path(path) as partial:
+        save_model(model, str(partial), metadata={"rqvae_config": json.dumps(config.to_json())})
+
+
+def load_rqvae(path: Path) -> tuple[SemanticRQVAE, RQVAEConfig]:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise RQVAEError(f"{path}: no such file; run `semid train-rqvae` first")
+    try:
+        handle_cm = safe_open(str(path), framework="pt")
+    except SafetensorError as error:
+        raise RQVAEError(f"{path}: not a safetensors file ({error})") from None
+    with handle_cm as handle:
+        metadata = handle.metadata() or {}
+    if "rqvae_config" not in metadata:
+        raise RQVAEError(f"{path}: not an RQ-VAE file written by save_rqvae (no rqvae_config metadata)")
+    config = RQVAEConfig.from_json(json.loads(metadata["rqvae_config"]))
+    model = SemanticRQVAE.from_config(config)
+    load_model(model, str(path))
+    return model.eval(), config

@@ -324,6 +324,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
         },
         "bundle": {
             "id": manifest.bundle_id,

@@ -104,11 +104,13 @@ def _load_embeddings(path: Path, items: int | None = None) -> np.ndarray:
 
 @app.callback()
 def _configure(
-    threads: Annotated[int, typer.Option(envvar="SEMID_THREADS", help="torch CPU threads.")] = 2,
+    threads: Annotated[int, typer.Option(envvar="SEMID_THREADS", help="torch CPU threads.")] = 1,
 ) -> None:
     """Semantic-ID recommender: offline training pipeline."""
     import torch
 
+    # One thread by default: the RQ-VAE's matrices are small, and on a busy machine OpenMP workers
+    # spin-wait for a core, which made 2 threads about 25x slower than 1 here. Raise it on a free box.
     torch.set_num_threads(max(1, threads))
 
 

@@ -31,6 +31,7 @@ from training.batches import collate, encode_examples, epoch_batches
 from training.evaluate import model_rankings
 from training.lora import LoraSettings, attach_lora
 from training.metrics import ranking_metrics
+from training.target_loss import LossKind, TargetLoss
 from training.tokens import TokenInit, add_semantic_tokens, initialise_new_rows, resize_for_tokens
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ CHECKPOINT_DIR = "checkpoint"
 class FinetuneConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     token_init: TokenInit = "cluster"
+    loss: LossKind = "restricted"  # see training/target_loss.py
     batch_size: int = 16
     grad_accum: int = 1
     max_steps: int = 600  # optimizer steps
@@ -63,11 +65,14 @@ class FinetuneConfig:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lora": self.lora.to_dict()}
 
-    def fingerprint(self, example_count: int) -> str:
-        keep = {
-            k: v for k, v in self.to_dict().items() if k not in {"eval_every", "checkpoint_every", "device"}
-        }
-        return hashlib.sha256(json.dumps([keep, example_count], sort_keys=True).encode()).hexdigest()[:16]
+    def fingerprint(self, examples: Sequence[Mapping[str, Any]]) -> str:
+        """What a checkpoint must match to be resumed: this config (bar logistics) and the same examples."""
+        logistics = {"eval_every", "checkpoint_every", "device"}
+        keep = {k: v for k, v in self.to_dict().items() if k not in logistics}
+        digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode())
+        for example in examples:
+            digest.update(f"{example['prompt']}\t{example['target']}\n".encode())
+        return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -163,13 +168,14 @@ class Validator:
     @torch.no_grad()
     def __call__(self, model: Any, device: torch.device) -> dict[str, float]:
         model.eval()
+        loss_fn = target_loss_for(model, self.config)
         losses = []
         for start in range(0, len(self.loss_encoded), self.config.batch_size):
             batch = collate(
                 self.loss_encoded[start : start + self.config.batch_size], self.tokenizer.pad_token_id
             )
             with _autocast(device):
-                losses.append(float(model(**{k: v.to(device) for k, v in batch.items()}).loss))
+                losses.append(float(loss_fn(model, {k: v.to(device) for k, v in batch.items()})))
         result = {"valid_loss": round(sum(losses) / len(losses), 4)} if losses else {}
         if self.queries:
             decoder = ConstrainedDecoder(model, self.tokenizer, self.trie)
@@ -178,6 +184,12 @@ class Validator:
             result |= {"valid_recall@1": metrics["recall@1"], "valid_recall@10": metrics["recall@10"]}
         model.train()
         return result
+
+
+def target_loss_for(model: Any, config: FinetuneConfig) -> TargetLoss:
+    """The loss over the new tokens that ``attach_lora`` made trainable."""
+    new_ids = model.peft_config["default"].trainable_token_indices["embed_tokens"]
+    return TargetLoss(new_ids, config.loss)
 
 
 def _autocast(device: torch.device) -> torch.autocast:
@@ -203,8 +215,9 @@ def finetune(
     torch.manual_seed(config.seed)
     encoded = encode_examples(tokenizer, train, config.max_length)
     optimizer = _optimizer(model, config)
+    loss_fn = target_loss_for(model, config)
     checkpoint = run_dir / CHECKPOINT_DIR if run_dir else None
-    fingerprint = config.fingerprint(len(encoded))
+    fingerprint = config.fingerprint(train)
     step, history = _resume(model, optimizer, checkpoint, fingerprint)
     stream = epoch_batches(encoded, config.batch_size, config.seed)
     for _ in range(step * config.grad_accum):  # replay the data order up to the resumed step
@@ -222,7 +235,7 @@ def finetune(
                 for k, v in collate([encoded[i] for i in indices], tokenizer.pad_token_id).items()
             }
             with _autocast(device):
-                loss = model(**batch).loss / config.grad_accum
+                loss = loss_fn(model, batch) / config.grad_accum
             loss.backward()
             loss_sum += float(loss.detach())
             seen += len(indices)

@@ -26,9 +26,19 @@ class LoraSettings:
         return {**asdict(self), "target_modules": list(self.target_modules)}
 
 
+def _stored_weight(module: Any) -> Any:
+    """The module's own weight tensor; peft wrappers' ``.weight`` is a fresh merged copy on every access."""
+    inner = getattr(module, "original_module", None) or module
+    if hasattr(inner, "get_base_layer"):
+        inner = inner.get_base_layer()
+    return inner.weight
+
+
 def heads_are_tied(model: Any) -> bool:
     head = model.get_output_embeddings()
-    return head is None or head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    if head is None:
+        return True
+    return bool(_stored_weight(head).data_ptr() == _stored_weight(model.get_input_embeddings()).data_ptr())
 
 
 def attach_lora(model: Any, settings: LoraSettings, new_token_ids: Sequence[int]) -> Any:

@@ -59,8 +59,8 @@ DEMO = PipelineConfig(
     finetune=FinetuneConfig(
         lora=LoraSettings(rank=16, alpha=32),
         batch_size=16,
-        max_steps=700,
-        lr_lora=1e-3,
+        max_steps=1000,
+        lr_lora=2e-3,
         lr_tokens=1e-2,
         warmup_steps=30,
         eval_every=0,

@@ -151,7 +151,8 @@ def run_model(
     from app.model_loading import load_recommender_model
     from semantic_ids.ids import SemanticId
 
-    assert config.bundle_dir is not None  # load_items refused a model run without a bundle
+    if config.bundle_dir is None:
+        raise BenchError("the model needs --bundle")
     started = time.perf_counter()
     loaded = load_recommender_model(config.bundle_dir, config.base_models_dir, config.device)
     load_s = time.perf_counter() - started

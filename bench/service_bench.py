@@ -76,19 +76,22 @@ def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
 # --- inputs ---------------------------------------------------------------------------------------
 
 
-def bench_queries(config: BenchConfig, items: list[dict[str, Any]], count: int) -> list[str]:
-    """Held-out evaluation queries when the pipeline wrote them, else queries made from catalogue fields."""
-    candidates = [config.queries_file] if config.queries_file else []
-    candidates.append(
-        Path("artifacts/runs") / read_manifest(config.bundle_dir).catalogue.profile / "examples.jsonl"
-    )
+def bench_queries(config: BenchConfig, items: list[dict[str, Any]], count: int) -> tuple[list[str], str]:
+    """Realistic queries: ``--queries``, else the profile's unseen-query set, else its held-out examples,
+    else queries made from catalogue fields. Any JSONL whose rows carry a "query" works."""
+    profile = read_manifest(config.bundle_dir).catalogue.profile
+    candidates = [
+        config.queries_file,
+        Path("bench/queries") / f"{profile}_unseen.jsonl",
+        Path("artifacts/runs") / profile / "examples.jsonl",
+    ]
     for path in candidates:
         if path is not None and path.is_file():
             rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
-            queries = [r["query"] for r in rows if r.get("split") == "valid" and r.get("kind") == "query"]
+            queries = [r["query"] for r in rows if "query" in r and r.get("split", "valid") == "valid"]
             if queries:
                 random.Random(0).shuffle(queries)
-                return queries[:count]
+                return [queries[i % len(queries)] for i in range(count)], str(path)
     rng = random.Random(0)
     made = []
     for item in rng.sample(items, min(count, len(items))):
@@ -96,7 +99,7 @@ def bench_queries(config: BenchConfig, items: list[dict[str, Any]], count: int) 
         genre = (fields.get("genres") or ["film"])[0].lower()
         who = fields.get("director") or (fields.get("cast") or ["someone"])[0]
         made.append(f"a {genre} film from {fields.get('year', 'the past')} by {who}")
-    return made
+    return made, "made from catalogue fields"
 
 
 def prepare_postgres(admin_url: str, bundle_dir: Path, manifest: Manifest) -> str:
@@ -313,9 +316,8 @@ def http_figures(
 def run(config: BenchConfig) -> dict[str, Any]:
     manifest = read_manifest(config.bundle_dir)
     items = list(read_catalogue(config.bundle_dir))
-    queries = bench_queries(
-        config, items, max(config.latency_requests, config.decode_queries, 8 * config.requests_per_client)
-    )
+    needed = max(config.latency_requests, config.decode_queries, 8 * config.requests_per_client)
+    queries, queries_source = bench_queries(config, items, needed)
     database_url = prepare_postgres(config.postgres_admin_url, config.bundle_dir, manifest)
     results: dict[str, Any] = {
         "command": "python -m bench.service_bench " + " ".join(sys.argv[1:]),
@@ -332,6 +334,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             "codebook_sizes": list(manifest.semantic_ids.codebook_sizes),
             "base_model": manifest.base_model.name,
         },
+        "queries": queries_source,
         "settings": {
             "k": 10,
             "num_beams": 10,

@@ -324,7 +324,7 @@ def finetune_command(
         rank=rank,
     )
     result, tokenizer, _ = train_model(folder, base_models_dir, config)
-    summary = training_summary(result, config, train_examples=0)
+    summary = training_summary(result, config)
     save_finetuned(result.model, tokenizer, folder, {"base_model": config.base_model, "training": summary})
     _emit({k: v for k, v in summary.items() if k != "history"}, folder / "training.json")
 

@@ -213,6 +213,7 @@ class ExampleConfig:
     train_queries_per_item: int = 12
     valid_queries_per_item: int = 1
     attribute_examples_per_item: int = 2
+    index_examples_per_item: int = 0  # the item's own profile text -> its ID (DSI-style "indexing")
     lowercase_rate: float = 0.3
     typo_rate: float = 0.1
 
@@ -244,6 +245,22 @@ def _target(item: Mapping[str, Any]) -> str:
 
 
 _ATTRIBUTES = ("title", "director", "year", "genres")
+
+
+def index_text(item: Mapping[str, Any]) -> str:
+    """A compact profile of the item: every fact the query templates ask about, in one line."""
+    fields = item.get("fields", {})
+    parts = [f"{item['title']}" + (f" ({fields['year']})" if "year" in fields else "")]
+    if fields.get("genres"):
+        parts.append(", ".join(fields["genres"][:3]))
+    if "director" in fields:
+        parts.append(f"directed by {_first(fields['director'])}")
+    if fields.get("cast"):
+        parts.append("starring " + ", ".join(list(fields["cast"])[:3]))
+    origin = [_first(fields[key]) for key in ("country", "language") if key in fields]
+    if origin:
+        parts.append(" ".join(origin))
+    return ". ".join(parts)
 
 
 def attribute_example(item: Mapping[str, Any], attribute: str) -> tuple[str, str] | None:
@@ -313,6 +330,19 @@ def build_examples(items: Sequence[Mapping[str, Any]], config: ExampleConfig) ->
                 if split == "valid":
                     example["matching_item_ids"] = matcher.matching(constraints) or [item_id]
                 examples.append(example)
+        for _ in range(config.index_examples_per_item):
+            query = index_text(item)
+            examples.append(
+                {
+                    "split": "train",
+                    "kind": "query",
+                    "template": "index",
+                    "item_id": item_id,
+                    "query": query,
+                    "prompt": build_prompt(query),
+                    "target": target,
+                }
+            )
         attributes = rng.sample(_ATTRIBUTES, k=min(config.attribute_examples_per_item, len(_ATTRIBUTES)))
         for attribute in attributes:
             pair = attribute_example(item, attribute)

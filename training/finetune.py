@@ -82,6 +82,7 @@ class FinetuneResult:
     steps: int
     examples_seen: int
     train_seconds: float
+    train_examples: int = 0  # examples available to the loop (one pass = this many seen)
 
     @property
     def examples_per_second(self) -> float:
@@ -236,7 +237,7 @@ def finetune(
             }
             with _autocast(device):
                 loss = loss_fn(model, batch) / config.grad_accum
-            loss.backward()
+            torch.autograd.backward(loss)
             loss_sum += float(loss.detach())
             seen += len(indices)
         torch.nn.utils.clip_grad_norm_(
@@ -260,7 +261,14 @@ def finetune(
     progress.close()
     seconds = time.perf_counter() - started - valid_seconds  # throughput counts training only
     model.eval()
-    return FinetuneResult(model=model, history=history, steps=step, examples_seen=seen, train_seconds=seconds)
+    return FinetuneResult(
+        model=model,
+        history=history,
+        steps=step,
+        examples_seen=seen,
+        train_seconds=seconds,
+        train_examples=len(train),
+    )
 
 
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:

@@ -90,9 +90,7 @@ def bundle_dir_for(profile: str) -> Path:
 def load_id_outputs(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any], IdScheme]:
     path = run_dir / ITEMS_WITH_IDS
     if not path.is_file() or not (run_dir / ID_REPORT).is_file():
-        raise PipelineError(
-            f"{run_dir}: no semantic IDs here; run `semid ids --profile {run_dir.name}` first"
-        )
+        raise PipelineError(f"{run_dir}: no semantic IDs here; run `semid ids` for this run first")
     with path.open(encoding="utf-8") as handle:
         items = [json.loads(line) for line in handle if line.strip()]
     report = json.loads((run_dir / ID_REPORT).read_text())
@@ -113,13 +111,14 @@ def make_examples(run_dir: Path, config: ExampleConfig) -> dict[str, Any]:
 def examples_for(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     path = run_dir / EXAMPLES
     if not path.is_file():
-        raise PipelineError(f"{path}: no examples here; run `semid examples --profile {run_dir.name}` first")
+        raise PipelineError(f"{path}: no examples here; run `semid examples` for this run first")
     return read_examples(path, split="train"), read_examples(path, split="valid")
 
 
 def eval_sample(valid: Sequence[Mapping[str, Any]], count: int, seed: int) -> list[Mapping[str, Any]]:
     """A seeded sample of held-out queries; the quick in-training check uses a disjoint slice of them."""
-    queries = [v for v in valid if v["kind"] == "query"]
+    # Sorted first, so the sample does not depend on how the examples file happens to be ordered.
+    queries = sorted((v for v in valid if v["kind"] == "query"), key=lambda v: (v["item_id"], v["query"]))
     random.Random(seed).shuffle(queries)
     return queries[:count]
 
@@ -197,10 +196,10 @@ def write_run_bundle(
     }
 
 
-def training_summary(result: FinetuneResult, config: PipelineConfig, train_examples: int) -> dict[str, Any]:
+def training_summary(result: FinetuneResult, config: PipelineConfig) -> dict[str, Any]:
     return {
         "config": config.finetune.to_dict(),
-        "train_examples": train_examples,  # query and attribute examples available to the loop
+        "train_examples": result.train_examples,
         "steps": result.steps,
         "examples_seen": result.examples_seen,
         "train_seconds": round(result.train_seconds, 1),
@@ -239,10 +238,7 @@ def run_pipeline(
         timings, "finetune", lambda: train_model(run_dir, base_models_dir, config)
     )
     evaluation = _timed(timings, "evaluate", lambda: evaluate_model(result.model, tokenizer, run_dir, config))
-    counts = example_report["counts"]
-    training = training_summary(
-        result, config, counts.get("train_query", 0) + counts.get("train_attribute", 0)
-    )
+    training = training_summary(result, config)
     bundle = _timed(
         timings,
         "bundle",

@@ -34,7 +34,8 @@ class TargetLoss:
     def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
         if self.kind == "full" or not heads_are_tied(causal_lm):
-            return model(**batch).loss
+            plain: torch.Tensor = model(**batch).loss
+            return plain
         body = getattr(causal_lm, causal_lm.base_model_prefix)
         hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         labels = batch["labels"][:, 1:]  # (batch, width - 1): position t predicts token t + 1
@@ -50,4 +51,5 @@ class TargetLoss:
         if (~is_code).any():
             logits = causal_lm.get_output_embeddings()(states[~is_code])  # (n_text, vocab)
             total = total + F.cross_entropy(logits.float(), targets[~is_code], reduction="sum")
-        return total / max(1, int(mask.sum()))
+        mean: torch.Tensor = total / max(1, int(mask.sum()))
+        return mean

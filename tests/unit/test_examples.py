@@ -82,6 +82,6 @@ def test_prepare_base_model_is_idempotent_and_records_the_hash(tmp_path: Path) -
     assert json.loads((first.folder / "prepared.json").read_text())["weights_sha256"] == first.weights_sha256
     again = prepare_base_model(tmp_path / "bases", source=source, name="tiny")
     assert again.reused and again.weights_sha256 == first.weights_sha256
-    with pytest.raises(BaseModelError, match="neither a .gguf file nor a Hugging Face model folder"):
+    with pytest.raises(BaseModelError, match=r"neither a \.gguf file nor a Hugging Face model folder"):
         prepare_base_model(tmp_path / "bases", source=tmp_path, name="other")
     assert not (tmp_path / "bases" / "other").exists()

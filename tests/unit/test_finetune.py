@@ -36,7 +36,7 @@ CONFIG = PipelineConfig(
     finetune=FinetuneConfig(
         lora=LoraSettings(rank=16, alpha=32),
         batch_size=16,
-        max_steps=600,
+        max_steps=800,
         lr_lora=3e-3,
         lr_tokens=3e-2,
         warmup_steps=10,
@@ -80,7 +80,8 @@ def test_training_lowers_the_loss(trained: dict[str, Any]) -> None:
     losses = [record["loss"] for record in trained["result"].history]
     assert np.mean(losses[-20:]) < 0.25 * np.mean(losses[:5])
     steps, batch = CONFIG.finetune.max_steps, CONFIG.finetune.batch_size
-    assert 0.9 * steps * batch <= trained["result"].examples_seen <= steps * batch  # last batch of a pass is short
+    # The last batch of a pass over the examples is short.
+    assert 0.9 * steps * batch <= trained["result"].examples_seen <= steps * batch
 
 
 def test_right_item_first_for_training_title_queries(trained: dict[str, Any]) -> None:
@@ -95,7 +96,8 @@ def test_right_item_first_for_training_title_queries(trained: dict[str, Any]) ->
 
 
 def test_more_beams_than_items_gives_only_real_distinct_ids(trained: dict[str, Any]) -> None:
-    results = trained["decoder"].decode(["Alien", "a comedy from the eighties", "zzz"], num_beams=30, top_k=30)
+    queries = ["Alien", "a comedy from the eighties", "zzz"]
+    results = trained["decoder"].decode(queries, num_beams=30, top_k=30)
     for candidates in results:
         ids = [c.semantic_id for c in candidates]
         assert len(ids) == len(set(ids)) == 20
@@ -138,7 +140,8 @@ def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path: Path)
     assert second.steps == 12 and [h["loss"] for h in second.history] == pytest.approx(
         [h["loss"] for h in straight.history], abs=1e-5
     )
-    for (name, a), (_, b) in zip(straight.model.named_parameters(), second.model.named_parameters(), strict=True):
+    pairs = zip(straight.model.named_parameters(), second.model.named_parameters(), strict=True)
+    for (name, a), (_, b) in pairs:
         assert torch.allclose(a, b, atol=1e-6), name
 
 
@@ -159,8 +162,10 @@ def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
         (["finetune", "--profile", "nope"], "error: unknown profile 'nope': use demo or full"),
         (["pipeline", "--max-steps", "-3", "--reuse-ids"], "error: --max-steps must not be negative, got -3"),
         (["finetune", "--token-init", "zeros"], "error: --token-init must be mean or cluster, got 'zeros'"),
-        (["examples", "--run-dir", "/nonexistent/run"], "error: /nonexistent/run: no semantic IDs here; run `semid ids --profile run` first"),
-        (["prepare-base-model", "--source", "/nonexistent/model.gguf"], "error: base model source /nonexistent/model.gguf does not exist"),
+        (["examples", "--run-dir", "/nonexistent/run"],
+         "error: /nonexistent/run: no semantic IDs here; run `semid ids` for this run first"),
+        (["prepare-base-model", "--source", "/nonexistent/model.gguf"],
+         "error: base model source /nonexistent/model.gguf does not exist"),
     ],
 )  # fmt: skip
 def test_bad_cli_arguments_exit_2_with_one_line(

@@ -91,10 +91,6 @@ class MicroBatcher:
         self._metrics.queue_depth.set(0)
         await asyncio.to_thread(self._executor.shutdown, wait=True)  # let a running decode finish
 
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     async def submit(self, query: str, k: int) -> list[Candidate]:
         """The ``k`` best candidates for ``query``, decoded alongside whatever arrives with it."""
         if self._task is None:

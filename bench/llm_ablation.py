@@ -20,8 +20,18 @@ from typing import Any
 
 import torch
 
+from training.finetune import Validator
 from training.lora import LoraSettings
-from training.pipeline import DEMO, PipelineConfig, evaluate_model, make_examples, train_model
+from training.pipeline import (
+    DEMO,
+    PipelineConfig,
+    eval_sample,
+    evaluate_model,
+    examples_for,
+    load_id_outputs,
+    make_examples,
+    train_model,
+)
 
 RUN_FILES = ("items_with_ids.jsonl", "id_report.json", "embeddings.npy", "examples.jsonl")
 
@@ -60,9 +70,15 @@ def run_variant(spec: str, source: Path, base_models: Path, steps: int, eval_que
         make_examples(run_dir, config.examples)
     started = time.perf_counter()
     result, tokenizer, _ = train_model(run_dir, base_models, config)
+    # Loss on the ID tokens of held-out phrasings: comparable across example mixes, no decoding needed.
+    items, _, scheme = load_id_outputs(run_dir)
+    held_out = eval_sample(examples_for(run_dir)[1], 300, config.examples.seed)
+    loss_config = replace(config.finetune, eval_queries=0, eval_loss_examples=len(held_out))
+    valid = Validator(tokenizer, held_out, items, scheme, loss_config)(result.model, torch.device("cpu"))
     windows = [result.history[i : i + 50] for i in range(0, len(result.history), 50)]
     row: dict[str, Any] = {
         "variant": spec,
+        "heldout_id_loss": valid["valid_loss"],
         "loss_by_50_steps": [round(sum(h["loss"] for h in w) / len(w), 3) for w in windows],
         "steps": steps,
         "examples_per_second": round(result.examples_per_second, 2),

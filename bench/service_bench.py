@@ -128,7 +128,7 @@ def prepare_postgres(admin_url: str, bundle_dir: Path, manifest: Manifest) -> st
 
 
 @contextmanager
-def served(config: BenchConfig, database_url: str, **env: str) -> Iterator[tuple[str, float]]:
+def served(config: BenchConfig, database_url: str, port: int, **env: str) -> Iterator[tuple[str, float]]:
     """Start ``semid-service serve``; yield (base URL, seconds from process start to /readyz 200)."""
     command = [
         str(Path(sys.executable).parent / "semid-service"),
@@ -136,9 +136,9 @@ def served(config: BenchConfig, database_url: str, **env: str) -> Iterator[tuple
         "--bundle", str(config.bundle_dir),
         "--base-models-dir", str(config.base_models_dir),
         "--database-url", database_url,
-        "--port", str(config.port),
+        "--port", str(port),
     ]  # fmt: skip
-    base_url = f"http://127.0.0.1:{config.port}"
+    base_url = f"http://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile("w+", prefix="semid-serve-", suffix=".log", delete=False)  # noqa: SIM115
     started = time.perf_counter()
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
@@ -295,21 +295,27 @@ def dense_baseline(manifest: Manifest, queries: Sequence[str]) -> dict[str, Any]
 def http_figures(
     config: BenchConfig, database_url: str, queries: list[str], items: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """Two servers side by side, with and without micro-batching, measured alternately per concurrency level
+    (an idle server costs nothing), so both see the same load from anything else on the machine."""
     figures: dict[str, Any] = {}
-    with served(config, database_url) as (base_url, cold_start_s):
+    with served(config, database_url, config.port) as (batched_url, cold_start_s):
         figures["cold_start_s"] = round(cold_start_s, 2)
-        figures["recommend_latency"] = recommend_latency(base_url, queries, config.latency_requests)
-        figures["items_latency"] = items_latency(base_url, items, config.items_requests)
-        figures["throughput_batched"] = [
-            throughput(base_url, queries, c, config.requests_per_client) for c in CONCURRENCY_LEVELS
-        ]
-        figures["metrics_batched"] = server_metrics(base_url)
-    with served(config, database_url, SEMID_BATCH_MAX_SIZE="1") as (base_url, cold_start_s):
-        figures["cold_start_unbatched_s"] = round(cold_start_s, 2)
-        figures["throughput_unbatched"] = [
-            throughput(base_url, queries, c, config.requests_per_client) for c in CONCURRENCY_LEVELS
-        ]
-        figures["metrics_unbatched"] = server_metrics(base_url)
+        with served(config, database_url, config.port + 1, SEMID_BATCH_MAX_SIZE="1") as (
+            unbatched_url,
+            cold_s,
+        ):
+            figures["cold_start_unbatched_server_s"] = round(cold_s, 2)
+            figures["recommend_latency"] = recommend_latency(batched_url, queries, config.latency_requests)
+            figures["items_latency"] = items_latency(batched_url, items, config.items_requests)
+            figures["throughput_batched"], figures["throughput_unbatched"] = [], []
+            for concurrency in CONCURRENCY_LEVELS:
+                for key, url in (
+                    ("throughput_batched", batched_url),
+                    ("throughput_unbatched", unbatched_url),
+                ):
+                    figures[key].append(throughput(url, queries, concurrency, config.requests_per_client))
+            figures["metrics_batched"] = server_metrics(batched_url)
+            figures["metrics_unbatched"] = server_metrics(unbatched_url)
     return figures
 
 
@@ -422,7 +428,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument("--latency-requests", type=int, default=30)
     parser.add_argument("--requests-per-client", type=int, default=4)
     parser.add_argument("--items-requests", type=int, default=200)
-    parser.add_argument("--decode-queries", type=int, default=20)
+    parser.add_argument("--decode-queries", type=int, default=30)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path, default=Path("bench/results/service.json"))
     args = parser.parse_args(argv)

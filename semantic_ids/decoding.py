@@ -160,7 +160,9 @@ class ConstrainedDecoder:
         """The ID a generated sequence spells, or None when it is not an existing ID."""
         levels = self.trie.scheme.levels
         codes = [token - self.token_ids.first[level] for level, token in enumerate(token_ids[:levels])]
-        if len(codes) != levels or any(not 0 <= c < s for c, s in zip(codes, self.token_ids.sizes, strict=True)):
+        if len(codes) != levels:
+            return None
+        if any(not 0 <= code < size for code, size in zip(codes, self.token_ids.sizes, strict=True)):
             return None
         semantic_id = SemanticId(tuple(codes))
         return semantic_id if semantic_id in self.trie else None

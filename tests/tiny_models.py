@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 TINY_BASE_NAME = "tiny-random-llama"
-_SYMBOLS = ["<pad>", "<unk>", "<eos>"] + list(string.ascii_letters + string.digits + string.punctuation + " ")
+_SYMBOLS = ["<pad>", "<unk>", "<eos>", *(string.ascii_letters + string.digits + string.punctuation + " ")]
 
 
 def make_tiny_tokenizer() -> PreTrainedTokenizerFast:

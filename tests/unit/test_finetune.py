@@ -173,3 +173,20 @@ def test_bad_cli_arguments_exit_2_with_one_line(
 ) -> None:
     assert _run_cli(monkeypatch, *args) == 2
     assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_cli_finetune_then_bundle_writes_a_loadable_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.pipeline import PROFILES
+
+    run_dir, base_models = make_run(tmp_path)
+    monkeypatch.setitem(PROFILES, "tiny", CONFIG)
+    where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
+    assert _run_cli(monkeypatch, "finetune", *where, "--max-steps", "6") == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 6
+    (run_dir / "evaluation.json").write_text(json.dumps({"systems": {}}))
+    assert _run_cli(monkeypatch, "bundle", *where, "--out", str(tmp_path / "bundle")) == 0
+    loaded = load_recommender_model(tmp_path / "bundle", base_models, "cpu")
+    assert loaded.manifest.training["steps"] == 6 and len(loaded.trie) == 20
+    assert loaded.decoder().decode(["Heat"], num_beams=4, top_k=3)[0]

@@ -133,4 +133,10 @@ def format_table(result: Mapping[str, Any]) -> str:
         f"full top-10 lists {llm['full_lists_rate']:.3f} "
         f"({result['queries']} held-out queries, {result['beams']} beams)"
     )
+    seen = result.get("llm_on_training_phrasings")
+    if seen:
+        lines.append(
+            f"LLM on {seen['queries']} training phrasings (memorisation): recall@1 {seen['recall@1']:.3f}, "
+            f"recall@10 {seen['recall@10']:.3f}"
+        )
     return "\n".join(lines)

@@ -46,6 +46,7 @@ class PipelineConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval_queries: int = 300  # held-out queries in the evaluation table (seeded sample)
     eval_beams: int = 10
+    seen_phrasing_queries: int = 100  # training queries re-asked: memorisation vs generalisation
     base_model: str = SMOLLM2_NAME
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,8 +61,8 @@ DEMO = PipelineConfig(
         lora=LoraSettings(rank=16, alpha=32),
         batch_size=16,
         max_steps=1000,
-        lr_lora=2e-3,
-        lr_tokens=1e-2,
+        lr_lora=1e-3,  # best of 5e-4 / 1e-3 / 2e-3 / 5e-3 in 200-step runs (bench/RESULTS.md)
+        lr_tokens=3e-3,
         warmup_steps=30,
         eval_every=0,
         eval_queries=32,
@@ -143,15 +144,23 @@ def train_model(
 def evaluate_model(
     model: Any, tokenizer: Any, run_dir: Path, config: PipelineConfig, cache_dir: Path | None = None
 ) -> dict[str, Any]:
-    from training.evaluate import evaluate_all
+    from training.evaluate import evaluate_all, model_rankings
+    from training.metrics import ranking_metrics
 
     items, _, scheme = load_id_outputs(run_dir)
-    _, valid = examples_for(run_dir)
+    train, valid = examples_for(run_dir)
     queries = eval_sample(valid, config.eval_queries, config.examples.seed)
     embeddings = np.load(run_dir / "embeddings.npy", allow_pickle=False).astype(np.float32)
     trie = PrefixTrie([SemanticId(tuple(int(c) for c in item["semantic_id"])) for item in items], scheme)
     decoder = ConstrainedDecoder(model, tokenizer, trie)
     result = evaluate_all(decoder, queries, items, embeddings, beams=config.eval_beams, cache_dir=cache_dir)
+    seen = eval_sample(train, config.seen_phrasing_queries, config.examples.seed)
+    if seen:
+        item_of = {SemanticId(tuple(int(c) for c in i["semantic_id"])): str(i["item_id"]) for i in items}
+        ranked, _ = model_rankings(decoder, [q["query"] for q in seen], item_of, beams=config.eval_beams)
+        result["llm_on_training_phrasings"] = ranking_metrics(ranked, [q["item_id"] for q in seen]) | {
+            "queries": len(seen)
+        }
     (run_dir / EVALUATION).write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -105,12 +105,16 @@ def evaluate_all(
     table["dense_minilm"] = ranking_metrics(dense, sources, matching)
     timings["dense_minilm"] = time.perf_counter() - started
     started = time.perf_counter()
-    table["bm25"] = ranking_metrics(bm25_rankings(texts, items), sources, matching)
+    bm25 = bm25_rankings(texts, items)
+    table["bm25"] = ranking_metrics(bm25, sources, matching)
     timings["bm25"] = time.perf_counter() - started
     for system, seconds in timings.items():
         table[system]["seconds_per_query"] = round(seconds / len(texts), 4)
-    by_template = _per_template(ranked, queries)
-    return {"queries": len(texts), "beams": beams, "systems": table, "llm_recall@10_by_template": by_template}
+    by_template = {
+        system: _per_template(rows, queries)
+        for system, rows in (("llm_semantic_id", ranked), ("dense_minilm", dense), ("bm25", bm25))
+    }
+    return {"queries": len(texts), "beams": beams, "systems": table, "recall@10_by_template": by_template}
 
 
 def _per_template(ranked: Sequence[Sequence[str]], queries: Sequence[Mapping[str, Any]]) -> dict[str, float]:

@@ -47,6 +47,7 @@ logger = logging.getLogger("bench.service_bench")
 
 CONCURRENCY_LEVELS = (1, 4, 8)
 BENCH_DATABASE = "semid_bench"
+PARTS = ("http", "decoding", "dense")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class BenchConfig:
     decode_queries: int
     port: int
     out: Path
+    parts: tuple[str, ...]
 
 
 def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
@@ -324,7 +326,6 @@ def run(config: BenchConfig) -> dict[str, Any]:
     items = list(read_catalogue(config.bundle_dir))
     needed = max(config.latency_requests, config.decode_queries, 8 * config.requests_per_client)
     queries, queries_source = bench_queries(config, items, needed)
-    database_url = prepare_postgres(config.postgres_admin_url, config.bundle_dir, manifest)
     results: dict[str, Any] = {
         "command": "python -m bench.service_bench " + " ".join(sys.argv[1:]),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -348,66 +349,68 @@ def run(config: BenchConfig) -> dict[str, Any]:
             "concurrency": list(CONCURRENCY_LEVELS),
         },
     }
-    results |= http_figures(config, database_url, queries, items)
-    results["decoding"] = decoding_overhead(config, queries[: config.decode_queries])
-    results["dense_baseline"] = dense_baseline(manifest, queries[: config.decode_queries])
+    if "http" in config.parts:
+        results |= http_figures(
+            config, prepare_postgres(config.postgres_admin_url, config.bundle_dir, manifest), queries, items
+        )
+    if "decoding" in config.parts:
+        results["decoding"] = decoding_overhead(config, queries[: config.decode_queries])
+    if "dense" in config.parts:
+        results["dense_baseline"] = dense_baseline(manifest, queries[: config.decode_queries])
     return results
 
 
-def table(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str]] = []
+Row = tuple[str, str, str]  # what, figure, target or comparison
+
+
+def _http_rows(results: dict[str, Any]) -> list[Row]:
     latency, items = results["recommend_latency"], results["items_latency"]
-    rows.append(
+    by_sid = items["by_semantic_id"]
+    rows = [
         (
-            "/recommend latency, 1 client (k=10, 10 beams)",
+            "/recommend, 1 client (k=10, 10 beams)",
             f"p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms",
             "",
         )
-    )
+    ]
     for batched, unbatched in zip(
         results["throughput_batched"], results["throughput_unbatched"], strict=True
     ):
         rows.append((
-            f"throughput at concurrency {batched['concurrency']}",
+            f"throughput, concurrency {batched['concurrency']}",
             f"{batched['requests_per_s']} req/s batched vs {unbatched['requests_per_s']} unbatched",
             f"p50 {batched['p50_ms']} vs {unbatched['p50_ms']} ms",
         ))  # fmt: skip
-    decoding = results["decoding"]
-    constrained, unconstrained = decoding["constrained"]["p50_ms"], decoding["unconstrained"]["p50_ms"]
-    rows.append((
-        "constrained / unconstrained decode (same beams)",
-        f"{decoding['ratio_p50']}x at p50 ({constrained} vs {unconstrained} ms)",
-        "target <= 1.10",
-    ))  # fmt: skip
-    rows.append(
-        (
-            "unconstrained: existing IDs among top 10",
-            str(decoding["unconstrained_existing_ids_of_10"]),
-            "constrained: 10",
-        )
-    )
-    rows.append(
+    invalid = str(results["metrics_batched"]["semid_invalid_decodes_total"])
+    rows += [
         (
             "/items/{semantic_id} (PostgreSQL)",
-            f"p50 {items['by_semantic_id']['p50_ms']} ms, p95 {items['by_semantic_id']['p95_ms']} ms",
+            f"p50 {by_sid['p50_ms']} ms, p95 {by_sid['p95_ms']} ms",
             "target <= 5 ms",
-        )
-    )
-    rows.append(("/items/by-item-id/{item_id} (PostgreSQL)", f"p50 {items['by_item_id']['p50_ms']} ms", ""))
-    rows.append(("cold start: process start -> ready", f"{results['cold_start_s']} s", "target <= 15 s"))
-    dense = results.get("dense_baseline")
-    if dense:
+        ),
+        ("/items/by-item-id/{item_id} (PostgreSQL)", f"p50 {items['by_item_id']['p50_ms']} ms", ""),
+        ("cold start: process start -> ready", f"{results['cold_start_s']} s", "target <= 15 s"),
+        ("invalid decodes (server counter)", invalid, "must be 0"),
+    ]
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = _http_rows(results) if "recommend_latency" in results else []
+    if decoding := results.get("decoding"):
+        constrained, unconstrained = decoding["constrained"]["p50_ms"], decoding["unconstrained"]["p50_ms"]
+        rows.append((
+            "constrained / unconstrained decode (same beams)",
+            f"{decoding['ratio_p50']}x at p50 ({constrained} vs {unconstrained} ms)",
+            "target <= 1.10",
+        ))  # fmt: skip
+        existing = str(decoding["unconstrained_existing_ids_of_10"])
+        rows.append(("unconstrained: existing IDs among top 10", existing, "constrained: 10"))
+    if dense := results.get("dense_baseline"):
         rows.append(
             ("dense retrieval baseline (MiniLM + cosine), per query", f"p50 {dense['p50_ms']} ms", "")
         )
-    rows.append(
-        (
-            "invalid decodes (server counter)",
-            str(results["metrics_batched"].get("semid_invalid_decodes_total")),
-            "must be 0",
-        )
-    )
-    width = max(len(r[0]) for r in rows)
+    width = max((len(row[0]) for row in rows), default=0)
     return "\n".join(f"{name:<{width}}  {value}  {note}".rstrip() for name, value, note in rows)
 
 
@@ -431,6 +434,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument("--decode-queries", type=int, default=30)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path, default=Path("bench/results/service.json"))
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)} (default: all)"
+    )
     args = parser.parse_args(argv)
     return BenchConfig(
         bundle_dir=args.bundle,
@@ -443,6 +449,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         decode_queries=args.decode_queries,
         port=args.port,
         out=args.out,
+        parts=tuple(part for part in args.parts.split(",") if part in PARTS),
     )
 
 

@@ -100,6 +100,8 @@ def test_bad_recommend_input_is_422_with_a_message(
         (b"", {"content-type": "application/json"}),
         (b"query=a", {"content-type": "application/x-www-form-urlencoded"}),
         (b"\xff\xfe", {"content-type": "application/json"}),
+        (b'{"query": "a", "k": Infinity}', {"content-type": "application/json"}),
+        (b'{"query": NaN}', {"content-type": "application/json"}),
     ],
 )
 def test_malformed_bodies_are_422(client: TestClient, content: bytes, headers: dict[str, str]) -> None:
@@ -109,7 +111,11 @@ def test_malformed_bodies_are_422(client: TestClient, content: bytes, headers: d
 
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )

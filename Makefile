@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: install
-	$(BIN)/semid pipeline --profile $(PROFILE)
+	# PASSIVE OpenMP workers keep 2 threads fast even when another process holds a core (bench/RESULTS.md).
+	OMP_WAIT_POLICY=PASSIVE SEMID_THREADS=2 $(BIN)/semid pipeline --profile $(PROFILE)
 	$(BIN)/semid-service demo --profile $(PROFILE) --port $(PORT)
 
 lint: install

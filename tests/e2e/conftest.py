@@ -12,14 +12,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
 from app.db import create_db_engine, load_catalogue
 from app.db.migrate import upgrade
 from app.main import create_app
 from app.settings import Settings
 from semantic_ids.bundle import read_catalogue
-from tests.integration.conftest import postgres_database, private_postgres  # noqa: F401  (fixtures)
+from tests.integration.conftest import (  # noqa: F401  (fixtures)
+    postgres_database,
+    private_postgres,
+    reset_postgres_schema,
+)
 from tests.tiny_bundle import TinyBundle, make_tiny_bundle
 
 
@@ -36,16 +39,6 @@ def prepare_database(url: str, bundle: TinyBundle, *, version: str | None = None
         manifest = bundle.manifest
         stamp = version or manifest.catalogue.content_hash
         load_catalogue(engine, read_catalogue(bundle.bundle_dir), stamp, scheme=manifest.semantic_ids.scheme)
-    finally:
-        engine.dispose()
-
-
-def empty_postgres(url: str) -> None:
-    engine = create_db_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
     finally:
         engine.dispose()
 
@@ -69,7 +62,7 @@ def catalogue_url(
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'catalogue.db'}"
     else:
         url = request.getfixturevalue("postgres_database")
-        empty_postgres(url)
+        reset_postgres_schema(url)
     prepare_database(url, tiny_bundle)
     return url
 

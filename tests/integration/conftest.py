@@ -46,7 +46,7 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-def _reset_postgres(url: str) -> None:
+def reset_postgres_schema(url: str) -> None:
     engine = create_db_engine(url)
     try:
         with engine.begin() as connection:
@@ -59,7 +59,7 @@ def _reset_postgres(url: str) -> None:
 @pytest.fixture
 def postgres_url(postgres_database: str) -> str:
     """The session's PostgreSQL database, emptied (no tables) for this test."""
-    _reset_postgres(postgres_database)
+    reset_postgres_schema(postgres_database)
     return postgres_database
 
 

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.batching import Overloaded, ServiceStopping
 from app.db import ItemNotFound
+from app.inference.batching import Overloaded, ServiceStopping
 from app.schemas import ErrorResponse
 from semantic_ids.ids import InvalidSemanticId
 

@@ -15,10 +15,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from app.batching import MicroBatcher
 from app.db import CatalogueRepository, ItemNotFound, ItemRow, create_db_engine
-from app.engine import Recommender
 from app.errors import DatabaseUnavailable, InvalidRequest
+from app.inference.batching import MicroBatcher
+from app.inference.engine import Recommender
 from app.metrics import Metrics
 from app.schemas import ItemPublic, Readiness, RecommendedItem, RecommendRequest, RecommendResponse
 from app.settings import Settings

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from training.finetune import Validator
-from training.lora import LoraSettings
-from training.pipeline import (
+from training.llm.finetune import Validator
+from training.llm.lora import LoraSettings
+from training.pipeline.stages import (
     DEMO,
     PipelineConfig,
     eval_sample,

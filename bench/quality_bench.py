@@ -9,9 +9,9 @@ the same queries over the same catalogue:
 
 - ``model``: the bundle's fine-tuned LLM through ``ConstrainedDecoder`` (beam search inside the trie
   of existing IDs, 10 beams, top 10), one query at a time, so its latency is a single query's;
-- ``dense``: ``training.baselines.dense_rankings`` (MiniLM query vector, cosine against the run's
+- ``dense``: ``training.eval.baselines.dense_rankings`` (MiniLM query vector, cosine against the run's
   ``embeddings.npy``);
-- ``bm25``: ``training.baselines.bm25_rankings`` (bm25s over ``render_item_text``);
+- ``bm25``: ``training.eval.baselines.bm25_rankings`` (bm25s over ``render_item_text``);
 - ``random``: the expected figures of a random ranking (computed, not sampled), the floor to read
   broad queries against.
 
@@ -148,7 +148,7 @@ def _agreement(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float:
 def run_model(
     config: QualityBenchConfig, items: Sequence[Mapping[str, Any]], texts: Sequence[str]
 ) -> SystemRun:
-    from app.model_loading import load_recommender_model
+    from app.inference.model_loading import load_recommender_model
     from semantic_ids.ids import SemanticId
 
     if config.bundle_dir is None:
@@ -179,8 +179,8 @@ def run_model(
 
 
 def run_dense(items: Sequence[Mapping[str, Any]], embeddings: np.ndarray, texts: Sequence[str]) -> SystemRun:
-    from training.baselines import dense_rankings
-    from training.embeddings import load_minilm
+    from training.data.embeddings import load_minilm
+    from training.eval.baselines import dense_rankings
 
     item_ids = [str(item["item_id"]) for item in items]
     with tempfile.TemporaryDirectory(prefix="quality-bench-") as cache:  # keep query vectors out of the cache
@@ -200,8 +200,8 @@ def run_dense(items: Sequence[Mapping[str, Any]], embeddings: np.ndarray, texts:
 def run_bm25(items: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> SystemRun:
     import bm25s
 
-    from training.baselines import bm25_rankings, flat_item
-    from training.item_text import render_item_text
+    from training.data.item_text import render_item_text
+    from training.eval.baselines import bm25_rankings, flat_item
 
     rankings = bm25_rankings(texts, items, top_k=TOP_K)
     started = time.perf_counter()
@@ -279,7 +279,7 @@ def score(
     runs: Mapping[str, SystemRun],
     items: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    from training.item_text import render_item_text
+    from training.data.item_text import render_item_text
 
     texts = {str(item["item_id"]): render_item_text(dict(item)) for item in items}
     per_query: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ Definitions, with R the relevant set, the top-k list as returned, and k = 10:
   min(k, |R|) relevant items at the top.
 - MRR = 1 / rank of the first relevant item within the top k, 0 when there is none (MRR@k).
 
-The training evaluation (``training.metrics``) scores one source item per query; these metrics are
+The training evaluation (``training.eval.metrics``) scores one source item per query; these metrics are
 for the unseen-phrasing benchmark, where relevance comes from a filter over the catalogue.
 """
 

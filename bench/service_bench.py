@@ -246,7 +246,7 @@ def server_metrics(base_url: str) -> dict[str, float]:
 
 def decoding_overhead(config: BenchConfig, queries: Sequence[str]) -> dict[str, Any]:
     """Constrained vs unconstrained beam search, same beams and k, alternating per query."""
-    from app.model_loading import load_recommender_model
+    from app.inference.model_loading import load_recommender_model
 
     decoder = load_recommender_model(config.bundle_dir, config.base_models_dir, "auto").decoder()
     decoder.decode(list(queries[:2]), num_beams=10, top_k=10)  # warm-up
@@ -276,7 +276,7 @@ def dense_baseline(manifest: Manifest, queries: Sequence[str]) -> dict[str, Any]
     if not vectors_path.is_file():
         logger.warning("no %s: skipping the dense baseline", vectors_path)
         return None
-    from training.embeddings import load_minilm
+    from training.data.embeddings import load_minilm
 
     item_vectors = np.load(vectors_path)  # (items, 384), L2-normalised
     model = load_minilm()

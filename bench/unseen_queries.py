@@ -10,7 +10,7 @@ be rebuilt for a changed catalogue::
 writes ``bench/queries/demo_unseen.jsonl`` (checked in). Queries with no relevant item are dropped
 and listed. The build fails when a filter names a value the catalogue never has (a typo in a filter
 would otherwise silently make a query "relevant to nothing"), or when a query could have been written
-by one of ``training.examples.TEMPLATES`` (its wording and slot values both fit), or when it appears
+by one of ``training.llm.examples.TEMPLATES`` (its wording and slot values both fit), or when it appears
 verbatim among the generated fine-tuning queries (``--examples``).
 
 Filter keys (all given keys must hold):
@@ -443,7 +443,7 @@ def unknown_values(items: Sequence[Mapping[str, Any]], filter_: Mapping[str, Any
 
 def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
     """Every value each slot kind can take when the fine-tuning templates are filled (lowercased)."""
-    from training.examples import _COUNTRY_WORDS, _DECADE_WORDS, _GENRE_WORDS, CAST_POOL
+    from training.llm.examples import _COUNTRY_WORDS, _DECADE_WORDS, _GENRE_WORDS, CAST_POOL
 
     vocab: dict[str, set[str]] = {k: set() for k in ("title", "director", "year", "genre", "cast")}
     vocab |= {"country": set(), "language": set(), "rating": set(), "decade": set()}
@@ -470,7 +470,7 @@ def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
 
 def _template_patterns(items: Sequence[Mapping[str, Any]]) -> dict[str, re.Pattern[str]]:
     """Each fine-tuning template as a regex whose slots accept exactly the values the generator writes."""
-    from training.examples import TEMPLATES, Slots
+    from training.llm.examples import TEMPLATES, Slots
 
     class Marks(Slots):
         """Slots that write a placeholder naming the slot kind instead of a value."""

@@ -20,8 +20,8 @@ from semantic_ids.ids import SEM_END, SemanticId
 from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
 from tests.tiny_models import make_tiny_base_model
 from training.bundle_writer import BundleInputs, write_bundle
-from training.lora import LoraSettings, attach_lora
-from training.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
+from training.llm.lora import LoraSettings, attach_lora
+from training.llm.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
 
 
 @dataclass(frozen=True)

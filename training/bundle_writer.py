@@ -41,7 +41,7 @@ from semantic_ids.bundle import (
     catalogue_hash,
 )
 from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme, SemanticId
-from training.lora import heads_are_tied
+from training.llm.lora import heads_are_tied
 
 logger = logging.getLogger(__name__)
 

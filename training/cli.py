@@ -21,13 +21,13 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from training.assign import ID_REPORT, assign_ids, save_embeddings, write_id_outputs
-from training.atomic_files import write_json
-from training.catalogue import PROFILE_SIZES, CatalogueError, load_profile, read_catalogue, write_jsonl
-from training.embeddings import DEFAULT_CACHE_DIR, EmbeddingError, embed_texts
-from training.item_text import render_item_text
-from training.rqvae import RQVAEConfig, RQVAEError, load_rqvae, save_rqvae
-from training.train_rqvae import train_rqvae
+from training.data.catalogue import PROFILE_SIZES, CatalogueError, load_profile, read_catalogue, write_jsonl
+from training.data.embeddings import DEFAULT_CACHE_DIR, EmbeddingError, embed_texts
+from training.data.item_text import render_item_text
+from training.ids.assign import ID_REPORT, assign_ids, save_embeddings, write_id_outputs
+from training.ids.rqvae import RQVAEConfig, RQVAEError, load_rqvae, save_rqvae
+from training.ids.train_rqvae import train_rqvae
+from training.io import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (CatalogueError, EmbeddingError, RQ
 def _llm_errors() -> tuple[type[Exception], ...]:
     # Imported on demand: these modules pull in torch/transformers, which plain ID commands don't need.
     from semantic_ids.bundle import BundleMismatch
-    from training.base_model import BaseModelError
-    from training.pipeline import PipelineError
+    from training.llm.base_model import BaseModelError
+    from training.pipeline.stages import PipelineError
 
     return (PipelineError, BaseModelError, BundleMismatch)
 
@@ -230,8 +230,8 @@ def _pipeline_config(profile: str, **overrides: Any) -> Any:
     """The profile's pipeline config with the CLI's fine-tuning overrides (None = keep) applied."""
     from dataclasses import replace
 
-    from training.lora import LoraSettings
-    from training.pipeline import PROFILES, PipelineError
+    from training.llm.lora import LoraSettings
+    from training.pipeline.stages import PROFILES, PipelineError
 
     base = PROFILES.get(profile)
     if base is None:
@@ -275,7 +275,7 @@ def prepare_base_model_command(
     name: Annotated[str | None, typer.Option(help="Folder name under the base-models dir.")] = None,
 ) -> None:
     """Dequantise SmolLM2-135M-Instruct (or convert another model) to safetensors, once."""
-    from training.base_model import prepare_base_model
+    from training.llm.base_model import prepare_base_model
 
     prepared = prepare_base_model(base_models_dir, source=source, name=name)
     report = {
@@ -289,7 +289,7 @@ def prepare_base_model_command(
 @app.command("examples")
 def examples_command(profile: ProfileOption = "demo", run_dir: RunDirOption = None) -> None:
     """Write the run's seeded fine-tuning examples (train / held-out phrasings) to examples.jsonl."""
-    from training.pipeline import make_examples
+    from training.pipeline.stages import make_examples
 
     folder = run_dir_for(profile, run_dir)
     _emit(make_examples(folder, _pipeline_config(profile).examples), folder / "examples_report.json")
@@ -309,8 +309,8 @@ def finetune_command(
     rank: RankOption = None,
 ) -> None:
     """LoRA-fine-tune the base model on the run's examples (resumes from the run's checkpoint)."""
-    from training.finetuned_model import save_finetuned
-    from training.pipeline import train_model, training_summary
+    from training.llm.finetuned_model import save_finetuned
+    from training.pipeline.stages import train_model, training_summary
 
     folder = run_dir_for(profile, run_dir)
     config = _pipeline_config(
@@ -337,9 +337,9 @@ def evaluate_command(
     eval_queries: EvalQueriesOption = None,
 ) -> None:
     """Fine-tuned model vs dense (MiniLM) vs BM25 on the same held-out queries: one table."""
-    from training.evaluate import format_table
-    from training.finetuned_model import load_finetuned
-    from training.pipeline import PipelineError, evaluate_model
+    from training.eval.evaluate import format_table
+    from training.llm.finetuned_model import load_finetuned
+    from training.pipeline.stages import PipelineError, evaluate_model
 
     folder = run_dir_for(profile, run_dir)
     try:
@@ -362,8 +362,8 @@ def bundle_command(
 ) -> None:
     """Write the serving bundle from the run's fine-tuned model and evaluation (atomically)."""
     from semantic_ids.ids import IdScheme
-    from training.finetuned_model import load_finetuned
-    from training.pipeline import PipelineError, bundle_dir_for, load_id_outputs, write_run_bundle
+    from training.llm.finetuned_model import load_finetuned
+    from training.pipeline.stages import PipelineError, bundle_dir_for, load_id_outputs, write_run_bundle
 
     folder = run_dir_for(profile, run_dir)
     evaluation_path = _require(folder / "evaluation.json", "evaluation", "evaluate")
@@ -402,8 +402,8 @@ def pipeline_command(
     eval_queries: EvalQueriesOption = None,
 ) -> None:
     """catalogue -> IDs -> examples -> fine-tune -> evaluate -> bundle (artifacts/bundles/<profile>)."""
-    from training.evaluate import format_table
-    from training.pipeline import run_pipeline
+    from training.eval.evaluate import format_table
+    from training.pipeline.stages import run_pipeline
 
     config = _pipeline_config(
         profile,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.batching import ServiceStopping
+from app.inference.batching import ServiceStopping
 from app.metrics import Metrics
 from app.service import Service
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from semantic_ids.ids import IdScheme, SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.unit.test_rqvae import TINY, clustered_embeddings
-from training.assign import (
+from training.ids.assign import (
     EMBEDDINGS,
     ID_REPORT,
     ITEMS_WITH_IDS,
@@ -29,9 +29,9 @@ from training.assign import (
     prefix_cosines,
     write_id_outputs,
 )
-from training.code_stats import collision_rate, level_stats
-from training.rqvae import SemanticRQVAE, load_rqvae
-from training.train_rqvae import encode_items, train_rqvae
+from training.ids.code_stats import collision_rate, level_stats
+from training.ids.rqvae import SemanticRQVAE, load_rqvae
+from training.ids.train_rqvae import encode_items, train_rqvae
 
 
 @given(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.base_model import SMOLLM2_NAME, prepare_base_model
+from training.llm.base_model import SMOLLM2_NAME, prepare_base_model
 
 
 @pytest.mark.slow

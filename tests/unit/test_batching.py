@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from app.batching import MicroBatcher, Overloaded, ServiceStopping
+from app.inference.batching import MicroBatcher, Overloaded, ServiceStopping
 from app.metrics import Metrics
 from semantic_ids.decoding import Candidate
 from semantic_ids.ids import SemanticId

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from app.model_loading import load_recommender_model
+from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import CATALOGUE, MANIFEST, BundleMismatch
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
 from semantic_ids.ids import SemanticId
@@ -19,8 +19,8 @@ from semantic_ids.trie import PrefixTrie
 from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
 from tests.tiny_models import make_tiny_base_model
 from training.bundle_writer import BundleInputs, write_bundle
-from training.lora import LoraSettings, attach_lora
-from training.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
+from training.llm.lora import LoraSettings, attach_lora
+from training.llm.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
 
 QUERIES = ["a crime drama by Michael Mann", "Alien", "japanese film from the eighties"]
 

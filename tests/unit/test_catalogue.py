@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from training.catalogue import CatalogueError, load_films, load_profile, read_catalogue
 from training.cli import main
-from training.item_text import MAX_CHARS, render_item_text
+from training.data.catalogue import CatalogueError, load_films, load_profile, read_catalogue
+from training.data.item_text import MAX_CHARS, render_item_text
 
 _OMDB_COLUMNS = (
     "ID INTEGER, imdbID TEXT, Title TEXT, Year INTEGER, Rating TEXT, Runtime REAL, Genre TEXT, "

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.embeddings import DIMENSIONS, EmbeddingCache, content_key, embed_texts
+from training.data.embeddings import DIMENSIONS, EmbeddingCache, content_key, embed_texts
 
 
 def test_content_key_depends_on_text_and_model() -> None:

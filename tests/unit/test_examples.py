@@ -12,9 +12,9 @@ from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SemanticId
 from tests.tiny_catalogue import tiny_items
 from tests.tiny_models import make_tiny_base_model
-from training.base_model import BaseModelError, prepare_base_model
-from training.examples import TEMPLATES, ExampleConfig, attribute_example, build_examples
-from training.metrics import ranking_metrics
+from training.eval.metrics import ranking_metrics
+from training.llm.base_model import BaseModelError, prepare_base_model
+from training.llm.examples import TEMPLATES, ExampleConfig, attribute_example, build_examples
 
 CONFIG = ExampleConfig(train_queries_per_item=8, valid_queries_per_item=2, attribute_examples_per_item=2)
 

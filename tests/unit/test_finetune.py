@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from app.model_loading import load_recommender_model
+from app.inference.model_loading import load_recommender_model
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
 from tests.tiny_models import TINY_BASE_NAME, make_tiny_base_model
-from training.examples import ExampleConfig
-from training.finetune import FinetuneConfig, finetune, prepare_model
-from training.lora import LoraSettings
-from training.pipeline import (
+from training.llm.examples import ExampleConfig
+from training.llm.finetune import FinetuneConfig, finetune, prepare_model
+from training.llm.lora import LoraSettings
+from training.pipeline.stages import (
     PipelineConfig,
     examples_for,
     make_examples,
@@ -178,7 +178,7 @@ def test_bad_cli_arguments_exit_2_with_one_line(
 def test_cli_finetune_then_bundle_writes_a_loadable_bundle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.pipeline import PROFILES
+    from training.pipeline.stages import PROFILES
 
     run_dir, base_models = make_run(tmp_path)
     monkeypatch.setitem(PROFILES, "tiny", CONFIG)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
-from training.train_rqvae import encode_items, train_rqvae
+from training.ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
+from training.ids.train_rqvae import encode_items, train_rqvae
 
 Trained = tuple[SemanticRQVAE, list[dict[str, Any]], np.ndarray, np.ndarray]
 CLUSTERS = 8

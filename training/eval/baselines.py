@@ -1,6 +1,6 @@
 """Retrieval baselines on the same queries as the fine-tuned model: dense (MiniLM cosine) and BM25.
 
-Both read the items through ``training.item_text.render_item_text``, the text the IDs were learned
+Both read the items through ``training.data.item_text.render_item_text``, the text the IDs were learned
 from, so the three systems see the same facts about each item.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from training.embeddings import DEFAULT_CACHE_DIR, embed_texts
-from training.item_text import render_item_text
+from training.data.embeddings import DEFAULT_CACHE_DIR, embed_texts
+from training.data.item_text import render_item_text
 
 logger = logging.getLogger(__name__)
 

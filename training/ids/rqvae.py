@@ -19,7 +19,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
 
-from training.atomic_files import atomic_path
+from training.io import atomic_path
 
 
 class RQVAEError(ValueError):

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from training.atomic_files import atomic_path, write_json, write_jsonl
-from training.code_stats import collision_group_sizes, collision_rate, level_stats
-from training.embeddings import MODEL_NAME
-from training.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
-from training.train_rqvae import encode_items
+from training.data.embeddings import MODEL_NAME
+from training.ids.code_stats import collision_group_sizes, collision_rate, level_stats
+from training.ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
+from training.ids.train_rqvae import encode_items
+from training.io import atomic_path, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from semantic_ids.bundle import atomic_directory
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import IdScheme, SemanticId
 from semantic_ids.trie import PrefixTrie
-from training.batches import collate, encode_examples, epoch_batches
-from training.evaluate import model_rankings
-from training.lora import LoraSettings, attach_lora
-from training.metrics import ranking_metrics
-from training.target_loss import LossKind, TargetLoss
-from training.tokens import TokenInit, add_semantic_tokens, initialise_new_rows, resize_for_tokens
+from training.eval.evaluate import model_rankings
+from training.eval.metrics import ranking_metrics
+from training.llm.batches import collate, encode_examples, epoch_batches
+from training.llm.lora import LoraSettings, attach_lora
+from training.llm.target_loss import LossKind, TargetLoss
+from training.llm.tokens import TokenInit, add_semantic_tokens, initialise_new_rows, resize_for_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ CHECKPOINT_DIR = "checkpoint"
 class FinetuneConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     token_init: TokenInit = "cluster"
-    loss: LossKind = "restricted"  # see training/target_loss.py
+    loss: LossKind = "restricted"  # see training/llm/target_loss.py
     batch_size: int = 16
     grad_accum: int = 1
     max_steps: int = 600  # optimizer steps

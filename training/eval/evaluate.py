@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import SemanticId
-from training.metrics import ranking_metrics
+from training.eval.metrics import ranking_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def evaluate_all(
     cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One table: every metric for the three systems on ``queries`` (validation query examples)."""
-    from training.baselines import bm25_rankings, dense_rankings
-    from training.embeddings import DEFAULT_CACHE_DIR
+    from training.data.embeddings import DEFAULT_CACHE_DIR
+    from training.eval.baselines import bm25_rankings, dense_rankings
 
     item_ids = [str(item["item_id"]) for item in items]
     sid_of = {str(item["item_id"]): SemanticId(tuple(int(c) for c in item["semantic_id"])) for item in items}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from app.model_loading import load_recommender_model
+from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import Manifest
 from semantic_ids.decoding import Candidate, ConstrainedDecoder
 from semantic_ids.ids import IdScheme

@@ -21,10 +21,10 @@ from semantic_ids.bundle import EVALUATION
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import IdScheme, SemanticId
 from semantic_ids.trie import PrefixTrie
-from training.base_model import DEFAULT_BASE_MODELS_DIR, SMOLLM2_NAME, prepare_base_model
-from training.examples import ExampleConfig, build_examples, read_examples, write_examples
-from training.finetune import FinetuneConfig, FinetuneResult, Validator, finetune, prepare_model
-from training.lora import LoraSettings
+from training.llm.base_model import DEFAULT_BASE_MODELS_DIR, SMOLLM2_NAME, prepare_base_model
+from training.llm.examples import ExampleConfig, build_examples, read_examples, write_examples
+from training.llm.finetune import FinetuneConfig, FinetuneResult, Validator, finetune, prepare_model
+from training.llm.lora import LoraSettings
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +144,8 @@ def train_model(
 def evaluate_model(
     model: Any, tokenizer: Any, run_dir: Path, config: PipelineConfig, cache_dir: Path | None = None
 ) -> dict[str, Any]:
-    from training.evaluate import evaluate_all, model_rankings
-    from training.metrics import ranking_metrics
+    from training.eval.evaluate import evaluate_all, model_rankings
+    from training.eval.metrics import ranking_metrics
 
     items, _, scheme = load_id_outputs(run_dir)
     train, valid = examples_for(run_dir)

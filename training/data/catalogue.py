@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from training.atomic_files import write_jsonl
+from training.io import write_jsonl
 
 __all__ = ["PROFILE_SIZES", "CatalogueError", "load_films", "load_profile", "read_catalogue", "write_jsonl"]
 

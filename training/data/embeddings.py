@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from training.atomic_files import atomic_path
+from training.io import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -20,20 +20,19 @@ from typing import Any
 
 import torch
 
-from training.llm.finetune import Validator
 from training.llm.lora import LoraSettings
-from training.pipeline.stages import (
-    DEMO,
-    PipelineConfig,
-    eval_sample,
-    evaluate_model,
-    examples_for,
-    load_id_outputs,
-    make_examples,
-    train_model,
-)
+from training.llm.validator import Validator
+from training.pipeline.config import PipelineConfig
+from training.pipeline.stages import eval_sample, evaluate_model, make_examples, train_model
+from training.profiles import PROFILES
+from training.run_layout import BASE_MODELS_DIR, RunLayout
 
-RUN_FILES = ("items_with_ids.jsonl", "id_report.json", "embeddings.npy", "examples.jsonl")
+DEMO = PROFILES["demo"].pipeline
+
+
+def _run_files(layout: RunLayout) -> tuple[Path, ...]:
+    """What a variant needs from the demo run: the ID outputs and the examples."""
+    return (layout.items_with_ids, layout.id_report, layout.embeddings, layout.examples)
 
 
 def _value(text: str) -> Any:
@@ -60,19 +59,19 @@ def variant_config(spec: str, steps: int, eval_queries: int) -> PipelineConfig:
 
 def run_variant(spec: str, source: Path, base_models: Path, steps: int, eval_queries: int) -> dict[str, Any]:
     name = spec.partition(":")[0]
-    run_dir = Path("artifacts/runs") / f"ablation-{name}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    for file in RUN_FILES:
-        shutil.copyfile(source / file, run_dir / file)
+    layout = RunLayout.for_profile(f"ablation-{name}")
+    shutil.rmtree(layout.folder, ignore_errors=True)
+    layout.folder.mkdir(parents=True)
+    for file in _run_files(RunLayout(source)):
+        shutil.copyfile(file, layout.folder / file.name)
     config = variant_config(spec, steps, eval_queries)
     if config.examples != DEMO.examples:
-        make_examples(run_dir, config.examples)
+        make_examples(layout, config.examples)
     started = time.perf_counter()
-    result, tokenizer, _ = train_model(run_dir, base_models, config)
+    result, tokenizer, _ = train_model(layout, base_models, config)
     # Loss on the ID tokens of held-out phrasings: comparable across example mixes, no decoding needed.
-    items, _, scheme = load_id_outputs(run_dir)
-    held_out = eval_sample(examples_for(run_dir)[1], 300, config.examples.seed)
+    items, _, scheme = layout.load_id_outputs()
+    held_out = eval_sample(layout.load_examples()[1], 300, config.examples.seed)
     loss_config = replace(config.finetune, eval_queries=0, eval_loss_examples=len(held_out))
     valid = Validator(tokenizer, held_out, items, scheme, loss_config)(result.model, torch.device("cpu"))
     windows = [result.history[i : i + 50] for i in range(0, len(result.history), 50)]
@@ -85,12 +84,12 @@ def run_variant(spec: str, source: Path, base_models: Path, steps: int, eval_que
         "train_seconds": round(result.train_seconds, 1),
     }
     if eval_queries:
-        evaluation = evaluate_model(result.model, tokenizer, run_dir, config)
+        evaluation = evaluate_model(result.model, tokenizer, layout, config)
         llm = evaluation["systems"]["llm_semantic_id"]
         row |= {k: llm[k] for k in ("recall@1", "recall@10", "ndcg@10", "mrr", "prefix_accuracy")}
         row["dense_recall@10"] = evaluation["systems"]["dense_minilm"]["recall@10"]
     row["seconds"] = round(time.perf_counter() - started, 1)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(layout.folder, ignore_errors=True)
     return row
 
 
@@ -99,8 +98,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--eval-queries", type=int, default=100)
     parser.add_argument("--variants", nargs="+", default=["cluster", "mean:token_init=mean"])
-    parser.add_argument("--source", type=Path, default=Path("artifacts/runs/demo"))
-    parser.add_argument("--base-models", type=Path, default=Path("artifacts/base_models"))
+    parser.add_argument("--source", type=Path, default=RunLayout.for_profile("demo").folder)
+    parser.add_argument("--base-models", type=Path, default=BASE_MODELS_DIR)
     parser.add_argument("--out", type=Path, default=Path("bench/llm_ablation.json"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

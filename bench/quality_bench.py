@@ -41,6 +41,8 @@ import numpy as np
 
 from bench.relevance_metrics import METRICS, expected_random, mean_metrics, query_metrics
 from bench.unseen_queries import CATEGORIES, DEFAULT_OUT, flat, read_jsonl, relevant_items
+from semantic_ids.bundle import MANIFEST
+from training.run_layout import ARTIFACTS, BASE_MODELS_DIR, RunLayout, bundle_dir_for
 
 logger = logging.getLogger("bench.quality_bench")
 
@@ -80,7 +82,7 @@ class SystemRun:
 
 def load_items(config: QualityBenchConfig) -> list[dict[str, Any]]:
     """Items with IDs: the bundle's catalogue when there is a bundle, else the run's items_with_ids."""
-    if config.bundle_dir is not None and (config.bundle_dir / "manifest.json").is_file():
+    if config.bundle_dir is not None and (config.bundle_dir / MANIFEST).is_file():
         from semantic_ids.bundle import read_catalogue
 
         return list(read_catalogue(config.bundle_dir))
@@ -89,7 +91,7 @@ def load_items(config: QualityBenchConfig) -> list[dict[str, Any]]:
             f"no bundle at {config.bundle_dir} (manifest.json missing): run `semid pipeline --profile demo` "
             "first, or pass --systems dense,bm25"
         )
-    path = config.run_dir / "items_with_ids.jsonl"
+    path = RunLayout(config.run_dir).items_with_ids
     if not path.is_file():
         raise BenchError(f"{path} is missing: run `semid ids --profile demo` first")
     return read_jsonl(path)
@@ -97,7 +99,7 @@ def load_items(config: QualityBenchConfig) -> list[dict[str, Any]]:
 
 def load_embeddings(run_dir: Path, items: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The run's MiniLM item vectors, reordered to ``items`` (the bundle may order rows differently)."""
-    path, ids_path = run_dir / "embeddings.npy", run_dir / "items_with_ids.jsonl"
+    path, ids_path = RunLayout(run_dir).embeddings, RunLayout(run_dir).items_with_ids
     if not path.is_file() or not ids_path.is_file():
         raise BenchError(f"{path} or {ids_path} is missing: run `semid ids --profile demo` first")
     matrix: np.ndarray = np.load(path)  # (run items, 384), rows in items_with_ids order
@@ -157,7 +159,7 @@ def run_model(
     loaded = load_recommender_model(config.bundle_dir, config.base_models_dir, config.device)
     load_s = time.perf_counter() - started
     decoder = loaded.decoder()
-    item_of = {SemanticId(tuple(int(c) for c in item["semantic_id"])): str(item["item_id"]) for item in items}
+    item_of = {SemanticId.from_codes(item["semantic_id"]): str(item["item_id"]) for item in items}
     unknown = 0
 
     def answer(text: str) -> list[str]:
@@ -201,11 +203,13 @@ def run_bm25(items: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> System
     import bm25s
 
     from training.data.item_text import render_item_text
-    from training.eval.baselines import bm25_rankings, flat_item
+    from training.data.items import items_from_dicts
+    from training.eval.baselines import bm25_rankings
 
-    rankings = bm25_rankings(texts, items, top_k=TOP_K)
+    catalogue = items_from_dicts(items)
+    rankings = bm25_rankings(texts, catalogue, top_k=TOP_K)
     started = time.perf_counter()
-    corpus = [render_item_text(flat_item(item)) for item in items]  # the same index bm25_rankings builds
+    corpus = [render_item_text(item) for item in catalogue]  # the same index bm25_rankings builds
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
     index_s = time.perf_counter() - started
@@ -280,8 +284,9 @@ def score(
     items: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     from training.data.item_text import render_item_text
+    from training.data.items import CatalogueItem
 
-    texts = {str(item["item_id"]): render_item_text(dict(item)) for item in items}
+    texts = {str(item["item_id"]): render_item_text(CatalogueItem.from_dict(item)) for item in items}
     per_query: list[dict[str, Any]] = []
     for index, query in enumerate(queries):
         relevant = set(query["relevant"])
@@ -374,7 +379,7 @@ def _write_json(result: Mapping[str, Any], path: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[QualityBenchConfig, int]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=Path("artifacts/bundles/demo"))
+    parser.add_argument("--bundle", type=Path, default=bundle_dir_for("demo"))
     parser.add_argument(
         "--run-dir",
         type=Path,
@@ -383,8 +388,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[QualityBenchConfig, int]:
     )
     parser.add_argument("--queries", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: model,dense,bm25")
-    parser.add_argument("--base-models-dir", type=Path, default=Path("artifacts/base_models"))
-    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/quality_unseen.json"))
+    parser.add_argument("--base-models-dir", type=Path, default=BASE_MODELS_DIR)
+    parser.add_argument("--out", type=Path, default=ARTIFACTS / "bench" / "quality_unseen.json")
     parser.add_argument("--beams", type=int, default=10)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
@@ -405,9 +410,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[QualityBenchConfig, int]:
 
 
 def _default_run_dir(bundle_dir: Path) -> Path:
-    manifest = bundle_dir / "manifest.json"
+    manifest = bundle_dir / MANIFEST
     profile = json.loads(manifest.read_text())["catalogue"]["profile"] if manifest.is_file() else "demo"
-    return Path("artifacts/runs") / profile
+    return RunLayout.for_profile(profile).folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 
 from bench import quality_bench, service_bench
+from training.run_layout import bundle_dir_for
 
-DEMO_BUNDLE = "artifacts/bundles/demo"
+DEMO_BUNDLE = str(bundle_dir_for("demo"))
 
 
 def main() -> int:

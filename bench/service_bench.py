@@ -42,6 +42,7 @@ from app.db import create_db_engine, load_catalogue
 from app.db.migrate import upgrade
 from semantic_ids.bundle import Manifest, read_catalogue, read_manifest
 from semantic_ids.ids import SemanticId
+from training.run_layout import BASE_MODELS_DIR, RunLayout, bundle_dir_for
 
 logger = logging.getLogger("bench.service_bench")
 
@@ -85,7 +86,7 @@ def bench_queries(config: BenchConfig, items: list[dict[str, Any]], count: int) 
     candidates = [
         config.queries_file,
         Path("bench/queries") / f"{profile}_unseen.jsonl",
-        Path("artifacts/runs") / profile / "examples.jsonl",
+        RunLayout.for_profile(profile).examples,
     ]
     for path in candidates:
         if path is not None and path.is_file():
@@ -272,7 +273,7 @@ def decoding_overhead(config: BenchConfig, queries: Sequence[str]) -> dict[str, 
 
 def dense_baseline(manifest: Manifest, queries: Sequence[str]) -> dict[str, Any] | None:
     """MiniLM query embedding + cosine top-10 over the catalogue's vectors, one query at a time."""
-    vectors_path = Path("artifacts/runs") / manifest.catalogue.profile / "embeddings.npy"
+    vectors_path = RunLayout.for_profile(manifest.catalogue.profile).embeddings
     if not vectors_path.is_file():
         logger.warning("no %s: skipping the dense baseline", vectors_path)
         return None
@@ -416,8 +417,8 @@ def table(results: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--bundle", type=Path, default=Path("artifacts/bundles/demo"))
-    parser.add_argument("--base-models-dir", type=Path, default=Path("artifacts/base_models"))
+    parser.add_argument("--bundle", type=Path, default=bundle_dir_for("demo"))
+    parser.add_argument("--base-models-dir", type=Path, default=BASE_MODELS_DIR)
     parser.add_argument(
         "--postgres-admin-url",
         default=os.environ.get(

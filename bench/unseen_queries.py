@@ -10,7 +10,7 @@ be rebuilt for a changed catalogue::
 writes ``bench/queries/demo_unseen.jsonl`` (checked in). Queries with no relevant item are dropped
 and listed. The build fails when a filter names a value the catalogue never has (a typo in a filter
 would otherwise silently make a query "relevant to nothing"), or when a query could have been written
-by one of ``training.llm.examples.TEMPLATES`` (its wording and slot values both fit), or when it appears
+by one of ``training.llm.phrasing.TEMPLATES`` (its wording and slot values both fit), or when it appears
 verbatim among the generated fine-tuning queries (``--examples``).
 
 Filter keys (all given keys must hold):
@@ -41,10 +41,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from training.data.items import CatalogueItem
+from training.run_layout import RunLayout
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_CATALOGUE = Path("artifacts/runs/demo/catalogue.jsonl")
-DEFAULT_EXAMPLES = Path("artifacts/runs/demo/examples.jsonl")
+DEFAULT_CATALOGUE = RunLayout.for_profile("demo").catalogue
+DEFAULT_EXAMPLES = RunLayout.for_profile("demo").examples
 DEFAULT_OUT = Path("bench/queries/demo_unseen.jsonl")
 
 CATEGORIES = ("title", "attributes", "decade", "synonym", "director", "multilingual", "country_language")
@@ -347,11 +350,8 @@ SPECS: tuple[QuerySpec, ...] = (
 
 
 def flat(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A catalogue row in the flat shape (contract 1), from a flat row or an items_with_ids row."""
-    nested = row.get("fields")
-    if isinstance(nested, Mapping):
-        return {**nested, **{k: v for k, v in row.items() if k != "fields"}}
-    return dict(row)
+    """A catalogue row in the flat import shape, from a flat row or an items_with_ids row."""
+    return CatalogueItem.from_dict(row).to_flat()
 
 
 def _listed(value: Any) -> list[str]:
@@ -443,7 +443,7 @@ def unknown_values(items: Sequence[Mapping[str, Any]], filter_: Mapping[str, Any
 
 def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
     """Every value each slot kind can take when the fine-tuning templates are filled (lowercased)."""
-    from training.llm.examples import _COUNTRY_WORDS, _DECADE_WORDS, _GENRE_WORDS, CAST_POOL
+    from training.llm.phrasing import _COUNTRY_WORDS, _DECADE_WORDS, _GENRE_WORDS, CAST_POOL
 
     vocab: dict[str, set[str]] = {k: set() for k in ("title", "director", "year", "genre", "cast")}
     vocab |= {"country": set(), "language": set(), "rating": set(), "decade": set()}
@@ -470,13 +470,13 @@ def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
 
 def _template_patterns(items: Sequence[Mapping[str, Any]]) -> dict[str, re.Pattern[str]]:
     """Each fine-tuning template as a regex whose slots accept exactly the values the generator writes."""
-    from training.llm.examples import TEMPLATES, Slots
+    from training.llm.phrasing import TEMPLATES, Slots
 
     class Marks(Slots):
         """Slots that write a placeholder naming the slot kind instead of a value."""
 
         def __init__(self) -> None:
-            super().__init__({"title": ""}, random.Random(0))
+            super().__init__(CatalogueItem(item_id="", title=""), random.Random(0))
 
         def title(self) -> str:
             return "\x00title\x00"

@@ -7,6 +7,7 @@ Compact form (URLs, JSON, the database): ``12-7-33-0``. Both parse to the same c
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 SEM_START = "[SEM_START]"
@@ -40,6 +41,11 @@ class SemanticId:
         for code in self.codes:
             if isinstance(code, bool) or not isinstance(code, int) or code < 0:
                 raise InvalidSemanticId(f"codes must be non-negative integers, got {code!r}")
+
+    @classmethod
+    def from_codes(cls, codes: Iterable[int | str]) -> SemanticId:
+        """The ID of a code list as stored in JSON (ints, or strings of digits)."""
+        return cls(tuple(int(code) for code in codes))
 
     @property
     def compact(self) -> str:

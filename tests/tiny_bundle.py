@@ -15,13 +15,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from semantic_ids.bundle import Manifest
+from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SEM_END, SemanticId
-from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
+from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
 from tests.tiny_models import make_tiny_base_model
 from training.bundle_writer import BundleInputs, write_bundle
 from training.llm.lora import LoraSettings, attach_lora
-from training.llm.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
+from training.llm.tokens import add_semantic_tokens, initialise_new_rows
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class TinyBundle:
 def _training_texts(items: list[dict[str, Any]]) -> list[str]:
     texts = []
     for item in items:
-        codes = "".join(SemanticId(tuple(item["semantic_id"])).code_tokens())
+        codes = "".join(SemanticId.from_codes(item["semantic_id"]).code_tokens())
         texts.append(build_prompt(item["title"]) + codes + SEM_END)
     return texts
 
@@ -69,7 +70,7 @@ def make_tiny_bundle(root: Path, *, steps: int = 60, seed: int = 0) -> TinyBundl
     _train(peft_model, tokenizer, _training_texts(items), steps)
     inputs = BundleInputs(
         profile="tiny",
-        items=items,
+        items=tiny_catalogue(),
         id_report=TINY_ID_REPORT,
         base_model_dir=base_dir,
         base_model_source="tests.tiny_models",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from semantic_ids.ids import IdScheme
+from training.data.items import CatalogueItem, items_from_dicts
 
 TINY_SCHEME = IdScheme((4, 4, 3))  # two RQ levels, then the disambiguation level
 TINY_ID_REPORT: dict[str, Any] = {"rq_levels": 2, "codebook_sizes": [4, 4, 3], "collision_rate": 0.25}
@@ -41,3 +42,8 @@ def tiny_items() -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def tiny_catalogue() -> list[CatalogueItem]:
+    """``tiny_items`` as the training side's typed items."""
+    return items_from_dicts(tiny_items())

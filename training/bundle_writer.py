@@ -40,8 +40,10 @@ from semantic_ids.bundle import (
     base_weights_sha256,
     catalogue_hash,
 )
-from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme, SemanticId
-from training.llm.lora import heads_are_tied
+from semantic_ids.causal_lm import heads_are_tied
+from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme
+from training.data.items import CatalogueItem
+from training.io import write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class BundleInputs:
     """Everything a bundle records besides the trained model and tokenizer."""
 
     profile: str
-    items: Sequence[Mapping[str, Any]]  # items_with_ids rows: item_id, title, fields, semantic_id
+    items: Sequence[CatalogueItem]  # with their semantic IDs
     id_report: Mapping[str, Any]  # rq_levels, codebook_sizes, collision_rate, ...
     base_model_dir: Path
     base_model_source: str
@@ -93,21 +95,14 @@ def save_lora_adapter(peft_model: Any, adapter_dir: Path, base_model_name: str) 
     save_file(lora_only, str(adapter_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
-def _catalogue_rows(items: Sequence[Mapping[str, Any]], scheme: IdScheme) -> list[dict[str, Any]]:
+def _catalogue_rows(items: Sequence[CatalogueItem], scheme: IdScheme) -> list[dict[str, Any]]:
     rows, seen = [], set()
     for item in items:
-        semantic_id = scheme.validate(SemanticId(tuple(int(c) for c in item["semantic_id"])))
+        semantic_id = scheme.validate(item.sid)
         if semantic_id in seen:
             raise ValueError(f"semantic ID {semantic_id.compact} is carried by more than one item")
         seen.add(semantic_id)
-        rows.append(
-            {
-                "item_id": str(item["item_id"]),
-                "title": str(item["title"]),
-                "fields": dict(item.get("fields", {})),
-                "semantic_id": list(semantic_id.codes),
-            }
-        )
+        rows.append(item.to_dict())
     return rows
 
 
@@ -148,9 +143,7 @@ def write_bundle(
     rows = _catalogue_rows(inputs.items, scheme)
     manifest = build_manifest(inputs, rows, added_count=len(new_token_ids))
     with atomic_directory(bundle_dir) as staging:
-        with (staging / CATALOGUE).open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(rows, staging / CATALOGUE)
         tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
         save_lora_adapter(peft_model, staging / ADAPTER_DIR, manifest.base_model.name)
         save_file(new_token_rows(peft_model, new_token_ids), str(staging / NEW_TOKEN_ROWS))

@@ -1,5 +1,9 @@
-"""Atomic file writes: write beside the target, then ``os.replace``, so a reader sees the old file or
-the new one, never half of one, and a failed step leaves nothing behind."""
+"""Reading and writing the files of a run: JSON, JSONL, and atomic writes.
+
+A file is written beside its target and moved into place with ``os.replace``, so a reader sees the
+old file or the new one, never half of one, and a failed step leaves nothing behind. Folders are
+written the same way with ``atomic_directory`` (the bundle's own helper, re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from semantic_ids.bundle import atomic_directory
+
+__all__ = ["atomic_directory", "atomic_path", "read_json", "read_jsonl", "write_json", "write_jsonl"]
 
 
 @contextmanager
@@ -30,6 +38,16 @@ def write_jsonl(rows: Iterable[Mapping[str, Any]], path: Path) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every JSON object of a JSONL file, skipping blank lines."""
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
 def write_json(data: Any, path: Path) -> None:
     with atomic_path(path) as partial:
         partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

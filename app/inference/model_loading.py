@@ -31,6 +31,7 @@ from semantic_ids.bundle import (
     read_catalogue,
     read_manifest,
 )
+from semantic_ids.causal_lm import heads_are_tied, resize_for_tokens, resolve_device
 from semantic_ids.decoding import CodeTokenIds, ConstrainedDecoder
 from semantic_ids.ids import InvalidSemanticId, SemanticId
 from semantic_ids.trie import PrefixTrie
@@ -48,13 +49,6 @@ class LoadedModel:
 
     def decoder(self) -> ConstrainedDecoder:
         return ConstrainedDecoder(self.model, self.tokenizer, self.trie)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def load_recommender_model(
@@ -105,7 +99,7 @@ def _build_trie(bundle_dir: Path, manifest: Manifest) -> PrefixTrie:
         )
     try:
         return PrefixTrie(
-            (SemanticId(tuple(int(c) for c in item["semantic_id"])) for item in items),
+            (SemanticId.from_codes(item["semantic_id"]) for item in items),
             manifest.semantic_ids.scheme,
         )
     except (InvalidSemanticId, KeyError, TypeError) as error:
@@ -133,8 +127,7 @@ def _verified_base_dir(manifest: Manifest, base_models_dir: Path) -> Path:
 @torch.no_grad()
 def _build_model(bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Manifest) -> Any:
     model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-    size = max(len(tokenizer), model.get_input_embeddings().weight.shape[0])
-    model.resize_token_embeddings(size, mean_resizing=False)
+    size = resize_for_tokens(model, tokenizer)
     rows = load_file(str(bundle_dir / NEW_TOKEN_ROWS))
     ids = rows["token_ids"].long()
     if len(ids) != manifest.tokens.added_count or int(ids.max()) >= size:
@@ -144,8 +137,8 @@ def _build_model(bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Man
         )
     embedding = model.get_input_embeddings().weight
     embedding[ids] = rows["embed_tokens"].to(embedding.dtype)
-    head = model.get_output_embeddings()
-    if "lm_head" in rows and head is not None and head.weight.data_ptr() != embedding.data_ptr():
-        head.weight[ids] = rows["lm_head"].to(head.weight.dtype)
+    if "lm_head" in rows and not heads_are_tied(model):
+        head = model.get_output_embeddings().weight
+        head[ids] = rows["lm_head"].to(head.dtype)
     peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
     return peft_model.merge_and_unload()

@@ -6,7 +6,6 @@ import itertools
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,12 +16,8 @@ from hypothesis import strategies as st
 from semantic_ids.ids import IdScheme, SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.unit.test_rqvae import TINY, clustered_embeddings
+from training.data.items import CatalogueItem
 from training.ids.assign import (
-    EMBEDDINGS,
-    ID_REPORT,
-    ITEMS_WITH_IDS,
-    RQVAE_WEIGHTS,
-    USAGE_PLOT,
     IdAssignment,
     assign_ids,
     disambiguation_codes,
@@ -32,6 +27,7 @@ from training.ids.assign import (
 from training.ids.code_stats import collision_rate, level_stats
 from training.ids.rqvae import SemanticRQVAE, load_rqvae
 from training.ids.train_rqvae import encode_items, train_rqvae
+from training.run_layout import RunLayout
 
 
 @given(
@@ -91,7 +87,7 @@ def test_code_stats() -> None:
     assert level_stats(np.array([[0], [1], [2], [3]]), 4)[0]["perplexity"] == pytest.approx(4.0)
 
 
-Assigned = tuple[list[dict[str, Any]], np.ndarray, SemanticRQVAE, IdAssignment, Path]
+Assigned = tuple[list[CatalogueItem], np.ndarray, SemanticRQVAE, IdAssignment, Path]
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +97,12 @@ def assigned(tmp_path_factory: pytest.TempPathFactory) -> Assigned:
     # Two levels of 8 codes for 320 items: collisions are certain, so disambiguation must work.
     model, _ = train_rqvae(embeddings, TINY, show_progress=False)
     items = [
-        {"item_id": f"tt{index:04d}", "title": f"Film {index}", "year": 2000 + index % 20}
+        CatalogueItem(f"tt{index:04d}", f"Film {index}", {"year": 2000 + index % 20})
         for index in range(len(embeddings))
     ]
     assignment = assign_ids(items, embeddings, model, TINY)
     run_dir = tmp_path_factory.mktemp("run")
-    write_id_outputs(run_dir, items, embeddings, model, TINY, assignment)
+    write_id_outputs(RunLayout(run_dir), items, embeddings, model, TINY, assignment)
     return items, embeddings, model, assignment, run_dir
 
 
@@ -132,18 +128,19 @@ def test_assignment_is_deterministic(assigned: Assigned) -> None:
 
 def test_outputs_follow_the_contract(assigned: Assigned) -> None:
     items, embeddings, _, assignment, run_dir = assigned
-    rows = [json.loads(line) for line in (run_dir / ITEMS_WITH_IDS).read_text().splitlines()]
-    assert [row["item_id"] for row in rows] == [item["item_id"] for item in items]
+    layout = RunLayout(run_dir)
+    rows = [json.loads(line) for line in layout.items_with_ids.read_text().splitlines()]
+    assert [row["item_id"] for row in rows] == [item.item_id for item in items]
     assert set(rows[0]) == {"item_id", "title", "fields", "semantic_id"}
     assert rows[0]["fields"] == {"year": 2000}
     assert [row["semantic_id"] for row in rows] == assignment.semantic_ids.tolist()
-    report = json.loads((run_dir / ID_REPORT).read_text())
+    report = json.loads(layout.id_report.read_text())
     assert report["rq_levels"] == TINY.levels and report["codebook_sizes"] == assignment.codebook_sizes
     assert {"collision_rate", "largest_collision_group", "levels", "semantic_check"} <= set(report)
-    saved = np.load(run_dir / EMBEDDINGS)
+    saved = np.load(layout.embeddings)
     assert saved.dtype == np.float32 and np.array_equal(saved, embeddings)
-    loaded, config = load_rqvae(run_dir / RQVAE_WEIGHTS)
+    loaded, config = load_rqvae(layout.rqvae)
     assert config == TINY
     assert np.array_equal(encode_items(loaded, embeddings)["codes"], assignment.semantic_ids[:, :-1])
-    assert (run_dir / USAGE_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert layout.usage_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(run_dir.glob(".*"))  # no temporary files left behind

@@ -13,14 +13,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import CATALOGUE, MANIFEST, BundleMismatch
+from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
-from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
+from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
 from tests.tiny_models import make_tiny_base_model
 from training.bundle_writer import BundleInputs, write_bundle
 from training.llm.lora import LoraSettings, attach_lora
-from training.llm.tokens import add_semantic_tokens, initialise_new_rows, resize_for_tokens
+from training.llm.tokens import add_semantic_tokens, initialise_new_rows
 
 QUERIES = ["a crime drama by Michael Mann", "Alien", "japanese film from the eighties"]
 
@@ -34,7 +35,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     new_ids = add_semantic_tokens(tokenizer, TINY_SCHEME)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     resize_for_tokens(model, tokenizer)
-    initialise_new_rows(model, tokenizer, TINY_SCHEME, strategy="cluster", items=tiny_items(), rq_levels=2)
+    initialise_new_rows(
+        model, tokenizer, TINY_SCHEME, strategy="cluster", items=tiny_catalogue(), rq_levels=2
+    )
     peft_model = attach_lora(model, LoraSettings(rank=4, alpha=8), new_ids)
     torch.manual_seed(1)
     with torch.no_grad():
@@ -44,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     peft_model.eval()
     inputs = BundleInputs(
         profile="tiny",
-        items=tiny_items(),
+        items=tiny_catalogue(),
         id_report=TINY_ID_REPORT,
         base_model_dir=base_dir,
         base_model_source="tests.tiny_models",
@@ -86,7 +89,7 @@ def test_loaded_model_matches_trained_model(trained: dict[str, Any]) -> None:
 
 def test_loaded_decoder_gives_same_top_ids(trained: dict[str, Any]) -> None:
     loaded = load_recommender_model(trained["bundle_dir"], trained["base_models_dir"], "cpu")
-    trie = PrefixTrie([SemanticId(tuple(i["semantic_id"])) for i in tiny_items()], TINY_SCHEME)
+    trie = PrefixTrie([SemanticId.from_codes(i["semantic_id"]) for i in tiny_items()], TINY_SCHEME)
     reference = ConstrainedDecoder(trained["peft_model"], trained["tokenizer"], trie)
     expected = reference.decode(QUERIES, num_beams=6, top_k=5)
     actual = loaded.decoder().decode(QUERIES, num_beams=6, top_k=5)
@@ -158,7 +161,7 @@ def test_missing_base_model_is_refused(trained: dict[str, Any], tmp_path: Path) 
 def test_failed_write_leaves_previous_bundle_in_place(trained: dict[str, Any], tmp_path: Path) -> None:
     bundle = _copy(trained, tmp_path)
     before = (bundle / MANIFEST).read_text()
-    broken = [dict(tiny_items()[0]), dict(tiny_items()[0])]  # two items, one ID: must be refused
+    broken = [tiny_catalogue()[0], tiny_catalogue()[0]]  # two items, one ID: must be refused
     inputs = BundleInputs(
         profile="tiny",
         items=broken,

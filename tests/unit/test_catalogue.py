@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from training.cli import main
-from training.data.catalogue import CatalogueError, load_films, load_profile, read_catalogue
+from training.data.catalogue import CatalogueError, load_films, read_catalogue
 from training.data.item_text import MAX_CHARS, render_item_text
+from training.data.items import CatalogueItem
+from training.profiles import load_profile
 
 _OMDB_COLUMNS = (
     "ID INTEGER, imdbID TEXT, Title TEXT, Year INTEGER, Rating TEXT, Runtime REAL, Genre TEXT, "
@@ -57,7 +59,7 @@ def films_db(tmp_path: Path) -> Path:
 
 
 def test_films_are_ordered_by_reviews_then_item_id(films_db: Path) -> None:
-    films = load_films(films_db)
+    films = [film.to_flat() for film in load_films(films_db)]
     assert [film["item_id"] for film in films] == [
         "tt0000001",
         "tt0000002",
@@ -69,11 +71,11 @@ def test_films_are_ordered_by_reviews_then_item_id(films_db: Path) -> None:
 
 
 def test_limit_takes_the_most_reviewed(films_db: Path) -> None:
-    assert [film["title"] for film in load_films(films_db, limit=2)] == ["First", "Tie A"]
+    assert [film.title for film in load_films(films_db, limit=2)] == ["First", "Tie A"]
 
 
 def test_film_fields_are_normalised_and_missing_values_dropped(films_db: Path) -> None:
-    first = load_films(films_db)[0]
+    first = load_films(films_db)[0].to_flat()
     assert first["genres"] == ["Drama", "Comedy"]
     assert first["cast"] == ["A B", "C D"]  # "N/A" dropped from the list
     assert first["runtime_minutes"] == 101 and isinstance(first["runtime_minutes"], int)
@@ -91,11 +93,11 @@ def test_not_a_films_database_is_a_catalogue_error(tmp_path: Path) -> None:
 
 
 def test_default_database_profiles() -> None:
-    demo = load_profile("demo")
+    demo = [film.to_flat() for film in load_profile("demo")]
     assert len(demo) == 1000
     reviews = [film["tomato_reviews"] for film in demo]
     assert reviews == sorted(reviews, reverse=True)
-    full_ids = [film["item_id"] for film in load_profile("full")]
+    full_ids = [film.item_id for film in load_profile("full")]
     assert len(full_ids) == len(set(full_ids)) == 17_470  # 17,472 rows, two IMDb ids listed twice
     assert [film["item_id"] for film in demo] == full_ids[:1000]
     with pytest.raises(CatalogueError, match="unknown profile"):
@@ -140,7 +142,7 @@ def test_bad_jsonl_names_file_line_and_problem(
 
 def test_good_jsonl_is_normalised(tmp_path: Path) -> None:
     path = _write(tmp_path, [GOOD, "", json.dumps({"item_id": 7, "title": " Seven ", "director": "X"})])
-    assert read_catalogue(path) == [
+    assert [item.to_flat() for item in read_catalogue(path)] == [
         {"item_id": "a", "title": "Alpha", "year": 1999},
         {"item_id": "7", "title": "Seven", "director": "X"},
     ]
@@ -189,13 +191,14 @@ def test_cli_import_writes_normalised_jsonl_and_report(
 
 
 def test_item_text_is_concise_and_mentions_what_queries_ask_for() -> None:
-    film = load_profile("demo")[0]
-    text = render_item_text(film)
+    item = load_profile("demo")[0]
+    film = item.to_flat()
+    text = render_item_text(item)
     assert text.startswith(f"{film['title']} ({film['year']}).")
     assert film["director"] in text and film["genres"][0] in text
     assert "box office" not in text.lower()
     nested = {"item_id": film["item_id"], "title": film["title"], "fields": dict(film)}
-    assert render_item_text(nested) == text
-    long_item = {"item_id": "x", "title": "Book", "author": "Ann Lee", "blurb": "word " * 2000}
+    assert render_item_text(CatalogueItem.from_dict(nested)) == text
+    long_item = CatalogueItem("x", "Book", {"author": "Ann Lee", "blurb": "word " * 2000})
     long_text = render_item_text(long_item)
     assert len(long_text) <= MAX_CHARS + 1 and "author: Ann Lee." in long_text

@@ -10,7 +10,7 @@ import pytest
 from semantic_ids.bundle import base_weights_sha256
 from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SemanticId
-from tests.tiny_catalogue import tiny_items
+from tests.tiny_catalogue import tiny_catalogue, tiny_items
 from tests.tiny_models import make_tiny_base_model
 from training.eval.metrics import ranking_metrics
 from training.llm.base_model import BaseModelError, prepare_base_model
@@ -20,10 +20,10 @@ CONFIG = ExampleConfig(train_queries_per_item=8, valid_queries_per_item=2, attri
 
 
 def test_examples_are_seeded_and_prompts_come_from_build_prompt() -> None:
-    first, again = build_examples(tiny_items(), CONFIG), build_examples(tiny_items(), CONFIG)
+    first, again = build_examples(tiny_catalogue(), CONFIG), build_examples(tiny_catalogue(), CONFIG)
     assert first == again
-    assert first != build_examples(tiny_items(), ExampleConfig(seed=1))
-    sid_of = {i["item_id"]: SemanticId(tuple(i["semantic_id"])) for i in tiny_items()}
+    assert first != build_examples(tiny_catalogue(), ExampleConfig(seed=1))
+    sid_of = {i["item_id"]: SemanticId.from_codes(i["semantic_id"]) for i in tiny_items()}
     for example in first:
         if example["kind"] == "query":
             assert example["prompt"] == build_prompt(example["query"])
@@ -31,7 +31,7 @@ def test_examples_are_seeded_and_prompts_come_from_build_prompt() -> None:
 
 
 def test_validation_uses_only_held_out_templates() -> None:
-    examples = build_examples(tiny_items(), CONFIG)
+    examples = build_examples(tiny_catalogue(), CONFIG)
     held_out = {t.name for t in TEMPLATES if t.held_out}
     train = {e["template"] for e in examples if e["split"] == "train" and e["kind"] == "query"}
     valid = {e["template"] for e in examples if e["split"] == "valid"}
@@ -42,22 +42,22 @@ def test_validation_uses_only_held_out_templates() -> None:
 
 
 def test_every_item_gets_queries_and_matching_items_include_the_source() -> None:
-    examples = build_examples(tiny_items(), CONFIG)
+    examples = build_examples(tiny_catalogue(), CONFIG)
     for item in tiny_items():
         mine = [e for e in examples if e["item_id"] == item["item_id"]]
         assert sum(e["split"] == "train" and e["kind"] == "query" for e in mine) == 8
         for example in (e for e in mine if e["split"] == "valid"):
             assert item["item_id"] in example["matching_item_ids"]
     # "Heat" is the only film by Michael Mann from 1977, but one of four Michael Mann crime dramas.
-    heat = next(i for i in tiny_items() if i["title"] == "Heat")
+    heat = next(i for i in tiny_catalogue() if i.title == "Heat")
     assert attribute_example(heat, "director") == (
-        f"{SemanticId(tuple(heat['semantic_id'])).tokens} director:",
+        f"{heat.sid.tokens} director:",
         " Michael Mann",
     )
 
 
 def test_queries_vary_in_form() -> None:
-    examples = build_examples(tiny_items(), ExampleConfig(train_queries_per_item=30))
+    examples = build_examples(tiny_catalogue(), ExampleConfig(train_queries_per_item=30))
     queries = [e["query"] for e in examples if e["kind"] == "query"]
     assert any(q == q.lower() and q != q.upper() for q in queries)  # lowercased
     assert any(word in q for q in queries for word in ("seventies", "70s", "1970s", "eighties", "80s"))

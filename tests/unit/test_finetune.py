@@ -16,18 +16,16 @@ from app.inference.model_loading import load_recommender_model
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
-from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
+from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
 from tests.tiny_models import TINY_BASE_NAME, make_tiny_base_model
 from training.llm.examples import ExampleConfig
-from training.llm.finetune import FinetuneConfig, finetune, prepare_model
+from training.llm.finetune import finetune, prepare_model
+from training.llm.finetune_config import FinetuneConfig
 from training.llm.lora import LoraSettings
-from training.pipeline.stages import (
-    PipelineConfig,
-    examples_for,
-    make_examples,
-    train_model,
-    write_run_bundle,
-)
+from training.pipeline.config import PipelineConfig
+from training.pipeline.stages import make_examples, train_model, write_run_bundle
+from training.profiles import PROFILES, Profile
+from training.run_layout import RunLayout
 
 CONFIG = PipelineConfig(
     profile="tiny",
@@ -61,7 +59,7 @@ def make_run(root: Path) -> tuple[Path, Path]:
     (run_dir / "id_report.json").write_text(json.dumps(TINY_ID_REPORT))
     vectors = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
     np.save(run_dir / "embeddings.npy", vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-    make_examples(run_dir, CONFIG.examples)
+    make_examples(RunLayout(run_dir), CONFIG.examples)
     return run_dir, base_models
 
 
@@ -69,8 +67,8 @@ def make_run(root: Path) -> tuple[Path, Path]:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.set_num_threads(2)
     run_dir, base_models = make_run(tmp_path_factory.mktemp("ft"))
-    result, tokenizer, new_ids = train_model(run_dir, base_models, CONFIG)
-    trie = PrefixTrie([SemanticId(tuple(i["semantic_id"])) for i in tiny_items()], TINY_SCHEME)
+    result, tokenizer, new_ids = train_model(RunLayout(run_dir), base_models, CONFIG)
+    trie = PrefixTrie([SemanticId.from_codes(i["semantic_id"]) for i in tiny_items()], TINY_SCHEME)
     decoder = ConstrainedDecoder(result.model, tokenizer, trie)
     return {"result": result, "tokenizer": tokenizer, "new_ids": new_ids, "decoder": decoder,
             "run_dir": run_dir, "base_models": base_models}  # fmt: skip
@@ -85,10 +83,10 @@ def test_training_lowers_the_loss(trained: dict[str, Any]) -> None:
 
 
 def test_right_item_first_for_training_title_queries(trained: dict[str, Any]) -> None:
-    train, _ = examples_for(trained["run_dir"])
+    train, _ = RunLayout(trained["run_dir"]).load_examples()
     # Title queries name one film; attribute queries here often fit several (same director and genre).
     titled = [e for e in train if e["template"].startswith("title")]
-    sid_of = {item["item_id"]: SemanticId(tuple(item["semantic_id"])) for item in tiny_items()}
+    sid_of = {item["item_id"]: SemanticId.from_codes(item["semantic_id"]) for item in tiny_items()}
     top = trained["decoder"].decode([e["query"] for e in titled], num_beams=5, top_k=1)
     hits = [row[0].semantic_id == sid_of[e["item_id"]] for row, e in zip(top, titled, strict=True)]
     assert len(titled) >= 60
@@ -107,7 +105,7 @@ def test_more_beams_than_items_gives_only_real_distinct_ids(trained: dict[str, A
 def test_trained_model_round_trips_through_the_bundle(trained: dict[str, Any], tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     write_run_bundle(
-        trained["result"].model, trained["tokenizer"], trained["new_ids"], trained["run_dir"],
+        trained["result"].model, trained["tokenizer"], trained["new_ids"], RunLayout(trained["run_dir"]),
         trained["base_models"], CONFIG, {"steps": 1}, {"recall@10": 1.0}, bundle,
     )  # fmt: skip
     loaded = load_recommender_model(bundle, trained["base_models"], "cpu")
@@ -121,9 +119,9 @@ def test_trained_model_round_trips_through_the_bundle(trained: dict[str, Any], t
 
 def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path: Path) -> None:
     run_dir, base_models = make_run(tmp_path)
-    train, _ = examples_for(run_dir)
+    train, _ = RunLayout(run_dir).load_examples()
     config = replace(CONFIG.finetune, max_steps=12, checkpoint_every=3)
-    items = tiny_items()
+    items = tiny_catalogue()
 
     def fresh() -> tuple[Any, Any]:
         torch.manual_seed(0)
@@ -178,10 +176,8 @@ def test_bad_cli_arguments_exit_2_with_one_line(
 def test_cli_finetune_then_bundle_writes_a_loadable_bundle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.pipeline.stages import PROFILES
-
     run_dir, base_models = make_run(tmp_path)
-    monkeypatch.setitem(PROFILES, "tiny", CONFIG)
+    monkeypatch.setitem(PROFILES, "tiny", Profile("tiny", catalogue_size=None, rqvae={}, pipeline=CONFIG))
     where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
     assert _run_cli(monkeypatch, "finetune", *where, "--max-steps", "6") == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 6

@@ -11,6 +11,7 @@ import torch
 
 from training.ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
 from training.ids.train_rqvae import encode_items, train_rqvae
+from training.profiles import rqvae_config
 
 Trained = tuple[SemanticRQVAE, list[dict[str, Any]], np.ndarray, np.ndarray]
 CLUSTERS = 8
@@ -96,8 +97,8 @@ def test_bad_training_input_is_a_domain_error() -> None:
 
 
 def test_profile_presets() -> None:
-    demo, full = RQVAEConfig.for_profile("demo"), RQVAEConfig.for_profile("full")
+    demo, full = rqvae_config("demo"), rqvae_config("full")
     assert demo.codebook_size < full.codebook_size and demo.levels == full.levels == 3
-    assert RQVAEConfig.for_profile("mine", item_count=800).codebook_size == demo.codebook_size
-    assert RQVAEConfig.for_profile("full", epochs=2).epochs == 2
+    assert rqvae_config("mine", item_count=800).codebook_size == demo.codebook_size
+    assert rqvae_config("full", epochs=2).epochs == 2
     assert RQVAEConfig.from_json(full.to_json()) == full

@@ -1,5 +1,6 @@
 """The item catalogue: the default films (bokeh-sampledata's movies.db) or a user's JSONL file,
-normalised to one flat JSON object per line: ``{"item_id": str, "title": str, ...other fields}``.
+read into ``CatalogueItem``s (written back as one flat JSON object per line: ``{"item_id": str,
+"title": str, ...other fields}``).
 
 Missing values are omitted rather than stored as ``"N/A"`` or ``""``, so every consumer can test a
 field with ``in``. Bad input raises ``CatalogueError`` with one line naming the file, the line and the
@@ -15,14 +16,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from training.io import write_jsonl
-
-__all__ = ["PROFILE_SIZES", "CatalogueError", "load_films", "load_profile", "read_catalogue", "write_jsonl"]
+from training.data.items import CatalogueItem
 
 logger = logging.getLogger(__name__)
-
-# demo: the most-reviewed films, small enough to fine-tune an LLM on a laptop CPU; full: every film.
-PROFILE_SIZES: dict[str, int | None] = {"demo": 1000, "full": None}
 
 _MISSING = {"", "N/A", "n/a", "NA", "None", "null"}
 
@@ -63,7 +59,7 @@ def _split_list(value: str | None) -> list[str]:
     return [part.strip() for part in value.split(",") if not _is_missing(part)]
 
 
-def _film_record(row: sqlite3.Row) -> dict[str, Any]:
+def _film_record(row: sqlite3.Row) -> CatalogueItem:
     record: dict[str, Any] = {
         "item_id": row["imdbID"].strip(),
         "title": row["Title"].strip(),
@@ -84,14 +80,15 @@ def _film_record(row: sqlite3.Row) -> dict[str, Any]:
         "box_office": None if row["BoxOffice"] is None else round(row["BoxOffice"]),
         "consensus": row["Consensus"],
     }
-    return {
+    kept = {
         key: value.strip() if isinstance(value, str) else value
         for key, value in record.items()
         if not _is_missing(value) and value != []
     }
+    return CatalogueItem.from_dict(kept)
 
 
-def load_films(db_path: Path | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
+def load_films(db_path: Path | None = None, *, limit: int | None = None) -> list[CatalogueItem]:
     """Films ordered by Rotten Tomatoes review count (desc), ties by item id; the first ``limit``.
 
     movies.db has 17,472 rows but two IMDb ids appear twice (Apocalypse Now and its Redux share
@@ -109,29 +106,23 @@ def load_films(db_path: Path | None = None, *, limit: int | None = None) -> list
         raise CatalogueError(f"{path}: not a films database ({error})") from error
     finally:
         connection.close()
-    films: list[dict[str, Any]] = []
+    films: list[CatalogueItem] = []
     seen: set[str] = set()
     for row in rows:
         if _is_missing(row["imdbID"]) or _is_missing(row["Title"]):
             continue
         record = _film_record(row)
-        if record["item_id"] in seen:
-            logger.info("skipping a second row for %s (%s)", record["item_id"], record["title"])
+        if record.item_id in seen:
+            logger.info("skipping a second row for %s (%s)", record.item_id, record.title)
             continue
-        seen.add(record["item_id"])
+        seen.add(record.item_id)
         films.append(record)
         if limit is not None and len(films) >= limit:
             break
     return films
 
 
-def load_profile(profile: str, db_path: Path | None = None) -> list[dict[str, Any]]:
-    if profile not in PROFILE_SIZES:
-        raise CatalogueError(f"unknown profile {profile!r}: use one of {', '.join(PROFILE_SIZES)}")
-    return load_films(db_path, limit=PROFILE_SIZES[profile])
-
-
-def _normalise_line(path: Path, number: int, line: str) -> dict[str, Any]:
+def _normalise_line(path: Path, number: int, line: str) -> CatalogueItem:
     where = f"{path}:{number}"
     try:
         raw = json.loads(line.strip())
@@ -151,14 +142,14 @@ def _normalise_line(path: Path, number: int, line: str) -> dict[str, Any]:
         for key, value in raw.items()
         if key not in ("item_id", "title") and not _is_missing(value) and value not in ([], {})
     }
-    return {"item_id": item_id.strip(), "title": title.strip(), **fields}
+    return CatalogueItem(item_id=item_id.strip(), title=title.strip(), fields=fields)
 
 
-def read_catalogue(path: Path) -> list[dict[str, Any]]:
+def read_catalogue(path: Path) -> list[CatalogueItem]:
     """Read and validate a JSONL catalogue (a user's file or a normalised one)."""
     if not path.is_file():
         raise CatalogueError(f"{path}: no such file")
-    items: list[dict[str, Any]] = []
+    items: list[CatalogueItem] = []
     first_line: dict[str, int] = {}
     with path.open(encoding="utf-8") as handle:
         try:
@@ -166,12 +157,12 @@ def read_catalogue(path: Path) -> list[dict[str, Any]]:
                 if not line.strip():
                     continue
                 item = _normalise_line(path, number, line)
-                if item["item_id"] in first_line:
+                if item.item_id in first_line:
                     raise CatalogueError(
-                        f"{path}:{number}: duplicate item_id {item['item_id']!r} "
-                        f"(first seen on line {first_line[item['item_id']]})"
+                        f"{path}:{number}: duplicate item_id {item.item_id!r} "
+                        f"(first seen on line {first_line[item.item_id]})"
                     )
-                first_line[item["item_id"]] = number
+                first_line[item.item_id] = number
                 items.append(item)
         except UnicodeDecodeError as error:
             raise CatalogueError(f"{path}: not UTF-8 text ({error.reason})") from None

@@ -23,12 +23,13 @@ import numpy as np
 from tqdm import tqdm
 
 from training.io import atomic_path
+from training.run_layout import EMBEDDING_CACHE_DIR
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSIONS = 384
-DEFAULT_CACHE_DIR = Path("artifacts/cache/embeddings")
+DEFAULT_CACHE_DIR = EMBEDDING_CACHE_DIR
 
 
 class EmbeddingError(RuntimeError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from training.data.items import CatalogueItem
+
 MAX_CHARS = 900
 # movies.db lists cast alphabetically, not by billing, so a few more names than "the top 3" are shown
 # to give the lead a fair chance of being among them.
@@ -70,11 +72,8 @@ def _other_fields(item: dict[str, Any]) -> list[str]:
     return parts
 
 
-def render_item_text(item: dict[str, Any]) -> str:
-    """Concise text for an item: a flat catalogue record, or an ``items_with_ids`` row with ``fields``."""
-    nested = item.get("fields")
-    flat = (
-        {**nested, **{k: v for k, v in item.items() if k != "fields"}} if isinstance(nested, dict) else item
-    )
+def render_item_text(item: CatalogueItem) -> str:
+    """Concise text for an item, from its title and fields."""
+    flat = item.to_flat()
     text = " ".join(_film_sentences(flat) + _other_fields(flat))
     return _snippet(text, MAX_CHARS)

@@ -7,21 +7,16 @@ from, so the three systems see the same facts about each item.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from training.data.embeddings import DEFAULT_CACHE_DIR, embed_texts
 from training.data.item_text import render_item_text
+from training.data.items import CatalogueItem
 
 logger = logging.getLogger(__name__)
-
-
-def flat_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """An items_with_ids row back in the flat catalogue shape ``render_item_text`` reads."""
-    return {"item_id": item["item_id"], "title": item["title"], **dict(item.get("fields", {}))}
 
 
 def dense_rankings(
@@ -40,14 +35,14 @@ def dense_rankings(
 
 
 def bm25_rankings(
-    queries: Sequence[str], items: Sequence[Mapping[str, Any]], *, top_k: int = 10
+    queries: Sequence[str], items: Sequence[CatalogueItem], *, top_k: int = 10
 ) -> list[list[str]]:
     import bm25s
 
-    corpus = [render_item_text(flat_item(item)) for item in items]
+    corpus = [render_item_text(item) for item in items]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
     tokens = bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
     k = min(top_k, len(items))
     results, _ = retriever.retrieve(tokens, k=k, show_progress=False)  # (queries, k) corpus indices
-    return [[str(items[int(i)]["item_id"]) for i in row] for row in results]
+    return [[items[int(i)].item_id for i in row] for row in results]

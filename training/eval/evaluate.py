@@ -18,6 +18,9 @@ from tqdm.auto import tqdm
 
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import SemanticId
+from training.data.embeddings import DEFAULT_CACHE_DIR
+from training.data.items import CatalogueItem
+from training.eval.baselines import bm25_rankings, dense_rankings
 from training.eval.metrics import ranking_metrics
 
 logger = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ def model_diagnostics(
 def evaluate_all(
     decoder: ConstrainedDecoder,
     queries: Sequence[Mapping[str, Any]],
-    items: Sequence[Mapping[str, Any]],
+    items: Sequence[CatalogueItem],
     item_embeddings: np.ndarray,
     *,
     beams: int = 10,
@@ -82,11 +85,8 @@ def evaluate_all(
     cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One table: every metric for the three systems on ``queries`` (validation query examples)."""
-    from training.data.embeddings import DEFAULT_CACHE_DIR
-    from training.eval.baselines import bm25_rankings, dense_rankings
-
-    item_ids = [str(item["item_id"]) for item in items]
-    sid_of = {str(item["item_id"]): SemanticId(tuple(int(c) for c in item["semantic_id"])) for item in items}
+    item_ids = [item.item_id for item in items]
+    sid_of = {item.item_id: item.sid for item in items}
     item_of = {sid: item_id for item_id, sid in sid_of.items()}
     texts = [q["query"] for q in queries]
     sources = [q["item_id"] for q in queries]

@@ -1,8 +1,8 @@
 """Semantic IDs for every item: the RQ-VAE codes plus a final disambiguation code, so that no two items
 ever share an ID (items with the same RQ-VAE codes get 0, 1, 2, ... in a fixed order).
 
-Writes the ID outputs of a run folder (team contract 2): items_with_ids.jsonl, id_report.json,
-embeddings.npy, rqvae.safetensors and codebook_usage.png.
+Writes the ID outputs of a run folder (``RunLayout``): items_with_ids.jsonl, id_report.json,
+embeddings.npy, rqvae.safetensors and codebook_usage.png; the fine-tuning stages read them.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from semantic_ids.ids import SemanticId
 from training.data.embeddings import MODEL_NAME
+from training.data.items import CatalogueItem
 from training.ids.code_stats import collision_group_sizes, collision_rate, level_stats
 from training.ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
 from training.ids.train_rqvae import encode_items
-from training.io import atomic_path, write_json, write_jsonl
+from training.io import atomic_path, write_json
+from training.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)
-
-ITEMS_WITH_IDS = "items_with_ids.jsonl"
-ID_REPORT = "id_report.json"
-EMBEDDINGS = "embeddings.npy"
-RQVAE_WEIGHTS = "rqvae.safetensors"
-USAGE_PLOT = "codebook_usage.png"
 
 
 @dataclass(frozen=True)
@@ -78,12 +75,12 @@ def prefix_cosines(embeddings: np.ndarray, codes: np.ndarray) -> dict[str, float
 
 
 def assign_ids(
-    items: list[dict[str, Any]], embeddings: np.ndarray, model: SemanticRQVAE, config: RQVAEConfig
+    items: list[CatalogueItem], embeddings: np.ndarray, model: SemanticRQVAE, config: RQVAEConfig
 ) -> IdAssignment:
     encoded = encode_items(model, embeddings)
     codes = encoded["codes"]  # (n, levels)
     distances = np.linalg.norm(encoded["latents"] - encoded["quantized"], axis=1)
-    item_ids = [item["item_id"] for item in items]
+    item_ids = [item.item_id for item in items]
     final = disambiguation_codes(codes, distances, item_ids)
     semantic_ids = np.concatenate([codes, final[:, None]], axis=1)
     if len(np.unique(semantic_ids, axis=0)) != len(items):
@@ -112,15 +109,9 @@ def assign_ids(
     return IdAssignment(semantic_ids=semantic_ids, codebook_sizes=codebook_sizes, report=report)
 
 
-def items_with_ids(items: list[dict[str, Any]], semantic_ids: np.ndarray) -> list[dict[str, Any]]:
+def items_with_ids(items: list[CatalogueItem], semantic_ids: np.ndarray) -> list[CatalogueItem]:
     return [
-        {
-            "item_id": item["item_id"],
-            "title": item["title"],
-            "fields": {key: value for key, value in item.items() if key not in ("item_id", "title")},
-            "semantic_id": [int(code) for code in codes],
-        }
-        for item, codes in zip(items, semantic_ids, strict=True)
+        item.with_id(SemanticId.from_codes(codes)) for item, codes in zip(items, semantic_ids, strict=True)
     ]
 
 
@@ -146,23 +137,18 @@ def plot_codebook_usage(codes: np.ndarray, codebook_size: int, path: Path) -> No
     plt.close(figure)
 
 
-def save_embeddings(embeddings: np.ndarray, path: Path) -> None:
-    with atomic_path(path) as partial:
-        np.save(partial, embeddings.astype(np.float32))
-
-
 def write_id_outputs(
-    run_dir: Path,
-    items: list[dict[str, Any]],
+    layout: RunLayout,
+    items: list[CatalogueItem],
     embeddings: np.ndarray,
     model: SemanticRQVAE,
     config: RQVAEConfig,
     assignment: IdAssignment,
 ) -> None:
-    """Every file of contract 2; items_with_ids.jsonl goes last, so its presence means a complete set."""
-    save_embeddings(embeddings, run_dir / EMBEDDINGS)
-    save_rqvae(model, config, run_dir / RQVAE_WEIGHTS)
-    plot_codebook_usage(assignment.semantic_ids[:, :-1], config.codebook_size, run_dir / USAGE_PLOT)
-    write_json(assignment.report, run_dir / ID_REPORT)
-    write_jsonl(items_with_ids(items, assignment.semantic_ids), run_dir / ITEMS_WITH_IDS)
-    logger.info("wrote %d semantic IDs to %s", len(items), run_dir / ITEMS_WITH_IDS)
+    """Every ID output; items_with_ids.jsonl goes last, so its presence means a complete set."""
+    layout.save_embeddings(embeddings)
+    save_rqvae(model, config, layout.rqvae)
+    plot_codebook_usage(assignment.semantic_ids[:, :-1], config.codebook_size, layout.usage_plot)
+    write_json(assignment.report, layout.id_report)
+    layout.save_items_with_ids(items_with_ids(items, assignment.semantic_ids))
+    logger.info("wrote %d semantic IDs to %s", len(items), layout.items_with_ids)

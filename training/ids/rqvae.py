@@ -46,26 +46,6 @@ class RQVAEConfig:
     weight_decay: float = 1e-4
     seed: int = 0
 
-    @classmethod
-    def for_profile(cls, profile: str, item_count: int | None = None, **overrides: Any) -> RQVAEConfig:
-        """Defaults per catalogue size.
-
-        full (17,470 films): 3 levels x 256 codes is 16.7M possible IDs for 17k items, so collisions
-        stay rare, while level 0 still groups about 68 films per code: coarse, genre-like groups an LLM
-        can learn to pick first. demo (1,000 films): 3 x 32. With 256 codes most level-0 codes would
-        hold about 4 films and nothing would be shared; 32 codes give about 31 films each, so every
-        level-0 token is seen often in fine-tuning, and 32^3 = 32k combinations still leave few
-        collisions (the disambiguation code resolves the rest). Smaller batches for the small catalogue
-        keep enough optimiser steps per epoch. Another catalogue takes the preset nearest its size.
-        """
-        presets: dict[str, dict[str, Any]] = {
-            "demo": {"codebook_size": 32, "batch_size": 128, "epochs": 150, "dead_code_threshold": 0.5},
-            "full": {"codebook_size": 256, "batch_size": 1024, "epochs": 40, "dead_code_threshold": 0.5},
-        }
-        if profile not in presets:
-            profile = "demo" if item_count is not None and item_count <= 5000 else "full"
-        return cls(**{**presets[profile], **overrides})
-
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

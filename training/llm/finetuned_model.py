@@ -13,12 +13,12 @@ from typing import Any
 import torch
 
 from semantic_ids.bundle import atomic_directory
-
-FINETUNED_DIR = "finetuned"
+from semantic_ids.causal_lm import resize_for_tokens
+from training.run_layout import RunLayout
 
 
 def save_finetuned(model: Any, tokenizer: Any, run_dir: Path, info: dict[str, Any]) -> Path:
-    folder = run_dir / FINETUNED_DIR
+    folder = RunLayout(run_dir).finetuned
     with atomic_directory(folder) as staging:
         model.save_pretrained(str(staging / "adapter"), save_embedding_layers=False)
         tokenizer.save_pretrained(str(staging / "tokenizer"))
@@ -31,7 +31,7 @@ def load_finetuned(run_dir: Path, base_models_dir: Path) -> tuple[Any, Any, dict
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = run_dir / FINETUNED_DIR
+    folder = RunLayout(run_dir).finetuned
     if not (folder / "info.json").is_file():
         raise FileNotFoundError(f"{folder}: no fine-tuned model here; run `semid finetune` first")
     info = json.loads((folder / "info.json").read_text())
@@ -39,8 +39,6 @@ def load_finetuned(run_dir: Path, base_models_dir: Path) -> tuple[Any, Any, dict
     base: Any = AutoModelForCausalLM.from_pretrained(
         str(base_models_dir / info["base_model"]), dtype=torch.float32
     )
-    base.resize_token_embeddings(
-        max(len(tokenizer), base.get_input_embeddings().weight.shape[0]), mean_resizing=False
-    )
+    resize_for_tokens(base, tokenizer)
     model = PeftModel.from_pretrained(base, str(folder / "adapter"))
     return model.eval(), tokenizer, info

@@ -9,6 +9,8 @@ from typing import Any
 
 from peft import LoraConfig, get_peft_model
 
+from semantic_ids.causal_lm import heads_are_tied
+
 logger = logging.getLogger(__name__)
 
 # Attention and MLP projections of Llama-style blocks (SmolLM2, the tiny test Llama).
@@ -24,21 +26,6 @@ class LoraSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "target_modules": list(self.target_modules)}
-
-
-def _stored_weight(module: Any) -> Any:
-    """The module's own weight tensor; peft wrappers' ``.weight`` is a fresh merged copy on every access."""
-    inner = getattr(module, "original_module", None) or module
-    if hasattr(inner, "get_base_layer"):
-        inner = inner.get_base_layer()
-    return inner.weight
-
-
-def heads_are_tied(model: Any) -> bool:
-    head = model.get_output_embeddings()
-    if head is None:
-        return True
-    return bool(_stored_weight(head).data_ptr() == _stored_weight(model.get_input_embeddings()).data_ptr())
 
 
 def attach_lora(model: Any, settings: LoraSettings, new_token_ids: Sequence[int]) -> Any:

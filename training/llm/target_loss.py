@@ -16,8 +16,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from semantic_ids.causal_lm import heads_are_tied
 from training.llm.batches import IGNORE
-from training.llm.lora import heads_are_tied
 
 LossKind = Literal["restricted", "full"]
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 
+from semantic_ids.causal_lm import heads_are_tied
 from semantic_ids.ids import IdScheme, code_token
+from training.data.items import CatalogueItem
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +42,9 @@ def add_semantic_tokens(tokenizer: Any, scheme: IdScheme) -> list[int]:
     return ids
 
 
-def resize_for_tokens(model: Any, tokenizer: Any) -> None:
-    """Grow the embedding (and a tied head) to cover the tokenizer; never shrink a padded vocabulary."""
-    size = max(len(tokenizer), model.get_input_embeddings().weight.shape[0])
-    model.resize_token_embeddings(size, mean_resizing=False)
-
-
-def _item_text_for_init(item: Mapping[str, Any]) -> str:
-    fields = item.get("fields", {})
-    genres = fields.get("genres") or []
-    return " ".join([str(item.get("title", "")), *(str(g) for g in genres)])
+def _item_text_for_init(item: CatalogueItem) -> str:
+    genres = item.fields.get("genres") or []
+    return " ".join([item.title, *(str(g) for g in genres)])
 
 
 @torch.no_grad()
@@ -59,7 +54,7 @@ def initialise_new_rows(
     scheme: IdScheme,
     *,
     strategy: TokenInit,
-    items: Sequence[Mapping[str, Any]] = (),
+    items: Sequence[CatalogueItem] = (),
     rq_levels: int | None = None,
     seed: int = 0,
 ) -> None:
@@ -81,9 +76,8 @@ def initialise_new_rows(
     ids = torch.tensor(sorted(rows))
     values = torch.stack([rows[i] for i in sorted(rows)]).to(embedding.dtype)
     embedding[ids] = values
-    head = model.get_output_embeddings()
-    if head is not None and head.weight.data_ptr() != embedding.data_ptr():
-        head.weight[ids] = values
+    if not heads_are_tied(model):
+        model.get_output_embeddings().weight[ids] = values
     logger.info("initialised %d new token rows (%s)", len(rows), strategy)
 
 
@@ -91,7 +85,7 @@ def _cluster_rows(
     embedding: torch.Tensor,
     tokenizer: Any,
     scheme: IdScheme,
-    items: Sequence[Mapping[str, Any]],
+    items: Sequence[CatalogueItem],
     rq_levels: int | None,
     mean: torch.Tensor,
     spread: torch.Tensor,
@@ -107,7 +101,7 @@ def _cluster_rows(
     members: dict[tuple[int, int], list[int]] = defaultdict(list)
     for index, item in enumerate(items):
         for level in range(levels):
-            members[(level, int(item["semantic_id"][level]))].append(index)
+            members[(level, item.sid.codes[level])].append(index)
     stacked = torch.stack(text_vectors)  # (items, hidden)
     centre = stacked.mean(dim=0)
     rows = {}

@@ -1,0 +1,55 @@
+"""What one pipeline run is configured by, and how command-line overrides are checked against it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from training.llm.base_model import SMOLLM2_NAME
+from training.llm.examples import ExampleConfig
+from training.llm.finetune_config import FinetuneConfig
+from training.llm.lora import LoraSettings
+
+TOKEN_INITS = ("mean", "cluster")
+
+
+class PipelineError(RuntimeError):
+    """A stage's input is missing or wrong; the message says which command to run or what to fix."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    profile: str
+    examples: ExampleConfig = field(default_factory=ExampleConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval_queries: int = 300  # held-out queries in the evaluation table (seeded sample)
+    eval_beams: int = 10
+    seen_phrasing_queries: int = 100  # training queries re-asked: memorisation vs generalisation
+    base_model: str = SMOLLM2_NAME
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "finetune": self.finetune.to_dict()}
+
+    def with_overrides(
+        self, *, eval_queries: int | None = None, rank: int | None = None, **finetune: Any
+    ) -> PipelineConfig:
+        """This config with fine-tuning overrides applied (None keeps the value); bad values raise.
+
+        Messages name the command-line option (``--max-steps``) that carries each override.
+        """
+        changes = {key: value for key, value in finetune.items() if value is not None}
+        for key, value in changes.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise PipelineError(f"--{key.replace('_', '-')} must not be negative, got {value}")
+        if changes.get("token_init") not in (None, *TOKEN_INITS):
+            raise PipelineError(f"--token-init must be mean or cluster, got {changes['token_init']!r}")
+        tuned = replace(self.finetune, **changes)
+        if rank is not None:
+            if rank < 1:
+                raise PipelineError(f"--rank must be at least 1, got {rank}")
+            tuned = replace(tuned, lora=LoraSettings(rank=rank, alpha=2 * rank))
+        if tuned.max_steps < 1 or tuned.batch_size < 1:
+            raise PipelineError("--max-steps and --batch-size must be at least 1")
+        return replace(
+            self, finetune=tuned, eval_queries=eval_queries if eval_queries is not None else self.eval_queries
+        )

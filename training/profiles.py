@@ -1,0 +1,98 @@
+"""The profiles of the offline pipeline, in one registry: for each, which films of the default
+catalogue, the RQ-VAE preset, and the fine-tuning pipeline's config.
+
+RQ-VAE presets, per catalogue size. full (17,470 films): 3 levels x 256 codes is 16.7M possible IDs
+for 17k items, so collisions stay rare, while level 0 still groups about 68 films per code: coarse,
+genre-like groups an LLM can learn to pick first. demo (1,000 films): 3 x 32. With 256 codes most
+level-0 codes would hold about 4 films and nothing would be shared; 32 codes give about 31 films
+each, so every level-0 token is seen often in fine-tuning, and 32^3 = 32k combinations still leave
+few collisions (the disambiguation code resolves the rest). Smaller batches for the small catalogue
+keep enough optimiser steps per epoch. Another catalogue takes the preset nearest its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from training.data.catalogue import CatalogueError, load_films
+from training.data.items import CatalogueItem
+from training.ids.rqvae import RQVAEConfig
+from training.llm.examples import ExampleConfig
+from training.llm.finetune_config import FinetuneConfig
+from training.llm.lora import LoraSettings
+from training.pipeline.config import PipelineConfig, PipelineError
+
+SMALL_CATALOGUE = 5000  # items; a catalogue of another profile up to this size takes the demo preset
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    catalogue_size: int | None  # the N most-reviewed films of the default catalogue; None: all
+    rqvae: Mapping[str, Any]  # RQVAEConfig fields that differ from its defaults
+    pipeline: PipelineConfig
+
+
+# Demo: 1,000 films end to end in about 30 minutes on a 2-core CPU.
+_DEMO_PIPELINE = PipelineConfig(
+    profile="demo",
+    examples=ExampleConfig(train_queries_per_item=12, attribute_examples_per_item=1),
+    finetune=FinetuneConfig(
+        lora=LoraSettings(rank=16, alpha=32),
+        batch_size=16,
+        max_steps=1000,
+        lr_lora=1e-3,  # best of 5e-4 / 1e-3 / 2e-3 / 5e-3 in 200-step runs (bench/RESULTS.md)
+        lr_tokens=3e-3,
+        warmup_steps=30,
+        eval_every=0,
+        eval_queries=32,
+        checkpoint_every=50,
+    ),
+    eval_queries=300,
+)
+DEMO = Profile(
+    name="demo",
+    catalogue_size=1000,
+    rqvae={"codebook_size": 32, "batch_size": 128, "epochs": 150, "dead_code_threshold": 0.5},
+    pipeline=_DEMO_PIPELINE,
+)
+FULL = Profile(
+    name="full",
+    catalogue_size=None,
+    rqvae={"codebook_size": 256, "batch_size": 1024, "epochs": 40, "dead_code_threshold": 0.5},
+    pipeline=replace(
+        _DEMO_PIPELINE,
+        profile="full",
+        examples=ExampleConfig(train_queries_per_item=16, attribute_examples_per_item=2),
+        finetune=replace(
+            _DEMO_PIPELINE.finetune, max_steps=20_000, batch_size=32, eval_every=2_000, checkpoint_every=500
+        ),
+        eval_queries=1_000,
+    ),
+)
+PROFILES: dict[str, Profile] = {"demo": DEMO, "full": FULL}
+
+
+def load_profile(profile: str, db_path: Path | None = None) -> list[CatalogueItem]:
+    """The profile's films from the default catalogue (most-reviewed first)."""
+    if profile not in PROFILES:
+        raise CatalogueError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    return load_films(db_path, limit=PROFILES[profile].catalogue_size)
+
+
+def rqvae_config(profile: str, item_count: int | None = None, **overrides: Any) -> RQVAEConfig:
+    """The profile's RQ-VAE preset; another profile takes the preset nearest its catalogue size."""
+    preset = PROFILES.get(profile)
+    if preset is None:
+        preset = DEMO if item_count is not None and item_count <= SMALL_CATALOGUE else FULL
+    return RQVAEConfig(**{**preset.rqvae, **overrides})
+
+
+def pipeline_config(profile: str, **overrides: Any) -> PipelineConfig:
+    """The profile's pipeline config with overrides (None keeps the profile's value) checked and applied."""
+    if profile not in PROFILES:
+        raise PipelineError(f"unknown profile {profile!r}: use {' or '.join(PROFILES)}")
+    return PROFILES[profile].pipeline.with_overrides(**overrides)

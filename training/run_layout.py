@@ -1,0 +1,151 @@
+"""The folders of the offline pipeline and every file name of a run folder, with their load and save.
+
+``artifacts/runs/<profile>/`` holds one run; each stage reads what the one before wrote::
+
+    catalogue.jsonl       the imported catalogue, flat records          (import-catalogue)
+    embeddings.npy        MiniLM vectors, row order of the catalogue     (embed)
+    rqvae.safetensors     the RQ-VAE, its config in the file's metadata  (train-rqvae)
+    items_with_ids.jsonl  items with their semantic IDs; written last    (assign)
+    id_report.json        collisions, codebook usage, cosine check       (assign)
+    examples.jsonl        fine-tuning examples, train and valid splits   (examples)
+    checkpoint/           the resumable fine-tuning state                (finetune)
+    finetuned/            the fine-tuned adapter between CLI steps       (finetune)
+    evaluation.json       model vs dense vs BM25                         (evaluate)
+
+and a JSON report per step. The serving bundle goes to ``artifacts/bundles/<profile>/``; its own
+file names are defined in ``semantic_ids/bundle.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semantic_ids.ids import IdScheme
+from training.data.catalogue import read_catalogue
+from training.data.items import CatalogueItem, items_from_dicts
+from training.io import atomic_path, read_json, read_jsonl, write_jsonl
+
+ARTIFACTS = Path("artifacts")
+RUNS_DIR = ARTIFACTS / "runs"
+BUNDLES_DIR = ARTIFACTS / "bundles"
+BASE_MODELS_DIR = ARTIFACTS / "base_models"
+EMBEDDING_CACHE_DIR = ARTIFACTS / "cache" / "embeddings"
+
+
+class MissingRunFile(RuntimeError):
+    """A stage's input is not in the run folder; the message says which command writes it."""
+
+
+def bundle_dir_for(profile: str) -> Path:
+    return BUNDLES_DIR / profile
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    folder: Path
+
+    @classmethod
+    def for_profile(cls, profile: str, run_dir: Path | None = None) -> RunLayout:
+        return cls(run_dir or RUNS_DIR / profile)
+
+    # Stage outputs.
+    @property
+    def catalogue(self) -> Path:
+        return self.folder / "catalogue.jsonl"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.folder / "embeddings.npy"
+
+    @property
+    def rqvae(self) -> Path:
+        return self.folder / "rqvae.safetensors"
+
+    @property
+    def items_with_ids(self) -> Path:
+        return self.folder / "items_with_ids.jsonl"
+
+    @property
+    def id_report(self) -> Path:
+        return self.folder / "id_report.json"
+
+    @property
+    def usage_plot(self) -> Path:
+        return self.folder / "codebook_usage.png"
+
+    @property
+    def examples(self) -> Path:
+        return self.folder / "examples.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint"
+
+    @property
+    def finetuned(self) -> Path:
+        return self.folder / "finetuned"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.folder / "evaluation.json"
+
+    def report(self, step: str) -> Path:
+        """A step's JSON report: import, embed, examples, bundle, pipeline (``<step>_report.json``)."""
+        return self.folder / f"{step}_report.json"
+
+    @property
+    def rqvae_training(self) -> Path:
+        return self.folder / "rqvae_training.json"
+
+    @property
+    def training(self) -> Path:
+        return self.folder / "training.json"
+
+    # Load and save.
+    def _require(self, path: Path, what: str, step: str, where: str = "") -> Path:
+        if not path.is_file():
+            raise MissingRunFile(f"{path}: no {what} here; run `semid {step}`{where} first")
+        return path
+
+    def load_catalogue(self) -> list[CatalogueItem]:
+        return read_catalogue(self._require(self.catalogue, "catalogue", "import-catalogue"))
+
+    def save_catalogue(self, items: list[CatalogueItem], path: Path | None = None) -> None:
+        write_jsonl((item.to_flat() for item in items), path or self.catalogue)
+
+    def load_embeddings(self) -> np.ndarray:
+        embeddings: np.ndarray = np.load(
+            self._require(self.embeddings, "embeddings", "embed"), allow_pickle=False
+        )
+        return embeddings.astype(np.float32)
+
+    def save_embeddings(self, embeddings: np.ndarray) -> None:
+        with atomic_path(self.embeddings) as partial:
+            np.save(partial, embeddings.astype(np.float32))
+
+    def save_items_with_ids(self, items: list[CatalogueItem]) -> None:
+        write_jsonl((item.to_dict() for item in items), self.items_with_ids)
+
+    def load_id_outputs(self) -> tuple[list[CatalogueItem], dict[str, Any], IdScheme]:
+        """Items with their IDs, the ID report, and the ID scheme it describes."""
+        if not self.items_with_ids.is_file() or not self.id_report.is_file():
+            raise MissingRunFile(f"{self.folder}: no semantic IDs here; run `semid ids` for this run first")
+        report: dict[str, Any] = read_json(self.id_report)
+        scheme = IdScheme(tuple(int(k) for k in report["codebook_sizes"]))
+        return items_from_dicts(read_jsonl(self.items_with_ids)), report, scheme
+
+    def save_examples(self, examples: list[dict[str, Any]]) -> None:
+        write_jsonl(examples, self.examples)
+
+    def load_examples(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The train and valid examples, in file order."""
+        rows = read_jsonl(self._require(self.examples, "examples", "examples", " for this run"))
+        return [r for r in rows if r["split"] == "train"], [r for r in rows if r["split"] == "valid"]
+
+    def load_evaluation(self) -> dict[str, Any]:
+        evaluation: dict[str, Any] = read_json(self._require(self.evaluation, "evaluation", "evaluate"))
+        return evaluation

@@ -25,8 +25,15 @@ from app.db.loader import CatalogueLoadError, load_catalogue
 from app.db.migrate import MigrationsNotFound, downgrade, upgrade
 from app.db.repository import CatalogueRepository
 from app.db.session import DEFAULT_DATABASE_URL, create_db_engine
-from app.settings import Settings
-from semantic_ids.bundle import CATALOGUE, BundleMismatch, catalogue_hash, read_catalogue, read_manifest
+from app.settings import BUNDLES_DIR, Settings
+from semantic_ids.bundle import (
+    CATALOGUE,
+    MANIFEST,
+    BundleMismatch,
+    catalogue_hash,
+    read_catalogue,
+    read_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +48,15 @@ app = typer.Typer(
 DatabaseUrl = Annotated[
     str,
     typer.Option("--database-url", envvar="DATABASE_URL", help="SQLAlchemy URL of the catalogue database."),
+]
+# serve and demo read the URL through ``Settings`` (DATABASE_URL, then SEMID_DATABASE_URL) unless the
+# flag is given, so an option default never hides the service's own environment.
+ServiceDatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL of the catalogue database (default: DATABASE_URL or SEMID_DATABASE_URL).",
+    ),
 ]
 EXIT_BAD_INPUT = 2
 
@@ -179,7 +195,7 @@ def serve(
     base_models_dir: Annotated[
         Path | None, typer.Option(help="Prepared base models (default: SEMID_BASE_MODELS_DIR).")
     ] = None,
-    database_url: DatabaseUrl = DEFAULT_DATABASE_URL,
+    database_url: ServiceDatabaseUrl = None,
     host: Host = None,
     port: Port = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: SEMID_DEVICE).")] = None,
@@ -202,7 +218,7 @@ def serve(
 @app.command()
 def demo(
     profile: Annotated[str, typer.Option(help="Serve artifacts/bundles/<profile>.")] = "demo",
-    database_url: DatabaseUrl = DEFAULT_DATABASE_URL,
+    database_url: ServiceDatabaseUrl = None,
     host: Host = None,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
@@ -210,8 +226,8 @@ def demo(
     from app.server import run_server
 
     with one_line_errors():
-        bundle = Path("artifacts/bundles") / profile
-        if not (bundle / "manifest.json").is_file():
+        bundle = BUNDLES_DIR / profile
+        if not (bundle / MANIFEST).is_file():
             raise CliError(f"no bundle at {bundle}: build it first with `semid pipeline --profile {profile}`")
         settings = _service_settings(bundle_dir=bundle, database_url=database_url, host=host, port=port)
         upgrade(settings.database_url)

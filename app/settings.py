@@ -11,13 +11,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.db.session import DEFAULT_DATABASE_URL
 
 Device = Literal["auto", "cpu", "cuda"]
+BUNDLES_DIR = Path("artifacts/bundles")  # where `semid` writes bundles, one folder per profile
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEMID_", extra="ignore", frozen=True)
 
-    bundle_dir: Path = Path("artifacts/bundles/demo")
-    # Both spellings are accepted: the design documents SEMID_BASE_MODEL_DIR.
+    bundle_dir: Path = BUNDLES_DIR / "demo"
+    # Both spellings are accepted, so a deployment that sets the singular SEMID_BASE_MODEL_DIR works too.
     base_models_dir: Path = Field(
         default=Path("artifacts/base_models"),
         validation_alias=AliasChoices("SEMID_BASE_MODELS_DIR", "SEMID_BASE_MODEL_DIR", "base_models_dir"),

@@ -1,4 +1,4 @@
-"""Service benchmark (issue 4): the HTTP service and its decoder, measured side by side in one run.
+"""Service benchmark: the HTTP service and its decoder, measured side by side in one run.
 
     .venv/bin/python -m bench.service_bench --bundle artifacts/bundles/demo
 
@@ -40,7 +40,7 @@ from sqlalchemy.engine import make_url
 
 from app.db import create_db_engine, load_catalogue
 from app.db.migrate import upgrade
-from semantic_ids.bundle import Manifest, read_catalogue, read_manifest
+from semantic_ids.bundle import MANIFEST, Manifest, read_catalogue, read_manifest
 from semantic_ids.ids import SemanticId
 from training.run_layout import BASE_MODELS_DIR, RunLayout, bundle_dir_for
 
@@ -457,7 +457,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_args(argv)
-    if not (config.bundle_dir / "manifest.json").is_file():
+    if not (config.bundle_dir / MANIFEST).is_file():
         sys.exit(f"error: no bundle at {config.bundle_dir}: build one with `semid pipeline --profile demo`")
     results = run(config)
     config.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from semantic_ids.bundle import BASE_WEIGHTS
+
 TINY_BASE_NAME = "tiny-random-llama"
 _SYMBOLS = ["<pad>", "<unk>", "<eos>", *(string.ascii_letters + string.digits + string.punctuation + " ")]
 
@@ -33,7 +35,7 @@ def make_tiny_tokenizer() -> PreTrainedTokenizerFast:
 def make_tiny_base_model(base_models_dir: Path, *, seed: int = 0) -> Path:
     """Write a tiny random Llama base-model folder under ``base_models_dir`` and return its path."""
     folder = base_models_dir / TINY_BASE_NAME
-    if (folder / "model.safetensors").is_file():
+    if (folder / BASE_WEIGHTS).is_file():
         return folder
     torch.manual_seed(seed)
     tokenizer = make_tiny_tokenizer()

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from semantic_ids.bundle import EVALUATION, RQVAE_WEIGHTS
 from semantic_ids.ids import IdScheme
 from training.data.catalogue import read_catalogue
 from training.data.items import CatalogueItem, items_from_dicts
@@ -63,7 +64,7 @@ class RunLayout:
 
     @property
     def rqvae(self) -> Path:
-        return self.folder / "rqvae.safetensors"
+        return self.folder / RQVAE_WEIGHTS
 
     @property
     def items_with_ids(self) -> Path:
@@ -91,7 +92,7 @@ class RunLayout:
 
     @property
     def evaluation(self) -> Path:
-        return self.folder / "evaluation.json"
+        return self.folder / EVALUATION
 
     def report(self, step: str) -> Path:
         """A step's JSON report: import, embed, examples, bundle, pipeline (``<step>_report.json``)."""

@@ -1,6 +1,6 @@
 """Load a bundle into a ready-to-decode model: verify, rebuild the fine-tuned LLM, build the trie.
 
-Order (bundle contract 3): base model from ``<base_models_dir>/<manifest.base_model.name>`` (its
+Order: base model from ``<base_models_dir>/<manifest.base_model.name>`` (its
 weights' sha256 must match the manifest) -> resize the embedding to the bundle tokenizer -> write the
 new token rows -> apply the LoRA adapter -> merge it (no adapter overhead per token) -> eval.
 Every way a bundle can fail to fit raises ``BundleMismatch`` with a message saying what differs.
@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from semantic_ids.bundle import (
     ADAPTER_DIR,
+    BASE_WEIGHTS,
     CATALOGUE,
     NEW_TOKEN_ROWS,
     TOKENIZER_DIR,
@@ -110,7 +111,7 @@ def _build_trie(bundle_dir: Path, manifest: Manifest) -> PrefixTrie:
 
 def _verified_base_dir(manifest: Manifest, base_models_dir: Path) -> Path:
     base_dir = base_models_dir / manifest.base_model.name
-    if not (base_dir / "model.safetensors").is_file():
+    if not (base_dir / BASE_WEIGHTS).is_file():
         raise BundleMismatch(
             f"bundle {manifest.bundle_id} needs base model {manifest.base_model.name!r}, "
             f"which is not in {base_models_dir} (run `semid prepare-base-model`)"

@@ -21,7 +21,7 @@ def test_defaults_serve_the_demo_bundle_from_sqlite(monkeypatch: pytest.MonkeyPa
 
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@db/semid")
-    monkeypatch.setenv("SEMID_BASE_MODEL_DIR", "/models")  # the spelling DESIGN.md uses
+    monkeypatch.setenv("SEMID_BASE_MODEL_DIR", "/models")  # the singular spelling
     monkeypatch.setenv("SEMID_BATCH_MAX_SIZE", "1")
     monkeypatch.setenv("SEMID_DEVICE", "cuda")
     settings = Settings()

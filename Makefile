@@ -31,6 +31,9 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# The import contract (pyproject.toml [tool.importlinter]): training and app never import each other,
+	# and semantic_ids imports neither, nor FastAPI, peft or SQLAlchemy.
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy semantic_ids app training
@@ -38,8 +41,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not slow"
 
+COVERAGE := --cov=semantic_ids --cov=training --cov=app --cov-report=term:skip-covered
+
 test: lint typecheck
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest -m "not slow" -q $(COVERAGE)
 
 slow: install
 	$(BIN)/pytest -m slow -q

@@ -15,9 +15,9 @@ import pytest
 
 from app.main import create_app
 from app.service import Service
-from tests.e2e.conftest import catalogue_ids, metric_value, service_settings
-from tests.e2e.live_server import live_server
-from tests.tiny_bundle import TinyBundle
+from tests.helpers.live_server import live_server
+from tests.helpers.service import catalogue_ids, metric_value, service_settings
+from tests.helpers.tiny_bundle import TinyBundle
 
 
 class DecodeGate:

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from semantic_ids.ids import SemanticId
-from tests.e2e.conftest import catalogue_ids, metric_value
-from tests.tiny_bundle import TinyBundle
+from tests.helpers.service import catalogue_ids, metric_value
+from tests.helpers.tiny_bundle import TinyBundle
 
 
 def recommend(client: TestClient, body: Any) -> Any:

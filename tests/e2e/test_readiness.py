@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from app.main import create_app
-from tests.e2e.conftest import prepare_database, service_settings
-from tests.e2e.live_server import live_server
-from tests.integration.private_postgres import PrivatePostgres
-from tests.tiny_bundle import TinyBundle
+from tests.helpers.live_server import live_server
+from tests.helpers.private_postgres import PrivatePostgres
+from tests.helpers.service import prepare_database, service_settings
+from tests.helpers.tiny_bundle import TinyBundle
 
 pytestmark = pytest.mark.postgres
 

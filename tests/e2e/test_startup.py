@@ -22,9 +22,9 @@ from app.db.migrate import upgrade
 from app.errors import DatabaseUnavailable
 from app.main import create_app
 from semantic_ids.bundle import BundleMismatch
-from tests.e2e.conftest import prepare_database, service_settings
-from tests.integration.private_postgres import free_port
-from tests.tiny_bundle import TinyBundle
+from tests.helpers.private_postgres import free_port
+from tests.helpers.service import prepare_database, service_settings
+from tests.helpers.tiny_bundle import TinyBundle
 
 
 def _serve_args(bundle: TinyBundle, database_url: str) -> list[str]:

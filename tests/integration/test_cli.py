@@ -11,9 +11,9 @@ from sqlalchemy import Engine, inspect
 from typer.testing import CliRunner
 
 from app.cli import app
-from tests.integration.db_snapshot import items_snapshot, state_snapshot
-from tests.integration.private_postgres import free_port
-from tests.integration.sample_catalogue import make_items, write_catalogue_bundle
+from tests.helpers.db_snapshot import items_snapshot, state_snapshot
+from tests.helpers.private_postgres import free_port
+from tests.helpers.sample_catalogue import make_items, write_catalogue_bundle
 
 runner = CliRunner()
 

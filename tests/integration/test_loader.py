@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db.loader import CatalogueLoadError, load_catalogue
 from semantic_ids.ids import IdScheme
-from tests.integration.db_snapshot import items_snapshot, state_snapshot
-from tests.integration.sample_catalogue import make_items
+from tests.helpers.db_snapshot import items_snapshot, state_snapshot
+from tests.helpers.sample_catalogue import make_items
 
 
 def test_first_load_inserts_every_item(migrated_engine: Engine) -> None:

@@ -14,7 +14,7 @@ from app.db.migrate import current_revision, downgrade, upgrade
 from app.db.models import Base, Item
 from app.db.repository import CatalogueRepository
 from app.db.session import create_db_engine
-from tests.integration.sample_catalogue import make_items
+from tests.helpers.sample_catalogue import make_items
 
 CATALOGUE_TABLES = {"items", "catalogue_state"}
 

@@ -10,8 +10,8 @@ from app.db.loader import load_catalogue
 from app.db.migrate import upgrade
 from app.db.repository import CatalogueRepository
 from app.db.session import create_db_engine
-from tests.integration.private_postgres import PrivatePostgres
-from tests.integration.sample_catalogue import make_items
+from tests.helpers.private_postgres import PrivatePostgres
+from tests.helpers.sample_catalogue import make_items
 
 
 def test_private_postgres_stops_and_starts(private_postgres: PrivatePostgres) -> None:

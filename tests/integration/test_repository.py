@@ -13,8 +13,8 @@ from app.db.loader import load_catalogue
 from app.db.repository import CatalogueRepository, ItemNotFound
 from app.db.session import create_db_engine
 from semantic_ids.ids import SemanticId
-from tests.integration.private_postgres import free_port
-from tests.integration.sample_catalogue import make_items
+from tests.helpers.private_postgres import free_port
+from tests.helpers.sample_catalogue import make_items
 
 ITEMS = make_items(8)
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from semantic_ids.ids import IdScheme, SemanticId
 from semantic_ids.trie import PrefixTrie
-from tests.unit.test_rqvae import TINY, clustered_embeddings
+from tests.helpers.rqvae_data import TINY, clustered_embeddings
 from training.data.items import CatalogueItem
 from training.ids.assign import (
     IdAssignment,

@@ -18,8 +18,8 @@ from semantic_ids.bundle import Manifest
 from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SEM_END, SemanticId
-from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
-from tests.tiny_models import make_tiny_base_model
+from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
+from tests.helpers.tiny_models import make_tiny_base_model
 from training.bundle_writer import BundleInputs, write_bundle
 from training.llm.lora import LoraSettings, attach_lora
 from training.llm.tokens import add_semantic_tokens, initialise_new_rows
@@ -73,7 +73,7 @@ def make_tiny_bundle(root: Path, *, steps: int = 60, seed: int = 0) -> TinyBundl
         items=tiny_catalogue(),
         id_report=TINY_ID_REPORT,
         base_model_dir=base_dir,
-        base_model_source="tests.tiny_models",
+        base_model_source="tests.helpers.tiny_models",
         embedding_model="none",
         embedding_dimensions=8,
         rqvae_path=None,

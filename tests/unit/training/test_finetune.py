@@ -16,8 +16,8 @@ from app.inference.model_loading import load_recommender_model
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
-from tests.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
-from tests.tiny_models import TINY_BASE_NAME, make_tiny_base_model
+from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
+from tests.helpers.tiny_models import TINY_BASE_NAME, make_tiny_base_model
 from training.llm.examples import ExampleConfig
 from training.llm.finetune import finetune, prepare_model
 from training.llm.finetune_config import FinetuneConfig

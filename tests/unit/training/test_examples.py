@@ -10,8 +10,8 @@ import pytest
 from semantic_ids.bundle import base_weights_sha256
 from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SemanticId
-from tests.tiny_catalogue import tiny_catalogue, tiny_items
-from tests.tiny_models import make_tiny_base_model
+from tests.helpers.tiny_catalogue import tiny_catalogue, tiny_items
+from tests.helpers.tiny_models import make_tiny_base_model
 from training.eval.metrics import ranking_metrics
 from training.llm.base_model import BaseModelError, prepare_base_model
 from training.llm.examples import TEMPLATES, ExampleConfig, attribute_example, build_examples

@@ -20,7 +20,7 @@ from bench.unseen_queries import (
     relevant_items,
     template_collisions,
 )
-from tests.tiny_catalogue import tiny_items
+from tests.helpers.tiny_catalogue import tiny_items
 
 DEMO_CATALOGUE = Path("artifacts/runs/demo/catalogue.jsonl")
 QUERY_FILE = Path("bench/queries/demo_unseen.jsonl")

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from tests.integration.private_postgres import free_port
+from tests.helpers.private_postgres import free_port
 
 
 @contextmanager

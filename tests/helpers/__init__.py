@@ -1,0 +1,1 @@
+"""Helpers shared by the test folders: tiny models, catalogues and bundles, databases, a live server."""

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data.items import CatalogueItem
+from training.io import read_jsonl, write_jsonl
 from training.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)
@@ -584,20 +585,6 @@ def build_query_set(
             }
         )
     return rows, dropped
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def write_jsonl(rows: Iterable[Mapping[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".partial")
-    with staging.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    staging.replace(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from semantic_ids.bundle import BASE_WEIGHTS, atomic_directory, base_weights_sha256
+from semantic_ids.bundle import BASE_WEIGHTS, base_weights_sha256
+from training.io import atomic_directory
 from training.run_layout import BASE_MODELS_DIR
 
 logger = logging.getLogger(__name__)

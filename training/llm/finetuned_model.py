@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from semantic_ids.bundle import atomic_directory
 from semantic_ids.causal_lm import resize_for_tokens
+from training.io import atomic_directory
 from training.run_layout import RunLayout
 
 

@@ -18,7 +18,7 @@ import pytest
 import typer
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 _DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 

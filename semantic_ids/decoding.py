@@ -1,19 +1,22 @@
 """Trie-constrained beam search: the one decoder that evaluation and the service share.
 
 The prompt ends with ``[REC][SEM_START]``, so generation writes exactly one code token per level
-and then ``[SEM_END]``. ``TrieLogitsProcessor`` adds a -inf mask so that every step can only pick
-a code that extends the beam's prefix to an existing ID. It is vectorised: each step finds every
-beam's trie node with one gather per generated token and builds the mask with one more.
+and then ``[SEM_END]``. ``ConstrainedDecoder`` runs our own search (``semantic_ids.beam_search``)
+by default and keeps ``model.generate`` as the reference. For the latter, ``TrieLogitsProcessor``
+adds a -inf mask so that every step can only pick a code that extends the beam's prefix to an
+existing ID. It is vectorised: each step finds every beam's trie node with one gather per
+generated token and builds the mask with one more.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
+from semantic_ids.beam_search import beam_search, score_codes
 from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme, SemanticId, code_token
 from semantic_ids.trie import PrefixTrie
 
@@ -99,8 +102,20 @@ class Candidate:
     score: float  # probability of this ID under the constrained model, in (0, 1]
 
 
+DecodeMethod = Literal["beam", "generate"]
+_Scored = list[tuple[SemanticId | None, float]]  # one query's beams: (ID or None, probability)
+
+
 class ConstrainedDecoder:
-    """Batched beam search over a causal LM whose output is constrained to the trie."""
+    """Batched beam search over a causal LM whose output is constrained to the trie.
+
+    ``method="beam"`` (the default) is our own search (``semantic_ids.beam_search``): the prompt runs
+    once per query and each step scores only the level's code tokens. ``method="generate"`` is the
+    reference, ``model.generate`` with ``TrieLogitsProcessor``; both give the same IDs in the same
+    order with the same scores. They differ only when ``constrained=False``: ``beam`` then drops the
+    trie but still writes one code token per level, while ``generate`` searches the full vocabulary
+    (the unconstrained baseline the benchmark measures). Either way only existing IDs are returned.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, trie: PrefixTrie) -> None:
         self.model = model
@@ -112,21 +127,85 @@ class ConstrainedDecoder:
 
     @torch.inference_mode()
     def decode(
-        self, queries: list[str], *, num_beams: int, top_k: int, constrained: bool = True
+        self,
+        queries: list[str],
+        *,
+        num_beams: int,
+        top_k: int,
+        constrained: bool = True,
+        method: DecodeMethod = "beam",
     ) -> list[list[Candidate]]:
         """The ``top_k`` best existing IDs per query, best first (fewer when fewer exist)."""
         if not queries:
             return []
         num_beams = max(num_beams, top_k)
+        prompts, mask = self._encode(queries)
+        if method == "beam":
+            scored = self._beam(prompts, mask, num_beams, constrained)
+        elif method == "generate":
+            scored = self._generate(prompts, mask, num_beams, constrained)
+        else:
+            raise ValueError(f"unknown decoding method {method!r}: use 'beam' or 'generate'")
+        return [self._best(beams, top_k) for beams in scored]
+
+    @torch.inference_mode()
+    def score_ids(
+        self, queries: list[str], candidates: list[list[SemanticId]], *, constrained: bool = True
+    ) -> list[list[float]]:
+        """Teacher-forced log-probability of each query's candidate IDs, as the beam search scores
+        them (``exp`` of it is ``Candidate.score``); -inf for an ID outside the trie when constrained.
+        Each prompt runs once; all its candidates run as one batch."""
+        if len(candidates) != len(queries):
+            raise ValueError(f"{len(queries)} queries but {len(candidates)} candidate lists")
+        count = max((len(ids) for ids in candidates), default=0)
+        if count == 0:
+            return [[] for _ in queries]
+        codes = torch.zeros(len(queries), count, self.trie.scheme.levels, dtype=torch.long)  # padded
+        for row, ids in enumerate(candidates):
+            for column, semantic_id in enumerate(ids):
+                codes[row, column] = torch.tensor(self.trie.scheme.validate(semantic_id).codes)
+        prompts, mask = self._encode(queries)
+        trie = self.trie if constrained else None
+        log_probs = score_codes(
+            self.model, prompts, mask, self.token_ids, trie, codes.to(self.device)
+        ).tolist()
+        return [values[: len(ids)] for values, ids in zip(log_probs, candidates, strict=True)]
+
+    def _encode(self, queries: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Left-padded prompts on the device, and their mask, or None when nothing is padded."""
+        # Left padding: every prompt ends in the last column, where the search reads its next token.
         batch = self.tokenizer(
-            [build_prompt(query) for query in queries], return_tensors="pt", padding=True
-        ).to(self.device)
-        prompt_length = batch["input_ids"].shape[1]
+            [build_prompt(query) for query in queries], return_tensors="pt", padding=True, padding_side="left"
+        )
+        mask = batch["attention_mask"]
+        padded = not bool(mask.all())  # read on the host before the move: no device sync
+        return batch["input_ids"].to(self.device), mask.to(self.device) if padded else None
+
+    def _beam(
+        self, prompts: torch.Tensor, mask: torch.Tensor | None, beams: int, constrained: bool
+    ) -> list[_Scored]:
+        trie = self.trie if constrained else None
+        found = beam_search(self.model, prompts, mask, self.token_ids, trie, num_beams=beams)
+        codes, scores = found.codes.tolist(), found.log_probs.exp().tolist()  # the one host sync
+        return [
+            [(SemanticId(tuple(row)), score) for row, score in zip(query_codes, query_scores, strict=True)]
+            for query_codes, query_scores in zip(codes, scores, strict=True)
+        ]
+
+    def _generate(
+        self, prompts: torch.Tensor, mask: torch.Tensor | None, num_beams: int, constrained: bool
+    ) -> list[_Scored]:
+        prompt_length = prompts.shape[1]
+        if mask is None:
+            mask = torch.ones_like(prompts)
         processors = []
         if constrained:
             processors.append(TrieLogitsProcessor(self.trie, self.token_ids, prompt_length))
+        # One beam makes generate run greedy search, which rejects the beam-only flags.
+        beam_flags = {"length_penalty": 0.0, "early_stopping": True} if num_beams > 1 else {}
         output = self.model.generate(
-            **batch,
+            input_ids=prompts,
+            attention_mask=mask,
             logits_processor=processors,
             num_beams=num_beams,
             num_return_sequences=num_beams,
@@ -134,27 +213,37 @@ class ConstrainedDecoder:
             eos_token_id=self.token_ids.sem_end,
             pad_token_id=self.tokenizer.pad_token_id,
             do_sample=False,
-            length_penalty=0.0,
-            early_stopping=True,
             return_dict_in_generate=True,
             output_scores=True,
+            **beam_flags,
         )
         generated = output.sequences[:, prompt_length:].tolist()
-        scores = output.sequences_scores.float().exp().tolist()
-        results: list[list[Candidate]] = []
-        for query_index in range(len(queries)):
-            rows = range(query_index * num_beams, (query_index + 1) * num_beams)
-            candidates: list[Candidate] = []
-            seen: set[SemanticId] = set()
-            for row in rows:
-                semantic_id = self._to_semantic_id(generated[row])
-                if semantic_id is None or semantic_id in seen or scores[row] <= 0.0:
-                    continue
-                seen.add(semantic_id)
-                candidates.append(Candidate(semantic_id, scores[row]))
-            candidates.sort(key=lambda candidate: -candidate.score)
-            results.append(candidates[:top_k])
-        return results
+        scores = self._generated_log_probs(output).float().exp().tolist()
+        rows = [(self._to_semantic_id(row), score) for row, score in zip(generated, scores, strict=True)]
+        return [rows[start : start + num_beams] for start in range(0, len(rows), num_beams)]
+
+    def _generated_log_probs(self, output: Any) -> torch.Tensor:
+        """(rows,) each returned sequence's log-probability (length penalty 0: the plain sum)."""
+        if getattr(output, "sequences_scores", None) is not None:
+            scores: torch.Tensor = output.sequences_scores
+            return scores
+        # Greedy search (one beam) keeps only per-step scores; normalising them again is a no-op
+        # for the trie processor's rows and gives log-probabilities for unprocessed logits.
+        steps = self.model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
+        total: torch.Tensor = steps.sum(dim=1)
+        return total
+
+    def _best(self, beams: _Scored, top_k: int) -> list[Candidate]:
+        """Existing, distinct IDs with a non-zero probability, best first, at most ``top_k``."""
+        candidates: list[Candidate] = []
+        seen: set[SemanticId] = set()
+        for semantic_id, score in beams:
+            if semantic_id is None or semantic_id in seen or semantic_id not in self.trie or score <= 0.0:
+                continue
+            seen.add(semantic_id)
+            candidates.append(Candidate(semantic_id, score))
+        candidates.sort(key=lambda candidate: -candidate.score)
+        return candidates[:top_k]
 
     def _to_semantic_id(self, token_ids: list[int]) -> SemanticId | None:
         """The ID a generated sequence spells, or None when it is not an existing ID."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from semantic_ids.decoding import ConstrainedDecoder, TrieLogitsProcessor, build_prompt
+from semantic_ids.decoding import ConstrainedDecoder, DecodeMethod, TrieLogitsProcessor, build_prompt
 from semantic_ids.ids import IdScheme, SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_models import make_tiny_base_model
@@ -27,8 +27,12 @@ def decoder(tmp_path_factory: pytest.TempPathFactory) -> ConstrainedDecoder:
     return ConstrainedDecoder(model.eval(), tokenizer, PrefixTrie(EXISTING, SCHEME))
 
 
-def test_more_beams_than_items_returns_only_existing_ids(decoder: ConstrainedDecoder) -> None:
-    results = decoder.decode(["a film", "another query, longer than the first"], num_beams=12, top_k=12)
+@pytest.mark.parametrize("method", ["beam", "generate"])
+def test_more_beams_than_items_returns_only_existing_ids(
+    decoder: ConstrainedDecoder, method: DecodeMethod
+) -> None:
+    queries = ["a film", "another query, longer than the first"]
+    results = decoder.decode(queries, num_beams=12, top_k=12, method=method)
     for candidates in results:
         assert {c.semantic_id for c in candidates} == set(EXISTING)
         assert sum(c.score for c in candidates) == pytest.approx(1.0, abs=1e-4)
@@ -44,9 +48,12 @@ def test_top_k_limits_and_orders(decoder: ConstrainedDecoder) -> None:
     assert [c.semantic_id for c in candidates] == [c.semantic_id for c in everything[:2]]
 
 
-def test_unconstrained_decoding_is_filtered_to_valid_ids(decoder: ConstrainedDecoder) -> None:
+@pytest.mark.parametrize("method", ["beam", "generate"])  # generate: the full vocabulary, beam: code rows
+def test_unconstrained_decoding_is_filtered_to_valid_ids(
+    decoder: ConstrainedDecoder, method: DecodeMethod
+) -> None:
     # A random model writes arbitrary tokens without the trie; the decoder must drop them, not return them.
-    results = decoder.decode(["x", "yy"], num_beams=4, top_k=4, constrained=False)
+    results = decoder.decode(["x", "yy"], num_beams=4, top_k=4, constrained=False, method=method)
     assert len(results) == 2
     returned = [c.semantic_id for candidates in results for c in candidates]
     assert set(returned) <= set(EXISTING)

@@ -1,0 +1,261 @@
+"""Our beam search gives what `model.generate` with the trie processor gives, and never leaves the trie."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from semantic_ids.beam_search import beam_search, score_codes
+from semantic_ids.causal_lm import resize_for_tokens
+from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
+from semantic_ids.ids import IdScheme, InvalidSemanticId, SemanticId
+from semantic_ids.trie import PrefixTrie
+from tests.helpers.tiny_catalogue import TINY_SCHEME, tiny_items
+from tests.helpers.tiny_models import make_tiny_base_model, make_tiny_tokenizer
+from training.llm.lora import LoraSettings, attach_lora
+from training.llm.tokens import add_semantic_tokens
+
+# Different lengths, so a batch is left-padded; the search must not let padding shift positions.
+QUERIES = ["a film", "another query, much longer than the first one", "x", "Keanu Reeves in the 90s"]
+TINY_IDS = [SemanticId(tuple(item["semantic_id"])) for item in tiny_items()]  # 20 items
+SPARSE_IDS = [SemanticId((0, 1, 0)), SemanticId((0, 1, 1)), SemanticId((2, 3, 0)), SemanticId((3, 0, 2))]
+REL = 1e-4
+
+
+def _randomise_code_rows(model: Any, new_ids: list[int], seed: int) -> None:
+    """Spread the new rows apart, so the tiny model's code distributions are far from uniform."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[new_ids] = torch.randn(len(new_ids), model.config.hidden_size)
+        head = model.get_output_embeddings().weight
+        if head.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+            head[new_ids] = torch.randn(len(new_ids), model.config.hidden_size) * 2
+
+
+@pytest.fixture(scope="module")
+def tied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, list[int]]:
+    folder = make_tiny_base_model(tmp_path_factory.mktemp("base"))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    new_ids = add_semantic_tokens(tokenizer, TINY_SCHEME)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    resize_for_tokens(model, tokenizer)
+    _randomise_code_rows(model, new_ids, seed=0)
+    return model.eval(), tokenizer, new_ids
+
+
+@pytest.fixture(scope="module")
+def decoder(tied: tuple[Any, Any, list[int]]) -> ConstrainedDecoder:
+    model, tokenizer, _ = tied
+    return ConstrainedDecoder(model, tokenizer, PrefixTrie(TINY_IDS, TINY_SCHEME))
+
+
+@pytest.fixture(scope="module")
+def untied_decoder() -> ConstrainedDecoder:
+    tokenizer = make_tiny_tokenizer()
+    new_ids = add_semantic_tokens(tokenizer, TINY_SCHEME)
+    torch.manual_seed(3)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    _randomise_code_rows(model, new_ids, seed=1)
+    head, embedding = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    assert head.data_ptr() != embedding.data_ptr() and not torch.allclose(head[new_ids], embedding[new_ids])
+    return ConstrainedDecoder(model.eval(), tokenizer, PrefixTrie(TINY_IDS, TINY_SCHEME))
+
+
+def _assert_same(expected: list[list[Candidate]], actual: list[list[Candidate]], rel: float = REL) -> None:
+    assert [[c.semantic_id for c in row] for row in actual] == [
+        [c.semantic_id for c in row] for row in expected
+    ]
+    for want_row, got_row in zip(expected, actual, strict=True):
+        assert [c.score for c in got_row] == pytest.approx([c.score for c in want_row], rel=rel)
+
+
+@pytest.mark.parametrize("beams", [1, 3, 10, 25])  # 25 beams: more than the 20 items
+def test_beam_search_matches_generate(decoder: ConstrainedDecoder, beams: int) -> None:
+    expected = decoder.decode(QUERIES, num_beams=beams, top_k=beams, method="generate")
+    actual = decoder.decode(QUERIES, num_beams=beams, top_k=beams)
+    _assert_same(expected, actual)
+    assert [len(row) for row in actual] == [min(beams, len(TINY_IDS))] * len(QUERIES)
+
+
+def test_more_beams_than_items_finds_every_item_once(decoder: ConstrainedDecoder) -> None:
+    for candidates in decoder.decode(QUERIES, num_beams=30, top_k=30):
+        assert sorted(c.semantic_id for c in candidates) == sorted(TINY_IDS)
+        assert sum(c.score for c in candidates) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_top_k_below_beams_keeps_the_best(decoder: ConstrainedDecoder) -> None:
+    many = decoder.decode(QUERIES, num_beams=10, top_k=10)
+    few = decoder.decode(QUERIES, num_beams=10, top_k=4)
+    _assert_same([row[:4] for row in many], few, rel=0.0)
+
+
+def test_a_batch_gives_each_query_its_own_answer(decoder: ConstrainedDecoder) -> None:
+    alone = [decoder.decode([query], num_beams=5, top_k=5)[0] for query in QUERIES]
+    _assert_same(alone, decoder.decode(QUERIES, num_beams=5, top_k=5))
+
+
+@pytest.mark.parametrize("beams", [1, 3, 10])
+def test_untied_head_uses_its_own_code_rows(untied_decoder: ConstrainedDecoder, beams: int) -> None:
+    expected = untied_decoder.decode(QUERIES, num_beams=beams, top_k=beams, method="generate")
+    _assert_same(expected, untied_decoder.decode(QUERIES, num_beams=beams, top_k=beams))
+
+
+def test_peft_model_matches_generate(tied: tuple[Any, Any, list[int]]) -> None:
+    # peft wraps the head (trainable new rows): the search must use the wrapped, trained head.
+    model, tokenizer, new_ids = tied
+    peft_model = attach_lora(copy.deepcopy(model), LoraSettings(rank=4, alpha=8), new_ids)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * (0.05 if "lora_" in name else 0.5))
+    decoder = ConstrainedDecoder(peft_model.eval(), tokenizer, PrefixTrie(TINY_IDS, TINY_SCHEME))
+    expected = decoder.decode(QUERIES, num_beams=6, top_k=6, method="generate")
+    _assert_same(expected, decoder.decode(QUERIES, num_beams=6, top_k=6))
+
+
+def test_bf16_matches_generate(tied: tuple[Any, Any, list[int]]) -> None:
+    model, tokenizer, _ = tied
+    bf16 = ConstrainedDecoder(
+        copy.deepcopy(model).to(torch.bfloat16), tokenizer, PrefixTrie(TINY_IDS, TINY_SCHEME)
+    )
+    expected = bf16.decode(QUERIES, num_beams=10, top_k=10, method="generate")
+    _assert_same(expected, bf16.decode(QUERIES, num_beams=10, top_k=10), rel=1e-3)
+
+
+def _search(decoder: ConstrainedDecoder, trie: PrefixTrie | None, beams: int) -> tuple[list[Any], list[Any]]:
+    batch = decoder.tokenizer([build_prompt(q) for q in QUERIES], return_tensors="pt", padding=True)
+    found = beam_search(
+        decoder.model, batch["input_ids"], batch["attention_mask"], decoder.token_ids, trie, num_beams=beams
+    )
+    return found.codes.tolist(), found.log_probs.tolist()
+
+
+def test_prompt_runs_once_and_the_full_head_never(decoder: ConstrainedDecoder) -> None:
+    model, shapes = decoder.model, []
+
+    def record(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        shapes.append(tuple(kwargs["input_ids"].shape))
+
+    def refuse(module: Any, args: Any, output: Any) -> None:
+        raise AssertionError("the full-vocabulary head ran")
+
+    hooks = [
+        model.model.register_forward_hook(record, with_kwargs=True),
+        model.lm_head.register_forward_hook(refuse),
+    ]
+    try:
+        codes, _ = _search(decoder, decoder.trie, 5)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    queries, width = len(QUERIES), 5
+    longest = max(len(decoder.tokenizer(build_prompt(q))["input_ids"]) for q in QUERIES)
+    # The prompt, then one step per level after the first; [SEM_END] needs no step.
+    assert shapes == [(queries, longest), (queries * 4, 1), (queries * width, 1)]
+    assert len(codes[0]) == width
+
+
+def test_the_search_never_waits_for_the_device(decoder: ConstrainedDecoder, monkeypatch: Any) -> None:
+    """No host read of a tensor anywhere in the search, transformers' forward included, so on CUDA
+    it queues every level without a stall (prompts of equal length: no padding mask to inspect)."""
+    prompts = decoder.tokenizer(
+        [build_prompt("same length"), build_prompt("other words")], return_tensors="pt"
+    )
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("host sync")
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    found = beam_search(
+        decoder.model, prompts["input_ids"], None, decoder.token_ids, decoder.trie, num_beams=4
+    )
+    monkeypatch.undo()
+    assert found.log_probs.shape == (2, 4) and bool(torch.isfinite(found.log_probs).all())
+
+
+def test_every_finite_beam_is_inside_the_trie(tied: tuple[Any, Any, list[int]]) -> None:
+    model, tokenizer, _ = tied
+    trie = PrefixTrie(SPARSE_IDS, TINY_SCHEME)  # 4 IDs; level 0 allows codes 0, 2, 3 only
+    sparse = ConstrainedDecoder(model, tokenizer, trie)
+    for beams in (2, 3, 12):
+        codes, log_probs = _search(sparse, trie, beams)
+        for query_codes, query_scores in zip(codes, log_probs, strict=True):
+            finite = [
+                SemanticId(tuple(c)) for c, s in zip(query_codes, query_scores, strict=True) if s > -math.inf
+            ]
+            assert all(semantic_id in trie for semantic_id in finite)
+            assert len(finite) == min(beams, len(SPARSE_IDS)) == len(set(finite))
+            assert query_scores == sorted(query_scores, reverse=True)
+    for candidates in sparse.decode(QUERIES, num_beams=12, top_k=12):  # dead slots are dropped
+        assert sorted(c.semantic_id for c in candidates) == sorted(SPARSE_IDS)
+
+
+def test_unconstrained_search_stays_on_code_tokens(decoder: ConstrainedDecoder) -> None:
+    every_code = 4 * 4 * 3
+    codes, log_probs = _search(decoder, None, every_code)
+    for query_scores in log_probs:  # one code token per level: a distribution over all 48 tuples
+        assert sum(math.exp(s) for s in query_scores) == pytest.approx(1.0, abs=1e-4)
+    for candidates in decoder.decode(QUERIES, num_beams=10, top_k=10, constrained=False):
+        assert all(c.semantic_id in decoder.trie for c in candidates)
+    # Teacher forcing without the trie gives the same scores as the unconstrained search.
+    batch = decoder.tokenizer([build_prompt(q) for q in QUERIES], return_tensors="pt", padding=True)
+    forced = score_codes(
+        decoder.model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        decoder.token_ids,
+        None,
+        torch.tensor(codes),
+    )
+    assert forced.tolist() == [pytest.approx(row, rel=REL) for row in log_probs]
+
+
+def test_score_ids_equals_the_beam_search_score(decoder: ConstrainedDecoder) -> None:
+    results = decoder.decode(QUERIES, num_beams=10, top_k=10)
+    scored = decoder.score_ids(QUERIES, [[c.semantic_id for c in row] for row in results])
+    for row, log_probs in zip(results, scored, strict=True):
+        assert [math.exp(value) for value in log_probs] == pytest.approx([c.score for c in row], rel=REL)
+
+
+def test_score_ids_is_normalised_over_the_trie(decoder: ConstrainedDecoder) -> None:
+    outside = SemanticId((1, 1, 1))  # fits the scheme, but no item has it
+    lists = [TINY_IDS, [outside, TINY_IDS[3]], [], TINY_IDS[:1]]  # ragged, one empty
+    scored = decoder.score_ids(QUERIES, lists)
+    assert [len(row) for row in scored] == [len(ids) for ids in lists]
+    assert sum(math.exp(value) for value in scored[0]) == pytest.approx(1.0, abs=1e-4)
+    assert scored[1][0] == -math.inf and scored[1][1] < 0.0
+    (alone,) = decoder.score_ids(QUERIES[3:], [TINY_IDS[:1]])
+    assert scored[3] == pytest.approx(alone, rel=REL)  # padding in a batch changes nothing
+    with pytest.raises(InvalidSemanticId, match="out of range"):
+        decoder.score_ids(["q"], [[SemanticId((9, 0, 0))]])
+
+
+def test_one_level_ids_need_no_step_after_the_prompt(tied: tuple[Any, Any, list[int]]) -> None:
+    model, tokenizer, _ = tied
+    scheme = IdScheme((4,))  # level 0 of the tiny scheme's tokens, alone
+    trie = PrefixTrie([SemanticId((0,)), SemanticId((2,))], scheme)
+    one_level = ConstrainedDecoder(model, tokenizer, trie)
+    expected = one_level.decode(QUERIES, num_beams=3, top_k=3, method="generate")
+    _assert_same(expected, one_level.decode(QUERIES, num_beams=3, top_k=3))
+
+
+def test_unknown_method_is_refused(decoder: ConstrainedDecoder) -> None:
+    with pytest.raises(ValueError, match="unknown decoding method"):
+        decoder.decode(["q"], num_beams=2, top_k=2, method="sample")  # type: ignore[arg-type]

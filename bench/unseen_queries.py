@@ -444,7 +444,7 @@ def unknown_values(items: Sequence[Mapping[str, Any]], filter_: Mapping[str, Any
 
 def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
     """Every value each slot kind can take when the fine-tuning templates are filled (lowercased)."""
-    from training.llm.phrasing import _COUNTRY_WORDS, _DECADE_WORDS, _GENRE_WORDS, CAST_POOL
+    from training.llm.phrasing import COUNTRY_WORDS, DECADE_WORDS, GENRE_WORDS, CAST_POOL
 
     vocab: dict[str, set[str]] = {k: set() for k in ("title", "director", "year", "genre", "cast")}
     vocab |= {"country": set(), "language": set(), "rating": set(), "decade": set()}
@@ -458,14 +458,14 @@ def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
             decade = year - year % 10
             vocab["year"].add(str(year))
             vocab["decade"] |= {f"{decade}s", f"{decade % 100:02d}s", f"'{decade % 100:02d}s"}
-            vocab["decade"] |= {_DECADE_WORDS[decade]} if decade in _DECADE_WORDS else set()
+            vocab["decade"] |= {DECADE_WORDS[decade]} if decade in DECADE_WORDS else set()
         for country in _listed(item.get("country")):
-            vocab["country"].update(_COUNTRY_WORDS.get(country, [country]))
+            vocab["country"].update(COUNTRY_WORDS.get(country, [country]))
         if "mpaa_rating" in item:
             rating = str(item["mpaa_rating"])
             vocab["rating"] |= {rating, f"rated {rating}", f"{rating}-rated"}
     for genre in {g for item in items for g in _listed(item.get("genres"))}:
-        vocab["genre"].update(_GENRE_WORDS.get(genre, [genre.lower()]))
+        vocab["genre"].update(GENRE_WORDS.get(genre, [genre.lower()]))
     return {kind: {_fold(v) for v in values} for kind, values in vocab.items()}
 
 

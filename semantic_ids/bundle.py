@@ -31,7 +31,9 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.jsonl"
 TOKENIZER_DIR = "tokenizer"
-ADAPTER_DIR = "adapter"
+ADAPTER_DIR = "adapter"  # LoRA bundles
+# Top-layers bundles: the fine-tuned decoder layers and final norm, under the causal LM's parameter names.
+FINETUNED_LAYERS = "finetuned_layers.safetensors"
 NEW_TOKEN_ROWS = "new_token_rows.safetensors"
 RQVAE_WEIGHTS = "rqvae.safetensors"
 EVALUATION = "evaluation.json"

@@ -39,3 +39,47 @@ def resize_for_tokens(model: Any, tokenizer: Any) -> int:
     size = max(len(tokenizer), model.get_input_embeddings().weight.shape[0])
     model.resize_token_embeddings(size, mean_resizing=False)
     return int(size)
+
+
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU advertises AMX-BF16 or AVX512-BF16, where oneDNN runs bf16 matmuls natively."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return False
+    flags = set(cpuinfo.split())
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def compute_dtype(
+    device: torch.device, requested: str = "auto", *, cpuinfo: str | None = None
+) -> torch.dtype:
+    """The dtype to compute in: bf16 on CUDA and on CPUs with native bf16 matmuls, fp32 elsewhere.
+
+    Measured on the 2-core CPU (bench/RESULTS.md): bf16 autocast trains the top layers 2.6x faster
+    there; on a CPU without native bf16 it would be emulated and slower, hence the detection.
+    """
+    if requested not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"unknown precision {requested!r}: use auto, bf16 or fp32")
+    if requested != "auto":
+        return torch.bfloat16 if requested == "bf16" else torch.float32
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16(cpuinfo) else torch.float32
+
+
+@torch.no_grad()
+def untie_head(model: Any) -> None:
+    """Give the output head its own copy of the embedding, so code tokens can read and write differently."""
+    if not heads_are_tied(model):
+        return
+    embedding = model.get_input_embeddings().weight
+    head = torch.nn.Linear(embedding.shape[1], embedding.shape[0], bias=False)
+    head.weight = torch.nn.Parameter(embedding.detach().clone(), requires_grad=False)
+    model.set_output_embeddings(head)
+    model.config.tie_word_embeddings = False

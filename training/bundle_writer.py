@@ -25,6 +25,7 @@ from semantic_ids.bundle import (
     ADAPTER_DIR,
     CATALOGUE,
     EVALUATION,
+    FINETUNED_LAYERS,
     MANIFEST,
     NEW_TOKEN_ROWS,
     RQVAE_WEIGHTS,
@@ -95,6 +96,18 @@ def save_lora_adapter(peft_model: Any, adapter_dir: Path, base_model_name: str) 
     save_file(lora_only, str(adapter_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
+def finetuned_layers(model: Any, method: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The top ``trainable_layers`` decoder layers and the final norm of a top-layers model."""
+    count = int(model.config.num_hidden_layers)
+    first = count - int(method["trainable_layers"])
+    prefixes = ("model.norm.", *(f"model.layers.{i}." for i in range(first, count)))
+    return {
+        name: value.detach().float().cpu().contiguous().clone()
+        for name, value in model.state_dict().items()
+        if name.startswith(prefixes)
+    }
+
+
 def _catalogue_rows(items: Sequence[CatalogueItem], scheme: IdScheme) -> list[dict[str, Any]]:
     rows, seen = [], set()
     for item in items:
@@ -145,7 +158,10 @@ def write_bundle(
     with atomic_directory(bundle_dir) as staging:
         write_jsonl(rows, staging / CATALOGUE)
         tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
-        save_lora_adapter(peft_model, staging / ADAPTER_DIR, manifest.base_model.name)
+        if hasattr(peft_model, "peft_config"):
+            save_lora_adapter(peft_model, staging / ADAPTER_DIR, manifest.base_model.name)
+        else:
+            save_file(finetuned_layers(peft_model, inputs.lora), str(staging / FINETUNED_LAYERS))
         save_file(new_token_rows(peft_model, new_token_ids), str(staging / NEW_TOKEN_ROWS))
         if inputs.rqvae_path is not None:
             shutil.copyfile(inputs.rqvae_path, staging / RQVAE_WEIGHTS)

@@ -22,6 +22,7 @@ from semantic_ids.bundle import (
     ADAPTER_DIR,
     BASE_WEIGHTS,
     CATALOGUE,
+    FINETUNED_LAYERS,
     NEW_TOKEN_ROWS,
     TOKENIZER_DIR,
     BundleMismatch,
@@ -32,7 +33,7 @@ from semantic_ids.bundle import (
     read_catalogue,
     read_manifest,
 )
-from semantic_ids.causal_lm import heads_are_tied, resize_for_tokens, resolve_device
+from semantic_ids.causal_lm import resize_for_tokens, resolve_device, untie_head
 from semantic_ids.decoding import CodeTokenIds, ConstrainedDecoder
 from semantic_ids.ids import InvalidSemanticId, SemanticId
 from semantic_ids.trie import PrefixTrie
@@ -81,10 +82,10 @@ def load_recommender_model(
 
 def _require_files(bundle_dir: Path) -> None:
     missing = [
-        name
-        for name in (CATALOGUE, TOKENIZER_DIR, ADAPTER_DIR, NEW_TOKEN_ROWS)
-        if not (bundle_dir / name).exists()
+        name for name in (CATALOGUE, TOKENIZER_DIR, NEW_TOKEN_ROWS) if not (bundle_dir / name).exists()
     ]
+    if not (bundle_dir / ADAPTER_DIR).exists() and not (bundle_dir / FINETUNED_LAYERS).exists():
+        missing.append(f"{ADAPTER_DIR} or {FINETUNED_LAYERS}")
     if missing:
         raise BundleMismatch(f"bundle {bundle_dir} is incomplete: missing {', '.join(missing)}")
 
@@ -138,8 +139,25 @@ def _build_model(bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Man
         )
     embedding = model.get_input_embeddings().weight
     embedding[ids] = rows["embed_tokens"].to(embedding.dtype)
-    if "lm_head" in rows and not heads_are_tied(model):
+    if "lm_head" in rows:  # the new tokens read one row and write another: the head gets its own copy
+        untie_head(model)
         head = model.get_output_embeddings().weight
         head[ids] = rows["lm_head"].to(head.dtype)
+    if (bundle_dir / FINETUNED_LAYERS).is_file():
+        return _with_layers(model, bundle_dir / FINETUNED_LAYERS, manifest)
     peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
     return peft_model.merge_and_unload()
+
+
+def _with_layers(model: Any, path: Path, manifest: Manifest) -> Any:
+    """The base model with a top-layers bundle's fine-tuned layers in place."""
+    layers = load_file(str(path))
+    own = model.state_dict()
+    foreign = [name for name, value in layers.items() if name not in own or own[name].shape != value.shape]
+    if foreign:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}: {FINETUNED_LAYERS} has weights the base model lacks: "
+            f"{', '.join(foreign[:3])}"
+        )
+    model.load_state_dict(layers, strict=False)
+    return model

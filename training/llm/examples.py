@@ -64,7 +64,7 @@ def _query_examples(
     return out
 
 
-def _target(item: CatalogueItem) -> str:
+def example_target(item: CatalogueItem) -> str:
     return "".join(item.sid.code_tokens()) + SEM_END
 
 
@@ -127,7 +127,7 @@ class _MatchIndex:
         return sorted(set.intersection(*sets))[:MATCH_CAP] if sets else []
 
 
-def _example(split: str, template: str, item_id: str, query: str, target: str) -> dict[str, Any]:
+def query_example(split: str, template: str, item_id: str, query: str, target: str) -> dict[str, Any]:
     return {
         "split": split,
         "kind": "query",
@@ -165,18 +165,18 @@ def build_examples(items: Sequence[CatalogueItem], config: ExampleConfig) -> lis
     matcher = _MatchIndex(items)
     examples: list[dict[str, Any]] = []
     for item in items:
-        target, item_id = _target(item), item.item_id
+        target, item_id = example_target(item), item.item_id
         for split, pool, count in (
             ("train", train_pool, config.train_queries_per_item),
             ("valid", valid_pool, config.valid_queries_per_item),
         ):
             for template, query, constraints in _query_examples(item, pool, count, rng, config):
-                example = _example(split, template.name, item_id, query, target)
+                example = query_example(split, template.name, item_id, query, target)
                 if split == "valid":
                     example["matching_item_ids"] = matcher.matching(constraints) or [item_id]
                 examples.append(example)
         for _ in range(config.index_examples_per_item):
-            examples.append(_example("train", "index", item_id, index_text(item), target))
+            examples.append(query_example("train", "index", item_id, index_text(item), target))
         examples.extend(_attribute_examples(item, rng, config.attribute_examples_per_item))
     rng.shuffle(examples)
     return examples

@@ -6,15 +6,27 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from training.llm.lora import LoraSettings
 from training.llm.target_loss import LossKind
 from training.llm.tokens import TokenInit
 
+FinetuneMethod = Literal["top_layers", "lora"]
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    # "top_layers": the top ``trainable_layers`` layers and the new tokens' output rows, on fresh
+    # queries every epoch, stopped by ``time_budget_s`` (training/llm/top_layers.py). "lora": LoRA on
+    # every layer over the fixed examples file, ``max_steps`` steps (the first design, kept for comparison).
+    method: FinetuneMethod = "lora"
+    trainable_layers: int = 8
+    lr_layers: float = 1e-3
+    time_budget_s: float = 0.0  # top_layers: seconds of training; 0 = until max_steps
+    queries_per_item: int = 8  # top_layers: fresh queries per item per epoch
+    epoch_repeats: int = 1  # top_layers: passes over one epoch's queries (> 1: frozen activations cached)
+    precision: str = "auto"  # auto | bf16 | fp32 (semantic_ids.causal_lm.compute_dtype)
     lora: LoraSettings = field(default_factory=LoraSettings)
     token_init: TokenInit = "cluster"
     loss: LossKind = "restricted"  # see training/llm/target_loss.py
@@ -35,6 +47,12 @@ class FinetuneConfig:
     checkpoint_every: int = 100
     seed: int = 0
     device: str = "auto"
+
+    def adapter(self) -> dict[str, Any]:
+        """What the bundle manifest records of the trained weights (its ``lora`` section)."""
+        if self.method == "top_layers":
+            return {"method": "top_layers", "trainable_layers": self.trainable_layers}
+        return {"method": "lora", **self.lora.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lora": self.lora.to_dict()}

@@ -13,11 +13,11 @@ from training.data.items import CatalogueItem
 
 CAST_POOL = 6  # as many cast names as the item text shows the baselines
 MATCH_CAP = 200
-_DECADE_WORDS = {
+DECADE_WORDS = {
     1910: "tens", 1920: "twenties", 1930: "thirties", 1940: "forties", 1950: "fifties", 1960: "sixties",
     1970: "seventies", 1980: "eighties", 1990: "nineties", 2000: "two-thousands", 2010: "twenty-tens",
 }  # fmt: skip
-_GENRE_WORDS = {
+GENRE_WORDS = {
     "Action": ["action"], "Adventure": ["adventure"], "Animation": ["animated", "animation", "cartoon"],
     "Biography": ["biopic", "biographical"], "Comedy": ["comedy", "funny"], "Crime": ["crime", "gangster"],
     "Documentary": ["documentary"], "Drama": ["drama", "dramatic"], "Family": ["family", "kids"],
@@ -26,7 +26,7 @@ _GENRE_WORDS = {
     "Romance": ["romance", "romantic", "love story"], "Sci-Fi": ["sci-fi", "science fiction", "scifi"],
     "Sport": ["sports"], "Thriller": ["thriller", "suspense"], "War": ["war"], "Western": ["western"],
 }  # fmt: skip
-_COUNTRY_WORDS = {
+COUNTRY_WORDS = {
     "United States": ["American", "US", "USA"], "United Kingdom": ["British", "UK", "English"],
     "France": ["French"], "Germany": ["German"], "Canada": ["Canadian"], "Australia": ["Australian"],
     "Japan": ["Japanese"], "Italy": ["Italian"], "Spain": ["Spanish"], "India": ["Indian"],
@@ -74,14 +74,14 @@ class Slots:
         decade = year - year % 10
         self.constraints["decade"] = decade
         forms = [f"{decade}s", f"{decade % 100:02d}s", f"'{decade % 100:02d}s"]
-        if decade in _DECADE_WORDS:
-            forms.append(_DECADE_WORDS[decade])
+        if decade in DECADE_WORDS:
+            forms.append(DECADE_WORDS[decade])
         return self.rng.choice(forms)
 
     def genre(self) -> str:
         genre = self.rng.choice(list(self._need("genres")))
         self.constraints.setdefault("genres", []).append(genre)
-        return self.rng.choice(_GENRE_WORDS.get(genre, [str(genre).lower()]))
+        return self.rng.choice(GENRE_WORDS.get(genre, [str(genre).lower()]))
 
     def cast(self) -> str:
         pool = [
@@ -98,7 +98,7 @@ class Slots:
     def country(self) -> str:
         country = self.rng.choice([c.strip() for c in str(self._need("country")).split(",")])
         self.constraints["country"] = country
-        return self.rng.choice(_COUNTRY_WORDS.get(country, [country]))
+        return self.rng.choice(COUNTRY_WORDS.get(country, [country]))
 
     def language(self) -> str:
         language = first_part(self._need("language"))
@@ -162,7 +162,7 @@ TEMPLATES: tuple[Template, ...] = (
 # fmt: on
 
 
-def _typo(text: str, rng: random.Random) -> str:
+def typo(text: str, rng: random.Random) -> str:
     words = text.split(" ")
     candidates = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
     if not candidates:
@@ -180,10 +180,10 @@ def _typo(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def add_noise(text: str, rng: random.Random, lowercase: float, typo: float) -> str:
+def add_noise(text: str, rng: random.Random, lowercase: float, typo_rate: float) -> str:
     text = re.sub(r"\b([Aa]) ([AEIOUaeiou])", r"\1n \2", text)  # "a action film" -> "an action film"
     if rng.random() < lowercase:
         text = text.lower()
-    if rng.random() < typo:
-        text = _typo(text, rng)
+    if rng.random() < typo_rate:
+        text = typo(text, rng)
     return re.sub(r"\s+", " ", text).strip()

@@ -24,6 +24,8 @@ from training.llm.examples import ExampleConfig, build_examples
 from training.llm.finetune import finetune, prepare_model
 from training.llm.finetune_config import FinetuneResult
 from training.llm.finetuned_model import load_finetuned, save_finetuned
+from training.llm.query_generator import QueryGenerator
+from training.llm.top_layers_stage import train_top_layers_model
 from training.llm.validator import Validator
 from training.pipeline.config import PipelineConfig, PipelineError
 from training.run_layout import RunLayout
@@ -58,10 +60,20 @@ def train_model(
     base_dir = base_models_dir / config.base_model
     if not (base_dir / BASE_WEIGHTS).is_file():
         raise PipelineError(f"{base_dir}: no base model here; run `semid prepare-base-model` first")
+    held_out = eval_sample(valid, config.eval_queries + config.finetune.eval_queries, config.examples.seed)
+    if config.finetune.method == "top_layers":
+        return train_top_layers_model(
+            base_dir,
+            scheme,
+            items,
+            int(report["rq_levels"]),
+            held_out[config.eval_queries :],
+            config.finetune,
+            config.examples.seed,
+        )
     model, tokenizer, new_ids = prepare_model(
         base_dir, scheme, items, config.finetune, int(report["rq_levels"])
     )
-    held_out = eval_sample(valid, config.eval_queries + config.finetune.eval_queries, config.examples.seed)
     validator = Validator(tokenizer, held_out[config.eval_queries :], items, scheme, config.finetune)
     result = finetune(model, tokenizer, train, validator, config.finetune, layout.folder)
     return result, tokenizer, new_ids
@@ -76,6 +88,8 @@ def evaluate_model(
     embeddings = layout.load_embeddings()
     decoder = ConstrainedDecoder(model, tokenizer, PrefixTrie([item.sid for item in items], scheme))
     result = evaluate_all(decoder, queries, items, embeddings, beams=config.eval_beams, cache_dir=cache_dir)
+    if config.finetune.method == "top_layers":  # it trains on generated queries, not the examples file
+        train = QueryGenerator(items, config.finetune.queries_per_item, config.examples.seed).epoch(0)
     seen = eval_sample(train, config.seen_phrasing_queries, config.examples.seed)
     if seen:
         item_of = {item.sid: item.item_id for item in items}
@@ -110,7 +124,7 @@ def write_run_bundle(
         embedding_model=str(report.get("embedding_model", "sentence-transformers/all-MiniLM-L6-v2")),
         embedding_dimensions=int(report.get("embedding_dimensions", 384)),
         rqvae_path=layout.rqvae if layout.rqvae.is_file() else None,
-        lora=config.finetune.lora.to_dict(),
+        lora=config.finetune.adapter(),
         training=dict(training),
         evaluation=dict(evaluation),
     )

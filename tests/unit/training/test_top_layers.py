@@ -1,0 +1,159 @@
+"""The top-layers method on the tiny Llama: frozen weights stay put, caching is exact, the loop learns,
+the per-epoch generator is seeded, bf16 only where native, and the model round-trips through a bundle."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from app.inference.model_loading import load_recommender_model
+from semantic_ids.causal_lm import compute_dtype, cpu_has_native_bf16
+from semantic_ids.decoding import ConstrainedDecoder
+from semantic_ids.trie import PrefixTrie
+from tests.helpers.tiny_catalogue import TINY_SCHEME, tiny_catalogue
+from tests.unit.training.test_finetune import CONFIG, make_run
+from training.llm.batches import collate, encode_examples
+from training.llm.query_generator import QueryGenerator, title_form
+from training.llm.top_layers import ActivationCache, TopLayersModel
+from training.llm.top_layers_stage import prepare_top_layers
+from training.pipeline.stages import train_model, write_run_bundle
+from training.run_layout import RunLayout
+
+TOP = replace(
+    CONFIG,
+    finetune=replace(
+        CONFIG.finetune,
+        method="top_layers",
+        trainable_layers=1,
+        lr_layers=3e-3,
+        lr_tokens=3e-2,
+        max_steps=240,
+        queries_per_item=16,
+        eval_every=120,
+        precision="fp32",
+    ),
+    eval_queries=12,  # the other 8 held-out queries are watched during training
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_run(tmp_path_factory.mktemp("top"))
+
+
+def _split(run: tuple[Path, Path]) -> tuple[TopLayersModel, Any, list[dict[str, torch.Tensor]]]:
+    run_dir, base_models = run
+    items, report, scheme = RunLayout(run_dir).load_id_outputs()
+    base = base_models / TOP.base_model
+    model, tokenizer, _ = prepare_top_layers(base, scheme, items, TOP.finetune, int(report["rq_levels"]))
+    examples = QueryGenerator(items, 4, seed=0).epoch(0)
+    encoded = encode_examples(tokenizer, examples, 64)
+    batches = [collate(encoded[i : i + 16], tokenizer.pad_token_id) for i in range(0, 64, 16)]
+    return model, tokenizer, batches
+
+
+def test_frozen_layers_stay_bit_identical_while_the_loss_falls(run: tuple[Path, Path]) -> None:
+    torch.manual_seed(0)
+    model, _, batches = _split(run)
+    frozen = {n: p.detach().clone() for n, p in model.lm.named_parameters() if not p.requires_grad}
+    assert any(".layers.0." in n for n in frozen) and not any(".layers.1." in n for n in frozen)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        for batch in batches:
+            loss = model(batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])
+    for name, param in model.lm.named_parameters():
+        if name in frozen:
+            assert torch.equal(param, frozen[name]), name
+
+
+def test_cached_lower_activations_give_the_same_loss(run: tuple[Path, Path]) -> None:
+    model, _, batches = _split(run)
+    cache = ActivationCache(model, batches)
+    for index, batch in enumerate(batches):
+        assert float(model(batch, cache[index])) == pytest.approx(float(model(batch)), rel=1e-6)
+
+
+def test_query_generator_is_seeded_and_differs_between_epochs(run: tuple[Path, Path]) -> None:
+    items, _, _ = RunLayout(run[0]).load_id_outputs()
+    generator = QueryGenerator(items, 5, seed=3)
+    first = generator.epoch(0)
+    assert first == QueryGenerator(items, 5, seed=3).epoch(0)
+    assert [e["query"] for e in generator.epoch(1)] != [e["query"] for e in first]
+    assert len(first) == 5 * len(items) and {e["item_id"] for e in first} == {i.item_id for i in items}
+    assert all(e["target"].endswith("[SEM_END]") and e["prompt"].endswith("[SEM_START]") for e in first)
+
+
+def test_title_forms_drop_articles_and_keep_a_side_of_a_colon() -> None:
+    forms = {
+        title_form("The Lord of the Rings: The Two Towers", __import__("random").Random(s)) for s in range(60)
+    }
+    assert "Lord of the Rings: The Two Towers" in forms
+    assert {"The Lord of the Rings", "The Two Towers"} & forms
+
+
+def test_bf16_is_chosen_only_where_the_cpu_has_it() -> None:
+    cpu = torch.device("cpu")
+    assert compute_dtype(cpu, cpuinfo="flags : fpu sse avx2") == torch.float32
+    assert compute_dtype(cpu, cpuinfo="flags : fpu avx512f avx512_bf16") == torch.bfloat16
+    assert compute_dtype(cpu, cpuinfo="flags : amx_bf16 amx_tile") == torch.bfloat16
+    assert compute_dtype(cpu, "fp32", cpuinfo="flags : amx_bf16") == torch.float32
+    assert cpu_has_native_bf16("flags : avx512f") is False
+    with pytest.raises(ValueError, match="unknown precision"):
+        compute_dtype(cpu, "fp16")
+
+
+@pytest.fixture(scope="module")
+def trained(run: tuple[Path, Path]) -> dict[str, Any]:
+    torch.set_num_threads(2)
+    # Both tiny layers trainable: one random frozen layer under a char-level tokenizer leaves too little.
+    config = replace(TOP, finetune=replace(TOP.finetune, trainable_layers=2))
+    result, tokenizer, new_ids = train_model(RunLayout(run[0]), run[1], config)
+    items, _, _ = RunLayout(run[0]).load_id_outputs()
+    decoder = ConstrainedDecoder(result.model, tokenizer, PrefixTrie([i.sid for i in items], TINY_SCHEME))
+    return {
+        "result": result,
+        "tokenizer": tokenizer,
+        "new_ids": new_ids,
+        "decoder": decoder,
+        "config": config,
+    }
+
+
+def test_training_learns_and_watches_both_recalls(trained: dict[str, Any]) -> None:
+    history = trained["result"].history
+    assert np.mean([r["loss"] for r in history[-20:]]) < 0.5 * np.mean([r["loss"] for r in history[:5]])
+    watched = [r for r in history if "train_recall@10" in r]
+    assert [r["step"] for r in watched] == [120, 240] and "heldout_recall@10" in watched[-1]
+    assert history[-1]["exposures_per_item"] >= 16
+    # 20 items, so a random ranking scores 0.5 Recall@10; the watch must see clearly better than that.
+    assert watched[-1]["train_recall@10"] >= 0.7 and watched[-1]["heldout_recall@10"] >= 0.6
+
+
+def test_top_layers_model_round_trips_through_the_bundle(
+    trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    write_run_bundle(
+        trained["result"].model, trained["tokenizer"], trained["new_ids"], RunLayout(run[0]),
+        run[1], trained["config"], {"steps": 1}, {"recall@10": 1.0}, bundle,
+    )  # fmt: skip
+    assert (bundle / "finetuned_layers.safetensors").is_file() and not (bundle / "adapter").exists()
+    loaded = load_recommender_model(bundle, run[1], "cpu")
+    queries = ["Heat", "Ran by Akira Kurosawa", "romance with Emma Stone"]
+    expected = trained["decoder"].decode(queries, num_beams=8, top_k=5)
+    actual = loaded.decoder().decode(queries, num_beams=8, top_k=5)
+    assert [[c.semantic_id for c in r] for r in actual] == [[c.semantic_id for c in r] for r in expected]
+    for got, want in zip(actual, expected, strict=True):
+        assert [c.score for c in got] == pytest.approx([c.score for c in want], abs=1e-4)
+    assert len(tiny_catalogue()) == 20

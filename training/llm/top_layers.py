@@ -1,0 +1,133 @@
+"""Fine-tuning only the top N decoder layers: the backward stops there, and the layers below can be cached.
+
+Measured on the 2-core CPU (bench/RESULTS.md): training the top 8 of SmolLM2's 30 layers in bf16
+runs 4-5x the examples per second of LoRA on every layer, and learns more per second. What trains:
+the top N layers, the final norm, and the *output* rows of the new tokens (``code_rows``). The
+input rows of the new tokens stay at their initial values, so nothing below the cut depends on a
+trained weight and ``lower`` is a pure function of the input ids (``ActivationCache`` relies on it).
+The model is therefore served with an untied head whose new-token rows are ``code_rows``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semantic_ids.causal_lm import untie_head
+from training.llm.batches import IGNORE
+
+# The file in a run's fine-tuned folder and in a bundle holding the trained layers (full model key names).
+LAYERS_FILE = "finetuned_layers.safetensors"
+
+
+@contextlib.contextmanager
+def _only_layers(body: Any, layers: nn.ModuleList, norm: nn.Module) -> Iterator[None]:
+    """Run the model body's own forward over a slice of its layers (same masks and rotary positions)."""
+    saved = body.layers, body.norm
+    body.layers, body.norm = layers, norm
+    try:
+        yield
+    finally:
+        body.layers, body.norm = saved
+
+
+class TopLayersModel(nn.Module):
+    """A causal LM split at a layer: frozen below, trainable above, with trainable new-token output rows."""
+
+    def __init__(self, causal_lm: Any, trainable_layers: int, new_token_ids: Sequence[int]) -> None:
+        super().__init__()
+        ids = list(new_token_ids)
+        if ids != list(range(ids[0], ids[0] + len(ids))):
+            raise ValueError("the new token ids must be contiguous")
+        self.lm, self.first = causal_lm, ids[0]
+        layers = list(causal_lm.model.layers)
+        if not 0 < trainable_layers <= len(layers):
+            raise ValueError(f"trainable_layers must be in 1..{len(layers)}, not {trainable_layers}")
+        self.cut = len(layers) - trainable_layers
+        self.lower_layers = nn.ModuleList(layers[: self.cut])
+        self.upper_layers = nn.ModuleList(layers[self.cut :])
+        causal_lm.requires_grad_(False)
+        self.upper_layers.requires_grad_(True)
+        causal_lm.model.norm.requires_grad_(True)
+        rows = causal_lm.get_input_embeddings().weight[ids]
+        self.code_rows = nn.Parameter(rows.detach().clone())  # (new tokens, hidden): the output rows
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, width, hidden) after the frozen layers; no final norm."""
+        body = self.lm.model
+        with _only_layers(body, self.lower_layers, nn.Identity()):
+            out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+
+    def upper(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, width, hidden) after the trainable layers and the final norm."""
+        body = self.lm.model
+        with _only_layers(body, self.upper_layers, body.norm):
+            out = body(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False)
+        states: torch.Tensor = out.last_hidden_state
+        return states
+
+    def loss(self, states: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy on the targets: code tokens against the new rows, text against the vocab."""
+        labels = labels[:, 1:]  # (batch, width - 1): position t predicts token t + 1
+        mask = labels != IGNORE
+        states, targets = states[:, :-1][mask], labels[mask]  # (n, hidden), (n,)
+        is_code = (targets >= self.first) & (targets < self.first + self.code_rows.shape[0])
+        total = states.new_zeros((), dtype=torch.float32)
+        if is_code.any():
+            logits = states[is_code] @ self.code_rows.T.to(states.dtype)  # (n_code, new tokens)
+            total = total + F.cross_entropy(logits.float(), targets[is_code] - self.first, reduction="sum")
+        if (~is_code).any():
+            logits = self.lm.get_output_embeddings()(states[~is_code])  # (n_text, vocab)
+            total = total + F.cross_entropy(logits.float(), targets[~is_code], reduction="sum")
+        return total / max(1, int(mask.sum()))
+
+    def forward(self, batch: dict[str, torch.Tensor], lower: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of a batch; ``lower`` are cached frozen-layer activations for it, if any."""
+        if lower is None:
+            with torch.no_grad():
+                lower = self.lower(batch["input_ids"], batch["attention_mask"])
+        return self.loss(self.upper(lower, batch["attention_mask"]), batch["labels"])
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def export(self) -> Any:
+        """The causal LM for decoding and saving: an untied head whose new-token rows are ``code_rows``."""
+        untie_head(self.lm)
+        head = self.lm.get_output_embeddings().weight
+        head[self.first : self.first + self.code_rows.shape[0]] = self.code_rows.to(head.dtype)
+        return self.lm
+
+    def layer_state(self) -> dict[str, torch.Tensor]:
+        """The trained layers and final norm under the causal LM's own parameter names."""
+        prefix = [f"model.layers.{i}." for i in range(self.cut, self.cut + len(self.upper_layers))]
+        return {
+            name: value.detach().float().cpu().contiguous().clone()
+            for name, value in self.lm.state_dict().items()
+            if name.startswith("model.norm.") or any(name.startswith(p) for p in prefix)
+        }
+
+
+class ActivationCache:
+    """Frozen-layer activations of a fixed list of encoded examples, computed once, reused every pass.
+
+    Worth it only when the same examples are trained on more than once (``epoch_repeats`` > 1).
+    """
+
+    def __init__(self, model: TopLayersModel, batches: Sequence[dict[str, torch.Tensor]]) -> None:
+        self.rows: list[torch.Tensor] = []
+        with torch.no_grad():
+            for batch in batches:
+                hidden = model.lower(batch["input_ids"], batch["attention_mask"])
+                self.rows.append(hidden.detach())
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.rows[index]

@@ -1,0 +1,82 @@
+"""Building and watching a top-layers model for the pipeline: the glue around ``train_top_layers``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semantic_ids.causal_lm import resize_for_tokens
+from semantic_ids.decoding import ConstrainedDecoder
+from semantic_ids.ids import IdScheme
+from semantic_ids.trie import PrefixTrie
+from training.data.items import CatalogueItem
+from training.eval.evaluate import model_rankings
+from training.llm.finetune_config import FinetuneConfig, FinetuneResult
+from training.llm.query_generator import QueryGenerator
+from training.llm.tokens import add_semantic_tokens, initialise_new_rows
+from training.llm.top_layers import TopLayersModel
+from training.llm.train_top_layers import Watch, recall_watch, train_top_layers
+
+WATCH_TRAINING_QUERIES = 100  # training phrasings re-asked at every evaluation: memorisation
+
+
+def prepare_top_layers(
+    base_dir: Path, scheme: IdScheme, items: Sequence[CatalogueItem], config: FinetuneConfig, rq_levels: int
+) -> tuple[TopLayersModel, Any, list[int]]:
+    """Base model + tokenizer with the semantic-ID tokens and initialised rows, split for training."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    new_ids = add_semantic_tokens(tokenizer, scheme)
+    lm = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    resize_for_tokens(lm, tokenizer)
+    initialise_new_rows(
+        lm, tokenizer, scheme, strategy=config.token_init, items=items, rq_levels=rq_levels, seed=config.seed
+    )
+    return TopLayersModel(lm, config.trainable_layers, new_ids), tokenizer, new_ids
+
+
+def _watch(
+    tokenizer: Any,
+    items: Sequence[CatalogueItem],
+    scheme: IdScheme,
+    held_out: Sequence[Mapping[str, Any]],
+    training: Sequence[Mapping[str, Any]],
+    beams: int,
+) -> Watch:
+    trie = PrefixTrie([item.sid for item in items], scheme)
+    item_of = {item.sid: item.item_id for item in items}
+
+    def rank(decoder: Any, queries: Sequence[str]) -> list[list[str]]:
+        return model_rankings(decoder, queries, item_of, beams=beams, batch_size=16)[0]
+
+    samples = [
+        (name, [q["query"] for q in sample], [q["item_id"] for q in sample])
+        for name, sample in (("train", training), ("heldout", held_out))
+        if sample
+    ]
+    return recall_watch(lambda lm: ConstrainedDecoder(lm, tokenizer, trie), samples, rank)
+
+
+def train_top_layers_model(
+    base_dir: Path,
+    scheme: IdScheme,
+    items: Sequence[CatalogueItem],
+    rq_levels: int,
+    held_out: Sequence[Mapping[str, Any]],
+    config: FinetuneConfig,
+    seed: int,
+) -> tuple[FinetuneResult, Any, list[int]]:
+    model, tokenizer, new_ids = prepare_top_layers(base_dir, scheme, items, config, rq_levels)
+    generator = QueryGenerator(items, config.queries_per_item, seed)
+    first_epoch = generator.epoch(0)
+    training = random.Random(seed).sample(first_epoch, min(WATCH_TRAINING_QUERIES, len(first_epoch)))
+    watch = _watch(tokenizer, items, scheme, held_out, training, config.eval_beams)
+    result = train_top_layers(model, tokenizer, generator, config, watch)
+    epochs = 1 + max((record.get("epoch", 0) for record in result.history), default=0)
+    result.history[-1]["exposures_per_item"] = generator.per_item * epochs
+    return result, tokenizer, new_ids

@@ -1,0 +1,149 @@
+"""The top-layers training loop: fresh queries each epoch, bf16 where it is native, a time budget.
+
+Every ``eval_every`` optimizer steps (and at the end) ``watch`` reports Recall@10 on a sample of
+training phrasings and on held-out phrasings, so memorisation and generalisation are both in the
+history. The learning rate follows warmup then a cosine over the *time* budget, so the schedule fits
+however fast the machine is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from semantic_ids.causal_lm import compute_dtype, resolve_device
+from training.llm.batches import Encoded, collate, encode_examples, length_grouped_batches
+from training.llm.finetune_config import FinetuneConfig, FinetuneResult
+from training.llm.query_generator import QueryGenerator
+from training.llm.top_layers import ActivationCache, TopLayersModel
+
+logger = logging.getLogger(__name__)
+
+Watch = Callable[[Any], dict[str, float]]  # exported causal LM -> figures
+
+
+def _lr_factor(step: int, progress: float, config: FinetuneConfig) -> float:
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def _batches(
+    model: TopLayersModel, encoded: list[Encoded], pad_id: int, config: FinetuneConfig, epoch: int
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor | None]]:
+    """One epoch's batches, ``epoch_repeats`` passes, with cached frozen activations when repeating."""
+    order = length_grouped_batches(encoded, config.batch_size, config.seed + epoch)
+    batches = [collate([encoded[i] for i in indices], pad_id) for indices in order]
+    cache = ActivationCache(model, batches) if config.epoch_repeats > 1 else None
+    for repeat in range(config.epoch_repeats):
+        for index in torch.randperm(len(batches), generator=torch.Generator().manual_seed(repeat)).tolist():
+            yield batches[index], cache[index] if cache is not None else None
+
+
+class _Clock:
+    """Training seconds (evaluation excluded) against the budget."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s, self.spent = budget_s, 0.0
+
+    def progress(self, step: int, max_steps: int) -> float:
+        return self.spent / self.budget_s if self.budget_s else step / max(1, max_steps)
+
+
+def train_top_layers(
+    model: TopLayersModel,
+    tokenizer: Any,
+    generator: QueryGenerator,
+    config: FinetuneConfig,
+    watch: Watch | None = None,
+) -> FinetuneResult:
+    """Train in place until the time budget (or ``max_steps``) is spent; the result holds the exported LM."""
+    device = resolve_device(config.device)
+    dtype = compute_dtype(device, config.precision)
+    model.to(device).train()
+    torch.manual_seed(config.seed)
+    layers = [p for n, p in model.named_parameters() if p.requires_grad and n != "code_rows"]
+    groups = [
+        {"params": layers, "base_lr": config.lr_layers},
+        {"params": [model.code_rows], "base_lr": config.lr_tokens},
+    ]
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0, betas=(0.9, 0.98))
+    clock, history, step, seen, epoch = _Clock(config.time_budget_s), [], 0, 0, 0
+    progress = tqdm(desc="fine-tune", unit="step")
+    while not _finished(clock, step, config):
+        encoded = encode_examples(tokenizer, generator.epoch(epoch), config.max_length)
+        for batch, lower in _batches(model, encoded, tokenizer.pad_token_id, config, epoch):
+            started = time.perf_counter()
+            factor = _lr_factor(step, clock.progress(step, config.max_steps), config)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                loss = model(batch, lower)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            clock.spent += time.perf_counter() - started
+            step, seen = step + 1, seen + len(batch["input_ids"])
+            record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": round(float(loss.detach()), 4)}
+            record["seconds"] = round(clock.spent, 1)
+            if watch is not None and config.eval_every and step % config.eval_every == 0:
+                record |= _watched(model, watch)
+            history.append(record)
+            progress.update(1)
+            progress.set_postfix(loss=f"{record['loss']:.3f}", epoch=epoch)
+            if _finished(clock, step, config):
+                break
+        epoch += 1
+    progress.close()
+    if watch is not None and history and config.eval_every and step % config.eval_every != 0:
+        history[-1] |= _watched(model, watch)
+    lm = model.export().eval()
+    logger.info("trained %d steps, %d examples, %d epochs, %.0f s", step, seen, epoch, clock.spent)
+    return FinetuneResult(
+        model=lm,
+        history=history,
+        steps=step,
+        examples_seen=seen,
+        train_seconds=clock.spent,
+        train_examples=len(generator.items) * generator.per_item,
+    )
+
+
+def _finished(clock: _Clock, step: int, config: FinetuneConfig) -> bool:
+    if config.time_budget_s:
+        return clock.spent >= config.time_budget_s
+    return step >= config.max_steps
+
+
+def _watched(model: TopLayersModel, watch: Watch) -> dict[str, float]:
+    lm = model.export().eval()
+    figures = watch(lm)
+    model.train()
+    logger.info("watch: %s", figures)
+    return figures
+
+
+def recall_watch(
+    decoder_for: Callable[[Any], Any],
+    samples: Sequence[tuple[str, Sequence[str], Sequence[str]]],
+    rank: Callable[[Any, Sequence[str]], list[list[str]]],
+) -> Watch:
+    """A watch that reports Recall@10 per named sample of (queries, source item ids)."""
+
+    def watch(lm: Any) -> dict[str, float]:
+        decoder, figures = decoder_for(lm), {}
+        for name, queries, sources in samples:
+            ranked = rank(decoder, queries)
+            hits = [source in top[:10] for top, source in zip(ranked, sources, strict=True)]
+            figures[f"{name}_recall@10"] = round(sum(hits) / max(1, len(hits)), 4)
+        return figures
+
+    return watch

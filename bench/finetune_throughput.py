@@ -1,0 +1,147 @@
+"""Fine-tuning throughput and learning per example, side by side in one run, on the demo run's IDs.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.finetune_throughput --examples 2560
+
+Each variant trains SmolLM2 from the same initial state on the same generated queries (fresh
+queries, ~17 tokens each) for ``--examples`` examples, timing the steps after the first two; then
+the held-out ID loss (the examples file's held-out phrasings, scored against the new tokens, as in
+training) is measured. ``lora_all_fp32_b16`` is the first design (LoRA r=16 on all 30 layers, fp32,
+batch 16); the others are the top-layers method. Writes ``bench/results/finetune_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semantic_ids.causal_lm import cpu_has_native_bf16
+from training.llm.batches import collate, encode_examples
+from training.llm.finetune import prepare_model
+from training.llm.finetune_config import FinetuneConfig
+from training.llm.query_generator import QueryGenerator
+from training.llm.target_loss import TargetLoss
+from training.llm.top_layers import ActivationCache
+from training.llm.top_layers_stage import prepare_top_layers
+from training.profiles import PROFILES
+from training.run_layout import BASE_MODELS_DIR, RunLayout
+
+RESULTS = Path("bench/results/finetune_throughput.json")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    method: str  # lora | top_layers
+    batch: int
+    bf16: bool = False
+    layers: int = 8
+    cached: bool = False
+
+
+VARIANTS = (
+    Variant("lora_all_fp32_b16", "lora", 16),
+    Variant("top8_fp32_b64", "top_layers", 64),
+    Variant("top8_bf16_b64", "top_layers", 64, bf16=True),
+    Variant("top8_bf16_b64_cached", "top_layers", 64, bf16=True, cached=True),
+    Variant("top4_bf16_b64_cached", "top_layers", 64, bf16=True, layers=4, cached=True),
+)
+
+
+def _step_fn(variant: Variant, setup: tuple[Any, Any, list[int]]) -> tuple[Callable[..., Any], list[Any]]:
+    """(loss of a batch given optional cached activations, trainable parameters) for a variant."""
+    model = setup[0]
+    if variant.method == "lora":
+        loss_fn = TargetLoss(setup[2], "restricted")
+        return (lambda batch, _lower=None: loss_fn(model, batch)), [
+            p for p in model.parameters() if p.requires_grad
+        ]
+    return model, model.trainable_parameters()
+
+
+def run_variant(variant: Variant, examples: list[dict[str, Any]], held_out: list[Any], count: int) -> dict:
+    layout = RunLayout(Path("artifacts/runs/demo"))
+    items, report, scheme = layout.load_id_outputs()
+    config = FinetuneConfig(trainable_layers=variant.layers)
+    base = BASE_MODELS_DIR / PROFILES["demo"].pipeline.base_model
+    prepare = prepare_model if variant.method == "lora" else prepare_top_layers
+    torch.manual_seed(0)
+    setup = prepare(base, scheme, items, config, int(report["rq_levels"]))
+    tokenizer = setup[1]
+    loss_of, params = _step_fn(variant, setup)
+    optimizer = torch.optim.AdamW(params, lr=1e-3 if variant.method == "lora" else 2e-3)
+    encoded = encode_examples(tokenizer, examples[:count], 64)
+    batches = [
+        collate(encoded[i : i + variant.batch], tokenizer.pad_token_id)
+        for i in range(0, count, variant.batch)
+    ]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16)
+    started = time.perf_counter()
+    cache = None
+    if variant.cached:
+        with autocast:
+            cache = ActivationCache(setup[0], batches)
+    cache_seconds = time.perf_counter() - started
+    times = []
+    for index, batch in enumerate(batches):
+        started = time.perf_counter()
+        with autocast:
+            loss = loss_of(batch, cache[index] if cache is not None else None)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    steady = times[2:]
+    result = {
+        "examples_per_second": round(variant.batch * len(steady) / sum(steady), 1),
+        "cache_examples_per_second": round(count / cache_seconds, 1) if variant.cached else None,
+        "heldout_id_loss": round(_held_out_loss(variant, setup, loss_of, held_out, tokenizer), 4),
+    }
+    return {"variant": variant.__dict__, **result}
+
+
+@torch.no_grad()
+def _held_out_loss(variant: Variant, setup: Any, loss_of: Any, held_out: list[Any], tokenizer: Any) -> float:
+    encoded = encode_examples(tokenizer, held_out, 64)
+    losses = []
+    for start in range(0, len(encoded), 64):
+        batch = collate(encoded[start : start + 64], tokenizer.pad_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
+            losses.append(float(loss_of(batch)) * len(batch["input_ids"]))
+    return sum(losses) / len(encoded)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--examples", type=int, default=2560)
+    parser.add_argument("--held-out", type=int, default=256)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    layout = RunLayout(Path("artifacts/runs/demo"))
+    items, _, _ = layout.load_id_outputs()
+    _, valid = layout.load_examples()
+    examples = QueryGenerator(items, 1 + args.examples // len(items), seed=0).epoch(0)
+    rows = [run_variant(v, examples, valid[: args.held_out], args.examples) for v in VARIANTS]
+    today = rows[0]["examples_per_second"]
+    print(f"cpu native bf16: {cpu_has_native_bf16()}; {args.examples} examples per variant")
+    print(f"{'variant':<24} {'ex/s':>7} {'x today':>8} {'cache ex/s':>11} {'held-out ID loss':>17}")
+    for row in rows:
+        ratio = row["examples_per_second"] / today
+        cache = row["cache_examples_per_second"] or "-"
+        print(
+            f"{row['variant']['name']:<24} {row['examples_per_second']:>7} {ratio:>8.2f} "
+            f"{cache!s:>11} {row['heldout_id_loss']:>17}"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"examples": args.examples, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -68,12 +68,7 @@ def train_top_layers(
     dtype = compute_dtype(device, config.precision)
     model.to(device).train()
     torch.manual_seed(config.seed)
-    layers = [p for n, p in model.named_parameters() if p.requires_grad and n != "code_rows"]
-    groups = [
-        {"params": layers, "base_lr": config.lr_layers},
-        {"params": [model.code_rows], "base_lr": config.lr_tokens},
-    ]
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.0, betas=(0.9, 0.98))
+    optimizer = _optimizer(model, config)
     clock, history, step, seen, epoch = _Clock(config.time_budget_s), [], 0, 0, 0
     progress = tqdm(desc="fine-tune", unit="step")
     while not _finished(clock, step, config):
@@ -81,18 +76,11 @@ def train_top_layers(
         for batch, lower in _batches(model, encoded, tokenizer.pad_token_id, config, epoch):
             started = time.perf_counter()
             factor = _lr_factor(step, clock.progress(step, config.max_steps), config)
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
             batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                loss = model(batch, lower)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = _step(model, optimizer, batch, lower, factor, dtype, config.max_grad_norm)
             clock.spent += time.perf_counter() - started
             step, seen = step + 1, seen + len(batch["input_ids"])
-            record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": round(float(loss.detach()), 4)}
+            record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": round(loss, 4)}
             record["seconds"] = round(clock.spent, 1)
             if watch is not None and config.eval_every and step % config.eval_every == 0:
                 record |= _watched(model, watch)
@@ -103,7 +91,7 @@ def train_top_layers(
                 break
         epoch += 1
     progress.close()
-    if watch is not None and history and config.eval_every and step % config.eval_every != 0:
+    if watch is not None and history and not any(key.endswith("recall@10") for key in history[-1]):
         history[-1] |= _watched(model, watch)
     lm = model.export().eval()
     logger.info("trained %d steps, %d examples, %d epochs, %.0f s", step, seen, epoch, clock.spent)
@@ -115,6 +103,38 @@ def train_top_layers(
         train_seconds=clock.spent,
         train_examples=len(generator.items) * generator.per_item,
     )
+
+
+def _optimizer(model: TopLayersModel, config: FinetuneConfig) -> torch.optim.Optimizer:
+    """AdamW, layers and new rows in their own groups: the rows start from nothing, so learn faster."""
+    layers = [p for n, p in model.named_parameters() if p.requires_grad and n != "code_rows"]
+    groups = [
+        {"params": layers, "base_lr": config.lr_layers},
+        {"params": [model.code_rows], "base_lr": config.lr_tokens},
+    ]
+    return torch.optim.AdamW(groups, weight_decay=0.0, betas=(0.9, 0.98))
+
+
+def _step(
+    model: TopLayersModel,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    lower: torch.Tensor | None,
+    lr_factor: float,
+    dtype: torch.dtype,
+    max_grad_norm: float,
+) -> float:
+    """One optimizer step at ``lr_factor`` of the base learning rates; the batch's loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * lr_factor
+    device_type = batch["input_ids"].device.type
+    with torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32):
+        loss = model(batch, lower)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
 
 
 def _finished(clock: _Clock, step: int, config: FinetuneConfig) -> bool:

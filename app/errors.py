@@ -1,12 +1,14 @@
 """Domain errors mapped to HTTP, in this one place. Routes raise (or let through) domain errors only.
 
 Every error answers with ``ErrorResponse`` (``{"error": code, "detail": message}``), so a client never
-has to parse two shapes; nothing a client sends can produce a 500.
+has to parse two shapes; nothing a client sends can produce a 500. Should a bug slip through anyway,
+``CatchAllMiddleware`` answers a JSON 500 carrying a request id, counts it and logs the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import ItemNotFound
 from app.inference.batching import Overloaded, ServiceStopping
+from app.inference.engine import QueryRejected
+from app.metrics import Metrics
 from app.schemas import ErrorResponse
 from semantic_ids.ids import InvalidSemanticId
 
@@ -35,7 +40,7 @@ class DatabaseUnavailable(ConnectionError):
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=code, detail=detail).model_dump()
+    body = ErrorResponse(error=code, detail=detail).model_dump(exclude_none=True)
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
@@ -91,6 +96,7 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(InvalidRequest, _invalid_request)
+    app.add_exception_handler(QueryRejected, _invalid_request)
     app.add_exception_handler(InvalidSemanticId, _invalid_semantic_id)
     app.add_exception_handler(ItemNotFound, _not_found)
     app.add_exception_handler(Overloaded, _overloaded)
@@ -98,3 +104,43 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DatabaseUnavailable, _database)
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_exception_handler(StarletteHTTPException, _http)
+
+
+class CatchAllMiddleware:
+    """The last line of defence: an exception no handler maps becomes a JSON 500 with a request id.
+
+    A pure ASGI middleware rather than an ``Exception`` handler, because Starlette re-raises after such
+    a handler (the server would log every error twice); installed inside ``MetricsMiddleware`` so the
+    500 is also counted by route.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_and_track(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_track)
+        except Exception:
+            request_id = uuid.uuid4().hex
+            self.metrics.unhandled_errors.inc()
+            logger.exception("unhandled error on %s (request id %s)", scope.get("path", "?"), request_id)
+            if response_started:  # too late for a JSON body; the server closes the connection
+                raise
+            body = ErrorResponse(
+                error="internal_error",
+                detail=f"an unexpected error occurred; quote request id {request_id} when reporting it",
+                request_id=request_id,
+            ).model_dump()
+            response = JSONResponse(status_code=500, content=body, headers={"X-Request-ID": request_id})
+            await response(scope, receive, send)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app.api import router
-from app.errors import install_error_handlers
+from app.errors import CatchAllMiddleware, install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
 from app.service import Service
 from app.settings import Settings
@@ -45,5 +45,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.state.service = None
     app.include_router(router)
     install_error_handlers(app)
+    # The last added is the outermost: metrics see the catch-all's 500s.
+    app.add_middleware(CatchAllMiddleware, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

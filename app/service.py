@@ -87,6 +87,7 @@ class Service:
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         started = time.perf_counter()
         self._check_limits(request)
+        self.recommender.prompt_length(request.query)  # QueryRejected -> 422, before it joins a batch
         k = min(request.k, self.recommender.item_count)  # more than the catalogue holds means all of it
         candidates = await self.batcher.submit(request.query, k)
         rows = await run_in_threadpool(self._rows_for, candidates)

@@ -14,12 +14,16 @@ import torch
 
 from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import Manifest
-from semantic_ids.decoding import Candidate, ConstrainedDecoder
+from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
 from semantic_ids.ids import IdScheme
 
 logger = logging.getLogger(__name__)
 
 _WARM_UP_QUERIES = ["a warm-up query", "another, somewhat longer warm-up query to exercise padding"]
+
+
+class QueryRejected(ValueError):
+    """A query the tokenizer cannot encode; it is refused before it joins a batch."""
 
 
 class Recommender:
@@ -69,6 +73,15 @@ class Recommender:
     def beams_for(self, k: int) -> int:
         """Beams used for a request of ``k`` items: never fewer than ``k``."""
         return max(self.num_beams, k)
+
+    def prompt_length(self, query: str) -> int:
+        """Tokens in ``query``'s prompt, tokenised on its own: text the tokenizer cannot encode is
+        refused here (``QueryRejected``), before it could fail a batch it shares with others."""
+        try:
+            input_ids = self.decoder.tokenizer(build_prompt(query))["input_ids"]
+        except Exception as error:  # tokenizers raise TypeError, ValueError or their own exceptions
+            raise QueryRejected(f"query: the text cannot be tokenised ({type(error).__name__})") from error
+        return len(input_ids)
 
     def recommend(self, queries: list[str], k: int) -> list[list[Candidate]]:
         """Up to ``k`` existing IDs per query, best first (all of them when the catalogue is smaller)."""

@@ -35,6 +35,10 @@ class InvalidRequest(ValueError):
     """A well-typed request outside the service's configured limits (k, query length)."""
 
 
+class DeadlineExceeded(TimeoutError):
+    """A request was not answered within the configured deadline (queue wait plus decode)."""
+
+
 class DatabaseUnavailable(ConnectionError):
     """The catalogue database cannot be reached or is not set up (no tables, no catalogue)."""
 
@@ -76,6 +80,10 @@ async def _overloaded(request: Request, error: Exception) -> JSONResponse:
     return _error(503, "overloaded", str(error), {"Retry-After": str(error.retry_after_s)})
 
 
+async def _deadline(request: Request, error: Exception) -> JSONResponse:
+    return _error(504, "deadline_exceeded", str(error), {"Retry-After": "1"})
+
+
 async def _stopping(request: Request, error: Exception) -> JSONResponse:
     return _error(503, "stopping", str(error), {"Retry-After": "1"})
 
@@ -101,6 +109,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ItemNotFound, _not_found)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(ServiceStopping, _stopping)
+    app.add_exception_handler(DeadlineExceeded, _deadline)
     app.add_exception_handler(DatabaseUnavailable, _database)
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -56,6 +56,9 @@ class Metrics:
             "Batches whose decode failed and were decoded again one request at a time.",
             registry=r,
         )
+        self.deadline_exceeded = Counter(
+            "semid_deadline_exceeded", "Requests answered 504: not decoded within the deadline.", registry=r
+        )
         self.unhandled_errors = Counter(
             "semid_unhandled_errors", "Requests answered 500 by the catch-all error handler.", registry=r
         )

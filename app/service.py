@@ -6,6 +6,7 @@ load, warm-up), so a process either starts ready or refuses with one line saying
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.db import CatalogueRepository, ItemNotFound, ItemRow, create_db_engine
-from app.errors import DatabaseUnavailable, InvalidRequest
+from app.errors import DatabaseUnavailable, DeadlineExceeded, InvalidRequest
 from app.inference.batching import MicroBatcher
 from app.inference.engine import Recommender
 from app.metrics import Metrics
@@ -87,9 +88,8 @@ class Service:
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         started = time.perf_counter()
         self._check_limits(request)
-        self.recommender.prompt_length(request.query)  # QueryRejected -> 422, before it joins a batch
         k = min(request.k, self.recommender.item_count)  # more than the catalogue holds means all of it
-        candidates = await self.batcher.submit(request.query, k)
+        candidates = await self._decode_within_deadline(request.query, k)
         rows = await run_in_threadpool(self._rows_for, candidates)
         items = [
             RecommendedItem(rank=rank, score=candidate.score, **_item_fields(row))
@@ -97,6 +97,17 @@ class Service:
         ]
         timing_ms = (time.perf_counter() - started) * 1000.0
         return RecommendResponse(items=items, model=self.recommender.bundle_id, timing_ms=round(timing_ms, 2))
+
+    async def _decode_within_deadline(self, query: str, k: int) -> list[Candidate]:
+        timeout_s = self.settings.request_timeout_s
+        try:
+            return await asyncio.wait_for(self.batcher.submit(query, k), timeout_s)
+        except TimeoutError:
+            # wait_for cancelled the request: still queued, it is skipped; mid-decode, its answer is dropped.
+            self.metrics.deadline_exceeded.inc()
+            raise DeadlineExceeded(
+                f"no answer within the {timeout_s:g} s deadline: the decoder is busy; retry shortly"
+            ) from None
 
     def item_by_semantic_id(self, text: str) -> ItemPublic:
         semantic_id = self.recommender.scheme.parse(text)  # InvalidSemanticId -> 422
@@ -121,6 +132,9 @@ class Service:
             raise InvalidRequest(
                 f"query: at most {self.settings.max_query_chars} characters, got {len(request.query)}"
             )
+        tokens = self.recommender.query_tokens(request.query)  # QueryRejected -> 422, before batching
+        if tokens > self.settings.max_query_tokens:
+            raise InvalidRequest(f"query: at most {self.settings.max_query_tokens} tokens, got {tokens}")
 
     def _rows_for(self, candidates: Sequence[Candidate]) -> list[tuple[Candidate, ItemRow]]:
         """Catalogue rows for the candidates in one query. A decoded ID without a row means the trie and

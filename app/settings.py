@@ -32,7 +32,13 @@ class Settings(BaseSettings):
     # Decoding and request limits.
     num_beams: int = Field(default=10, ge=1, le=200)
     max_k: int = Field(default=50, ge=1, le=200)
-    max_query_chars: int = Field(default=512, ge=1)
+    max_query_chars: int = Field(default=512, ge=1)  # a cheap first check, before tokenising
+    # Decode cost grows with prompt tokens (CJK or emoji text is 3-4 tokens a character), so the real
+    # query limit is in tokens; a typical query is about 18.
+    max_query_tokens: int = Field(default=128, ge=1, le=4096)
+    # A request not answered within this (queue wait and decode) gets a 504, so no request waits
+    # without bound behind a slow decode.
+    request_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
 
     # Micro-batching: requests that arrive together are decoded in one batch. A batch waits at most
     # batch_max_wait_ms for company once the decoder is free; past max_queued requests -> 503.

@@ -31,6 +31,9 @@ class Recommender:
         self.decoder = decoder
         self.manifest = manifest
         self.num_beams = num_beams
+        # The semantic-ID tokens are added in one contiguous run starting at [SEM_START].
+        self._first_semantic_token = decoder.token_ids.sem_start
+        self._prompt_overhead = len(self._prompt_ids(""))  # [REC][SEM_START] (and any BOS)
 
     @classmethod
     def load(
@@ -74,14 +77,21 @@ class Recommender:
         """Beams used for a request of ``k`` items: never fewer than ``k``."""
         return max(self.num_beams, k)
 
-    def prompt_length(self, query: str) -> int:
-        """Tokens in ``query``'s prompt, tokenised on its own: text the tokenizer cannot encode is
-        refused here (``QueryRejected``), before it could fail a batch it shares with others."""
+    def query_tokens(self, query: str) -> int:
+        """Tokens in ``query``, tokenised on its own: text the tokenizer cannot encode, or that still
+        reads as the model's own control tokens, is refused here (``QueryRejected``), before it could
+        fail or bend a batch it shares with others."""
+        prompt = self._prompt_ids(query)
+        if sum(1 for token in prompt if token >= self._first_semantic_token) != 2:  # [REC][SEM_START]
+            raise QueryRejected("query: holds text the model would read as its own control tokens")
+        return len(prompt) - self._prompt_overhead
+
+    def _prompt_ids(self, query: str) -> list[int]:
         try:
-            input_ids = self.decoder.tokenizer(build_prompt(query))["input_ids"]
+            input_ids: list[int] = self.decoder.tokenizer(build_prompt(query))["input_ids"]
         except Exception as error:  # tokenizers raise TypeError, ValueError or their own exceptions
             raise QueryRejected(f"query: the text cannot be tokenised ({type(error).__name__})") from error
-        return len(input_ids)
+        return input_ids
 
     def recommend(self, queries: list[str], k: int) -> list[list[Candidate]]:
         """Up to ``k`` existing IDs per query, best first (all of them when the catalogue is smaller)."""

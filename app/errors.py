@@ -15,7 +15,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,8 +96,21 @@ async def _stopping(request: Request, error: Exception) -> JSONResponse:
     return _error(503, "stopping", str(error), {"Retry-After": "1"})
 
 
+# Errors that mean the database is away or not set up (no tables): an outage to retry through. Anything
+# else the database raises is about the request (DataError: a value it cannot hold) or a bug.
+_OUTAGES = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, ProgrammingError)
+
+
+async def _sqlalchemy(request: Request, error: Exception) -> JSONResponse:
+    if isinstance(error, DataError):
+        logger.info("database refused a value on %s: %s", request.url.path, str(error).splitlines()[0])
+        return _error(422, "invalid_request", "the request holds a value the catalogue database cannot store")
+    if isinstance(error, _OUTAGES):
+        return await _database(request, error)
+    raise error  # a bug, not an outage: the catch-all answers 500 and logs it with a request id
+
+
 async def _database(request: Request, error: Exception) -> JSONResponse:
-    # The database going away is an outage to retry through, not a bug in the request.
     logger.warning("database error on %s: %s", request.url.path, str(error).splitlines()[0])
     detail = "the catalogue database is unavailable; retry shortly"
     return _error(503, "database_unavailable", detail, {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
@@ -111,7 +132,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceStopping, _stopping)
     app.add_exception_handler(DeadlineExceeded, _deadline)
     app.add_exception_handler(DatabaseUnavailable, _database)
-    app.add_exception_handler(SQLAlchemyError, _database)
+    app.add_exception_handler(SQLAlchemyError, _sqlalchemy)
     app.add_exception_handler(StarletteHTTPException, _http)
 
 

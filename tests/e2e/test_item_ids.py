@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from tests.helpers.tiny_bundle import TinyBundle
+
 
 def test_a_nul_in_an_item_id_is_404_not_an_outage(client: TestClient) -> None:
     response = client.get("/items/by-item-id/tt1074638%00")
@@ -17,3 +19,14 @@ def test_error_messages_truncate_what_they_echo(client: TestClient) -> None:
     response = client.get("/items/by-item-id/" + "x" * 60_000)
     assert response.status_code == 404
     assert len(response.content) < 400 and "60000 characters" in response.json()["detail"]
+
+
+def test_one_item_has_one_url(client: TestClient, tiny_bundle: TinyBundle) -> None:
+    compact = "-".join(str(code) for code in tiny_bundle.items[7]["semantic_id"])
+    assert client.get(f"/items/{compact}").status_code == 200
+    arabic = compact.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    fullwidth = compact.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    for spelling in (arabic, fullwidth, f"0{compact}", f"%20{compact}", f"{compact}%20", f"{compact}%0A"):
+        response = client.get(f"/items/{spelling}")
+        assert response.status_code == 422, spelling
+        assert response.json()["error"] == "invalid_semantic_id"

@@ -52,3 +52,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+
+    # Server limits, all in one place (README, "The service"). A /recommend body is well under 16 KiB.
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)  # larger -> 413
+    body_read_timeout_s: float = Field(default=10.0, gt=0.0)  # a body chunk not arriving in time -> 408
+    timeout_keep_alive_s: int = Field(default=5, ge=1)  # idle keep-alive connections are closed
+    h11_max_incomplete_event_size: int = Field(default=16 * 1024, ge=1024)  # request line + headers
+    limit_concurrency: int = Field(default=128, ge=1)  # connections + tasks; past it uvicorn answers 503

@@ -58,3 +58,11 @@ def test_a_request_past_its_deadline_gets_a_504(tiny_bundle: TinyBundle, catalog
         release.set()
         assert client.post("/recommend", json={"query": "Heat"}).status_code == 200
         assert metric_value(client.get("/metrics").text, "semid_deadline_exceeded_total") == 1.0
+
+
+def test_an_over_long_body_is_refused_before_it_is_parsed(client: TestClient) -> None:
+    response = client.post(
+        "/recommend", content=b"x" * (17 * 1024), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "payload_too_large"

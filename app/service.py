@@ -51,6 +51,9 @@ class Service:
             metrics=metrics,
         )
         self.running = False
+        # Service.load checked the database holds the bundle's catalogue; readiness re-checks it.
+        self._catalogue_checked_at = time.monotonic()
+        self._catalogue_problem: str | None = None
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics) -> Service:
@@ -121,9 +124,35 @@ class Service:
             return Readiness(status="not ready", reason="the service is starting or stopping")
         if not self.repository.ping():
             return Readiness(status="not ready", reason="the catalogue database is unreachable")
+        problem = self._catalogue_check()
+        if problem is not None:
+            return Readiness(status="not ready", bundle=self.recommender.bundle_id, reason=problem)
         return Readiness(
             status="ready", bundle=self.recommender.bundle_id, catalogue_items=self.recommender.item_count
         )
+
+    def _catalogue_check(self) -> str | None:
+        """Why the database no longer holds the served catalogue (None when it does), re-read at most
+        every ``catalogue_check_interval_s``: IDs decoded from this bundle would miss or mislabel rows."""
+        now = time.monotonic()
+        if now - self._catalogue_checked_at < self.settings.catalogue_check_interval_s:
+            return self._catalogue_problem
+        try:
+            state = self.repository.catalogue_state()
+        except SQLAlchemyError as error:
+            logger.warning("reading the catalogue state failed: %s", str(error).splitlines()[0])
+            return "the catalogue database is unreachable"  # not cached: the next probe asks again
+        served = self.recommender.manifest.catalogue.content_hash
+        if state is None:
+            problem: str | None = "the database holds no catalogue"
+        elif state.version != served:
+            problem = f"the database holds catalogue {state.version[:12]}, the bundle serves {served[:12]}"
+        else:
+            problem = None
+        if problem is not None and self._catalogue_problem is None:
+            logger.error("catalogue mismatch: %s", problem)
+        self._catalogue_checked_at, self._catalogue_problem = now, problem
+        return problem
 
     def _check_limits(self, request: RecommendRequest) -> None:
         if request.k > self.settings.max_k:

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     max_queued: int = Field(default=64, ge=1)
     retry_after_s: int = Field(default=1, ge=1)
 
+    # /readyz re-reads the database's catalogue hash at most this often (0: on every probe) and reports
+    # not ready when another catalogue was loaded under the running service.
+    catalogue_check_interval_s: float = Field(default=30.0, ge=0.0)
+
     torch_threads: int | None = Field(default=None, ge=1)
     warm_up: bool = True
 

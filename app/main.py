@@ -12,6 +12,7 @@ from app.api import router
 from app.errors import CatchAllMiddleware, install_error_handlers
 from app.limits import BodyLimitMiddleware
 from app.metrics import Metrics, MetricsMiddleware
+from app.openapi import install_openapi
 from app.service import Service
 from app.settings import Settings
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.state.service = None
     app.include_router(router)
     install_error_handlers(app)
+    install_openapi(app, settings)
     # The last added is the outermost: metrics see the catch-all's 500s.
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s

@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         title="semantic-id-recommender",
         summary="Free-text recommendations through semantic IDs and trie-constrained decoding.",
         lifespan=lifespan,
+        # A trailing slash is a different URL, not a 307 to the same item: one item, one URL.
+        redirect_slashes=False,
     )
     app.state.metrics = metrics
     app.state.service = None

@@ -30,3 +30,11 @@ def test_one_item_has_one_url(client: TestClient, tiny_bundle: TinyBundle) -> No
         response = client.get(f"/items/{spelling}")
         assert response.status_code == 422, spelling
         assert response.json()["error"] == "invalid_semantic_id"
+
+
+def test_a_trailing_slash_is_not_redirected(client: TestClient, tiny_bundle: TinyBundle) -> None:
+    compact = "-".join(str(code) for code in tiny_bundle.items[7]["semantic_id"])
+    for path in (f"/items/{compact}/", "/items/by-item-id/a%2F"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "not_found"

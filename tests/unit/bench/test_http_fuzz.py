@@ -1,4 +1,4 @@
-"""The reliability bench's contract check: what counts as a violation."""
+"""The HTTP fuzz's contract check: what counts as a violation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from bench.reliability_bench import check
+from bench.http_fuzz import check
 
 OPENAPI: dict[str, Any] = {
     "paths": {

@@ -1,23 +1,36 @@
 """Domain errors mapped to HTTP, in this one place. Routes raise (or let through) domain errors only.
 
 Every error answers with ``ErrorResponse`` (``{"error": code, "detail": message}``), so a client never
-has to parse two shapes; nothing a client sends can produce a 500.
+has to parse two shapes; nothing a client sends can produce a 500. Should a bug slip through anyway,
+``CatchAllMiddleware`` answers a JSON 500 carrying a request id, counts it and logs the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import ItemNotFound
 from app.inference.batching import Overloaded, ServiceStopping
+from app.inference.engine import QueryRejected
+from app.metrics import Metrics
 from app.schemas import ErrorResponse
 from semantic_ids.ids import InvalidSemanticId
 
@@ -30,12 +43,16 @@ class InvalidRequest(ValueError):
     """A well-typed request outside the service's configured limits (k, query length)."""
 
 
+class DeadlineExceeded(TimeoutError):
+    """A request was not answered within the configured deadline (queue wait plus decode)."""
+
+
 class DatabaseUnavailable(ConnectionError):
     """The catalogue database cannot be reached or is not set up (no tables, no catalogue)."""
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=code, detail=detail).model_dump()
+    body = ErrorResponse(error=code, detail=detail).model_dump(exclude_none=True)
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
@@ -71,12 +88,29 @@ async def _overloaded(request: Request, error: Exception) -> JSONResponse:
     return _error(503, "overloaded", str(error), {"Retry-After": str(error.retry_after_s)})
 
 
+async def _deadline(request: Request, error: Exception) -> JSONResponse:
+    return _error(504, "deadline_exceeded", str(error), {"Retry-After": "1"})
+
+
 async def _stopping(request: Request, error: Exception) -> JSONResponse:
     return _error(503, "stopping", str(error), {"Retry-After": "1"})
 
 
+# Errors that mean the database is away or not set up (no tables): an outage to retry through. Anything
+# else the database raises is about the request (DataError: a value it cannot hold) or a bug.
+_OUTAGES = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, ProgrammingError)
+
+
+async def _sqlalchemy(request: Request, error: Exception) -> JSONResponse:
+    if isinstance(error, DataError):
+        logger.info("database refused a value on %s: %s", request.url.path, str(error).splitlines()[0])
+        return _error(422, "invalid_request", "the request holds a value the catalogue database cannot store")
+    if isinstance(error, _OUTAGES):
+        return await _database(request, error)
+    raise error  # a bug, not an outage: the catch-all answers 500 and logs it with a request id
+
+
 async def _database(request: Request, error: Exception) -> JSONResponse:
-    # The database going away is an outage to retry through, not a bug in the request.
     logger.warning("database error on %s: %s", request.url.path, str(error).splitlines()[0])
     detail = "the catalogue database is unavailable; retry shortly"
     return _error(503, "database_unavailable", detail, {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
@@ -84,17 +118,64 @@ async def _database(request: Request, error: Exception) -> JSONResponse:
 
 async def _http(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    code = {
+        404: "not_found",
+        405: "method_not_allowed",
+        408: "request_timeout",
+        413: "payload_too_large",
+    }.get(error.status_code, "http_error")
     return _error(error.status_code, code, str(error.detail), dict(error.headers or {}))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(InvalidRequest, _invalid_request)
+    app.add_exception_handler(QueryRejected, _invalid_request)
     app.add_exception_handler(InvalidSemanticId, _invalid_semantic_id)
     app.add_exception_handler(ItemNotFound, _not_found)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(ServiceStopping, _stopping)
+    app.add_exception_handler(DeadlineExceeded, _deadline)
     app.add_exception_handler(DatabaseUnavailable, _database)
-    app.add_exception_handler(SQLAlchemyError, _database)
+    app.add_exception_handler(SQLAlchemyError, _sqlalchemy)
     app.add_exception_handler(StarletteHTTPException, _http)
+
+
+class CatchAllMiddleware:
+    """The last line of defence: an exception no handler maps becomes a JSON 500 with a request id.
+
+    A pure ASGI middleware rather than an ``Exception`` handler, because Starlette re-raises after such
+    a handler (the server would log every error twice); installed inside ``MetricsMiddleware`` so the
+    500 is also counted by route.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_and_track(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_track)
+        except Exception:
+            request_id = uuid.uuid4().hex
+            self.metrics.unhandled_errors.inc()
+            logger.exception("unhandled error on %s (request id %s)", scope.get("path", "?"), request_id)
+            if response_started:  # too late for a JSON body; the server closes the connection
+                raise
+            body = ErrorResponse(
+                error="internal_error",
+                detail=f"an unexpected error occurred; quote request id {request_id} when reporting it",
+                request_id=request_id,
+            ).model_dump()
+            response = JSONResponse(status_code=500, content=body, headers={"X-Request-ID": request_id})
+            await response(scope, receive, send)

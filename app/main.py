@@ -9,8 +9,10 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app.api import router
-from app.errors import install_error_handlers
+from app.errors import CatchAllMiddleware, install_error_handlers
+from app.limits import BodyLimitMiddleware
 from app.metrics import Metrics, MetricsMiddleware
+from app.openapi import install_openapi
 from app.service import Service
 from app.settings import Settings
 
@@ -40,10 +42,18 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         title="semantic-id-recommender",
         summary="Free-text recommendations through semantic IDs and trie-constrained decoding.",
         lifespan=lifespan,
+        # A trailing slash is a different URL, not a 307 to the same item: one item, one URL.
+        redirect_slashes=False,
     )
     app.state.metrics = metrics
     app.state.service = None
     app.include_router(router)
     install_error_handlers(app)
+    install_openapi(app, settings)
+    # The last added is the outermost: metrics see the catch-all's 500s.
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s
+    )
+    app.add_middleware(CatchAllMiddleware, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

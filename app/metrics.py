@@ -9,9 +9,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from semantic_ids.bundle import Manifest
 
-_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_DECODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Up to minutes: a p95 under load must not be clamped by the top bucket.
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_DECODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _UNMATCHED = "<unmatched>"  # one label for every unknown path, so scanners cannot blow up cardinality
+# The h11 parser accepts any token as a method; made-up ones share one label.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -51,7 +54,19 @@ class Metrics:
         )
         self.catalogue_size = Gauge("semid_catalogue_items", "Items in the served catalogue.", registry=r)
         self.bundle = Info("semid_bundle", "The bundle being served.", registry=r)
+        self.batch_splits = Counter(
+            "semid_decode_batch_splits",
+            "Batches whose decode failed and were decoded again one request at a time.",
+            registry=r,
+        )
+        self.deadline_exceeded = Counter(
+            "semid_deadline_exceeded", "Requests answered 504: not decoded within the deadline.", registry=r
+        )
+        self.unhandled_errors = Counter(
+            "semid_unhandled_errors", "Requests answered 500 by the catch-all error handler.", registry=r
+        )
         self.invalid_decodes.inc(0)  # exported as 0 from the start, not absent
+        self.unhandled_errors.inc(0)
 
     def describe_bundle(self, manifest: Manifest, item_count: int) -> None:
         self.catalogue_size.set(item_count)
@@ -70,7 +85,17 @@ def route_template(scope: Scope) -> str:
     """The matched route's path template (set by Starlette's router), never the raw path."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else _UNMATCHED
+    if isinstance(path, str):
+        return path
+    # Plain Starlette routes (/docs, /openapi.json) set only the endpoint; with no path parameters their
+    # raw path is their template.
+    if scope.get("endpoint") is not None and not scope.get("path_params"):
+        return str(scope["path"])
+    return _UNMATCHED
+
+
+def method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
 
 
 class MetricsMiddleware:
@@ -96,6 +121,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record_status)
         finally:
-            labels = (scope["method"], route_template(scope), str(status))
+            labels = (method_label(scope["method"]), route_template(scope), str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.request_latency.labels(*labels).observe(time.perf_counter() - started)

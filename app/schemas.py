@@ -25,6 +25,18 @@ class RecommendRequest(BaseModel):
             raise ValueError("query is empty: write what you are looking for")
         return trimmed
 
+    @field_validator("query")
+    @classmethod
+    def _valid_unicode(cls, value: str) -> str:
+        # JSON can spell lone surrogates ("\ud800"); no tokenizer can encode them.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"not valid Unicode text (a lone surrogate at character {error.start})"
+            ) from None
+        return value
+
 
 class ItemBase(BaseModel):
     item_id: str
@@ -51,6 +63,7 @@ class RecommendResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="A stable machine-readable code, e.g. invalid_semantic_id.")
     detail: str = Field(description="What went wrong and what to fix.")
+    request_id: str | None = Field(default=None, description="Set on 500s: quote it when reporting.")
 
 
 class Health(BaseModel):

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.main import create_app
 from app.metrics import Metrics
@@ -35,10 +36,21 @@ def run_server(settings: Settings, *, on_ready: Callable[[], None] | None = None
     Raises ``BundleMismatch`` or ``DatabaseUnavailable`` before anything listens.
     """
     service = Service.load(settings, Metrics())
-    app = create_app(settings, service=service)
+    _Server(uvicorn_config(create_app(settings, service=service), settings), on_ready).run()
+
+
+def uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """The server's connection limits come from ``settings``, like the body limit (``app.limits``)."""
     # log_config=None: uvicorn logs through the root logger the entry point configured. No access
     # log: /metrics counts and times every request by route without a line per request.
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on"
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=settings.timeout_keep_alive_s,
+        h11_max_incomplete_event_size=settings.h11_max_incomplete_event_size,
+        limit_concurrency=settings.limit_concurrency,
     )
-    _Server(config, on_ready).run()

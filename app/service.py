@@ -6,6 +6,7 @@ load, warm-up), so a process either starts ready or refuses with one line saying
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.db import CatalogueRepository, ItemNotFound, ItemRow, create_db_engine
-from app.errors import DatabaseUnavailable, InvalidRequest
+from app.errors import DatabaseUnavailable, DeadlineExceeded, InvalidRequest
 from app.inference.batching import MicroBatcher
 from app.inference.engine import Recommender
 from app.metrics import Metrics
@@ -50,6 +51,9 @@ class Service:
             metrics=metrics,
         )
         self.running = False
+        # Service.load checked the database holds the bundle's catalogue; readiness re-checks it.
+        self._catalogue_checked_at = time.monotonic()
+        self._catalogue_problem: str | None = None
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics) -> Service:
@@ -88,7 +92,7 @@ class Service:
         started = time.perf_counter()
         self._check_limits(request)
         k = min(request.k, self.recommender.item_count)  # more than the catalogue holds means all of it
-        candidates = await self.batcher.submit(request.query, k)
+        candidates = await self._decode_within_deadline(request.query, k)
         rows = await run_in_threadpool(self._rows_for, candidates)
         items = [
             RecommendedItem(rank=rank, score=candidate.score, **_item_fields(row))
@@ -96,6 +100,17 @@ class Service:
         ]
         timing_ms = (time.perf_counter() - started) * 1000.0
         return RecommendResponse(items=items, model=self.recommender.bundle_id, timing_ms=round(timing_ms, 2))
+
+    async def _decode_within_deadline(self, query: str, k: int) -> list[Candidate]:
+        timeout_s = self.settings.request_timeout_s
+        try:
+            return await asyncio.wait_for(self.batcher.submit(query, k), timeout_s)
+        except TimeoutError:
+            # wait_for cancelled the request: still queued, it is skipped; mid-decode, its answer is dropped.
+            self.metrics.deadline_exceeded.inc()
+            raise DeadlineExceeded(
+                f"no answer within the {timeout_s:g} s deadline: the decoder is busy; retry shortly"
+            ) from None
 
     def item_by_semantic_id(self, text: str) -> ItemPublic:
         semantic_id = self.recommender.scheme.parse(text)  # InvalidSemanticId -> 422
@@ -109,9 +124,35 @@ class Service:
             return Readiness(status="not ready", reason="the service is starting or stopping")
         if not self.repository.ping():
             return Readiness(status="not ready", reason="the catalogue database is unreachable")
+        problem = self._catalogue_check()
+        if problem is not None:
+            return Readiness(status="not ready", bundle=self.recommender.bundle_id, reason=problem)
         return Readiness(
             status="ready", bundle=self.recommender.bundle_id, catalogue_items=self.recommender.item_count
         )
+
+    def _catalogue_check(self) -> str | None:
+        """Why the database no longer holds the served catalogue (None when it does), re-read at most
+        every ``catalogue_check_interval_s``: IDs decoded from this bundle would miss or mislabel rows."""
+        now = time.monotonic()
+        if now - self._catalogue_checked_at < self.settings.catalogue_check_interval_s:
+            return self._catalogue_problem
+        try:
+            state = self.repository.catalogue_state()
+        except SQLAlchemyError as error:
+            logger.warning("reading the catalogue state failed: %s", str(error).splitlines()[0])
+            return "the catalogue database is unreachable"  # not cached: the next probe asks again
+        served = self.recommender.manifest.catalogue.content_hash
+        if state is None:
+            problem: str | None = "the database holds no catalogue"
+        elif state.version != served:
+            problem = f"the database holds catalogue {state.version[:12]}, the bundle serves {served[:12]}"
+        else:
+            problem = None
+        if problem is not None and self._catalogue_problem is None:
+            logger.error("catalogue mismatch: %s", problem)
+        self._catalogue_checked_at, self._catalogue_problem = now, problem
+        return problem
 
     def _check_limits(self, request: RecommendRequest) -> None:
         if request.k > self.settings.max_k:
@@ -120,6 +161,9 @@ class Service:
             raise InvalidRequest(
                 f"query: at most {self.settings.max_query_chars} characters, got {len(request.query)}"
             )
+        tokens = self.recommender.query_tokens(request.query)  # QueryRejected -> 422, before batching
+        if tokens > self.settings.max_query_tokens:
+            raise InvalidRequest(f"query: at most {self.settings.max_query_tokens} tokens, got {tokens}")
 
     def _rows_for(self, candidates: Sequence[Candidate]) -> list[tuple[Candidate, ItemRow]]:
         """Catalogue rows for the candidates in one query. A decoded ID without a row means the trie and

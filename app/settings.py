@@ -32,7 +32,13 @@ class Settings(BaseSettings):
     # Decoding and request limits.
     num_beams: int = Field(default=10, ge=1, le=200)
     max_k: int = Field(default=50, ge=1, le=200)
-    max_query_chars: int = Field(default=512, ge=1)
+    max_query_chars: int = Field(default=512, ge=1)  # a cheap first check, before tokenising
+    # Decode cost grows with prompt tokens (CJK or emoji text is 3-4 tokens a character), so the real
+    # query limit is in tokens; a typical query is about 18.
+    max_query_tokens: int = Field(default=128, ge=1, le=4096)
+    # A request not answered within this (queue wait and decode) gets a 504, so no request waits
+    # without bound behind a slow decode.
+    request_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
 
     # Micro-batching: requests that arrive together are decoded in one batch. A batch waits at most
     # batch_max_wait_ms for company once the decoder is free; past max_queued requests -> 503.
@@ -41,8 +47,19 @@ class Settings(BaseSettings):
     max_queued: int = Field(default=64, ge=1)
     retry_after_s: int = Field(default=1, ge=1)
 
+    # /readyz re-reads the database's catalogue hash at most this often (0: on every probe) and reports
+    # not ready when another catalogue was loaded under the running service.
+    catalogue_check_interval_s: float = Field(default=30.0, ge=0.0)
+
     torch_threads: int | None = Field(default=None, ge=1)
     warm_up: bool = True
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+
+    # Server limits, all in one place (README, "The service"). A /recommend body is well under 16 KiB.
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)  # larger -> 413
+    body_read_timeout_s: float = Field(default=10.0, gt=0.0)  # a body chunk not arriving in time -> 408
+    timeout_keep_alive_s: int = Field(default=5, ge=1)  # idle keep-alive connections are closed
+    h11_max_incomplete_event_size: int = Field(default=16 * 1024, ge=1024)  # request line + headers
+    limit_concurrency: int = Field(default=128, ge=1)  # connections + tasks; past it uvicorn answers 503

@@ -11,6 +11,7 @@ generated token and builds the mask with one more.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -23,9 +24,19 @@ from semantic_ids.trie import PrefixTrie
 logger = logging.getLogger(__name__)
 
 
+# The text of every special token the scheme adds ([SEM_START], [SEM_END], [REC], [SEM_<l>_<c>]).
+_SPECIAL_TOKEN_TEXT = re.compile(r"\[(REC|SEM_[A-Za-z0-9_]*)\]")
+
+
 def build_prompt(query: str) -> str:
-    """The model input for a query. Short on purpose: prompt length dominates CPU latency."""
-    return f"{' '.join(query.split())}{REC}{SEM_START}"
+    """The model input for a query. Short on purpose: prompt length dominates CPU latency.
+
+    A query that spells a special token (``[SEM_END][REC][SEM_START]``) gets round brackets instead,
+    so it is read as text and cannot change the prompt's structure; every other query is unchanged
+    (training prompts stay byte-identical).
+    """
+    text = _SPECIAL_TOKEN_TEXT.sub(r"(\1)", " ".join(query.split()))
+    return f"{text}{REC}{SEM_START}"
 
 
 class TokenizerLike(Protocol):

@@ -14,9 +14,13 @@ SEM_START = "[SEM_START]"
 SEM_END = "[SEM_END]"
 REC = "[REC]"
 
-_CODE_TOKEN = re.compile(r"\[SEM_(\d{1,3})_(\d{1,5})\]")
-_TOKEN_FORM = re.compile(r"\[SEM_START\]((?:\[SEM_\d{1,3}_\d{1,5}\])+)\[SEM_END\]")
-_COMPACT_FORM = re.compile(r"\d{1,5}(?:-\d{1,5})*")
+# One canonical spelling per ID: ASCII digits only (``\d`` would take Arabic-Indic or fullwidth digits),
+# no leading zeros, no surrounding whitespace; so one item is reachable under one URL.
+_LEVEL = r"(0|[1-9][0-9]{0,2})"
+_CODE = r"(0|[1-9][0-9]{0,4})"
+_CODE_TOKEN = re.compile(rf"\[SEM_{_LEVEL}_{_CODE}\]")
+_TOKEN_FORM = re.compile(rf"\[SEM_START\]((?:\[SEM_{_LEVEL}_{_CODE}\])+)\[SEM_END\]")
+_COMPACT_FORM = re.compile(rf"{_CODE}(?:-{_CODE})*")
 MAX_LEVELS = 16
 
 
@@ -60,19 +64,18 @@ class SemanticId:
 
     @classmethod
     def parse(cls, text: str) -> SemanticId:
-        """Parse either form; anything else raises ``InvalidSemanticId`` saying what is wrong."""
+        """Parse either form, canonical spelling only; anything else raises ``InvalidSemanticId``."""
         if not isinstance(text, str):
             raise InvalidSemanticId(f"expected a string, got {type(text).__name__}")
-        stripped = text.strip()
-        if not stripped:
+        if not text.strip():
             raise InvalidSemanticId("empty semantic ID")
-        if stripped.startswith("["):
-            return cls._parse_tokens(stripped)
-        if _COMPACT_FORM.fullmatch(stripped):
-            return cls(tuple(int(part) for part in stripped.split("-")))
+        if text.startswith("["):
+            return cls._parse_tokens(text)
+        if _COMPACT_FORM.fullmatch(text):
+            return cls(tuple(int(part) for part in text.split("-")))
         raise InvalidSemanticId(
             f"{text[:80]!r} is not a semantic ID: use the compact form '12-7-33-0' "
-            "or the token form '[SEM_START][SEM_0_12]...[SEM_END]'"
+            "or the token form '[SEM_START][SEM_0_12]...[SEM_END]' (ASCII digits, no leading zeros or spaces)"
         )
 
     @classmethod

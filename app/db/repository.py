@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from app.db.models import CATALOGUE_STATE_ID, CatalogueState, Item
 from app.db.session import create_session_factory
 from semantic_ids.ids import SemanticId
 
 logger = logging.getLogger(__name__)
+
+ECHO_LIMIT = 100  # characters of client input an error message repeats
 
 
 class ItemNotFound(LookupError):
@@ -60,10 +62,13 @@ class CatalogueRepository:
         return _row(item)
 
     def get_by_item_id(self, item_id: str) -> ItemRow:
-        with self._sessions() as session:
-            item = session.get(Item, item_id)
+        try:
+            with self._sessions() as session:
+                item = session.get(Item, item_id)
+        except DataError:  # e.g. a NUL on PostgreSQL: no row can hold such an id (SQLite just finds none)
+            item = None
         if item is None:
-            raise ItemNotFound(f"no item has item_id {item_id!r}", missing=[item_id])
+            raise ItemNotFound(f"no item has item_id {echo(item_id)}", missing=[item_id])
         return _row(item)
 
     def get_many_by_semantic_ids(self, semantic_ids: Sequence[SemanticId]) -> list[ItemRow]:
@@ -100,6 +105,11 @@ class CatalogueRepository:
             logger.warning("database ping failed: %s", str(exc).splitlines()[0])
             return False
         return True
+
+
+def echo(value: str, limit: int = ECHO_LIMIT) -> str:
+    """``value`` quoted for an error message, cut to ``limit`` characters (a 60 KB id is not echoed)."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def _row(item: Item) -> ItemRow:

@@ -7,7 +7,8 @@ waits at most ``max_wait_s`` for company. Past ``max_queued`` waiting requests, 
 ``Overloaded`` at once instead of letting latency grow without bound.
 
 Requests are grouped by beam count before decoding, so a request's answer does not depend on what
-else happened to share its batch (more beams can change a beam search's result).
+else happened to share its batch (more beams can change a beam search's result). A batch whose decode
+fails is decoded again one request at a time, so a failure stays with the request that caused it.
 """
 
 from __future__ import annotations
@@ -139,20 +140,34 @@ class MicroBatcher:
 
     async def _run_group(self, group: list[_Request]) -> None:
         top_k = max(request.k for request in group)
-        queries = [request.query for request in group]
         started = time.perf_counter()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._decode, queries, top_k
-            )
-        except Exception as error:  # every waiter learns of the failure; the collector keeps going
-            logger.exception("decoding a batch of %d failed", len(group))
+            results = await self._decode_in_thread([request.query for request in group], top_k)
+        except Exception as error:
+            if len(group) == 1:
+                _fail(group[0], error)
+                return
+            # One poison query must not fail its neighbours: decode them one by one, so a failure is
+            # that request's own error only.
+            logger.warning("decoding a batch of %d failed; decoding its requests one by one", len(group))
+            self._metrics.batch_splits.inc()
             for request in group:
-                if not request.future.done():
-                    request.future.set_exception(error)
+                if not request.future.done():  # a waiter that gave up is not decoded again
+                    await self._run_group([request])
             return
         self._metrics.decode_latency.observe(time.perf_counter() - started)
         self._metrics.batch_size.observe(len(group))
         for request, candidates in zip(group, results, strict=True):
             if not request.future.done():
                 request.future.set_result(candidates[: request.k])
+
+    async def _decode_in_thread(self, queries: list[str], top_k: int) -> list[list[Candidate]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._decode, queries, top_k)
+
+
+def _fail(request: _Request, error: Exception) -> None:
+    """The request that caused ``error`` learns of it; the collector keeps going."""
+    logger.error("decoding a query of %d characters failed", len(request.query), exc_info=error)
+    if not request.future.done():
+        request.future.set_exception(error)

@@ -14,7 +14,7 @@ import torch
 
 from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import Manifest
-from semantic_ids.decoding import Candidate, ConstrainedDecoder
+from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
 from semantic_ids.ids import IdScheme
 
 logger = logging.getLogger(__name__)
@@ -22,11 +22,18 @@ logger = logging.getLogger(__name__)
 _WARM_UP_QUERIES = ["a warm-up query", "another, somewhat longer warm-up query to exercise padding"]
 
 
+class QueryRejected(ValueError):
+    """A query the tokenizer cannot encode; it is refused before it joins a batch."""
+
+
 class Recommender:
     def __init__(self, decoder: ConstrainedDecoder, manifest: Manifest, *, num_beams: int) -> None:
         self.decoder = decoder
         self.manifest = manifest
         self.num_beams = num_beams
+        # The semantic-ID tokens are added in one contiguous run starting at [SEM_START].
+        self._first_semantic_token = decoder.token_ids.sem_start
+        self._prompt_overhead = len(self._prompt_ids(""))  # [REC][SEM_START] (and any BOS)
 
     @classmethod
     def load(
@@ -69,6 +76,22 @@ class Recommender:
     def beams_for(self, k: int) -> int:
         """Beams used for a request of ``k`` items: never fewer than ``k``."""
         return max(self.num_beams, k)
+
+    def query_tokens(self, query: str) -> int:
+        """Tokens in ``query``, tokenised on its own: text the tokenizer cannot encode, or that still
+        reads as the model's own control tokens, is refused here (``QueryRejected``), before it could
+        fail or bend a batch it shares with others."""
+        prompt = self._prompt_ids(query)
+        if sum(1 for token in prompt if token >= self._first_semantic_token) != 2:  # [REC][SEM_START]
+            raise QueryRejected("query: holds text the model would read as its own control tokens")
+        return len(prompt) - self._prompt_overhead
+
+    def _prompt_ids(self, query: str) -> list[int]:
+        try:
+            input_ids: list[int] = self.decoder.tokenizer(build_prompt(query))["input_ids"]
+        except Exception as error:  # tokenizers raise TypeError, ValueError or their own exceptions
+            raise QueryRejected(f"query: the text cannot be tokenised ({type(error).__name__})") from error
+        return input_ids
 
     def recommend(self, queries: list[str], k: int) -> list[list[Candidate]]:
         """Up to ``k`` existing IDs per query, best first (all of them when the catalogue is smaller)."""

@@ -44,7 +44,9 @@ class RecordingDecoder:
         return [[Candidate(SemanticId((len(q), i)), 1.0 / (i + 1)) for i in range(k)] for q in queries]
 
 
-def make_batcher(decoder: RecordingDecoder, **overrides: float) -> MicroBatcher:
+def make_batcher(
+    decoder: RecordingDecoder, metrics: Metrics | None = None, **overrides: float
+) -> MicroBatcher:
     options: dict[str, float] = {"max_batch_size": 8, "max_wait_s": 0.05, "max_queued": 64} | overrides
     return MicroBatcher(
         decoder,
@@ -53,7 +55,7 @@ def make_batcher(decoder: RecordingDecoder, **overrides: float) -> MicroBatcher:
         max_wait_s=options["max_wait_s"],
         max_queued=int(options["max_queued"]),
         retry_after_s=3,
-        metrics=Metrics(),
+        metrics=metrics or Metrics(),
     )
 
 
@@ -108,14 +110,28 @@ async def test_a_full_queue_refuses_at_once_with_retry_after() -> None:
     await batcher.stop()
 
 
-async def test_a_failed_decode_fails_its_batch_and_the_batcher_keeps_serving() -> None:
+async def test_a_failed_decode_fails_only_its_own_request_and_the_batcher_keeps_serving() -> None:
     decoder = RecordingDecoder()
-    batcher = make_batcher(decoder)
+    metrics = Metrics()
+    batcher = make_batcher(decoder, metrics)
     await batcher.start()
-    outcomes = await asyncio.gather(
-        batcher.submit("boom", 1), batcher.submit("fine", 1), return_exceptions=True
+    poison, fine, other = await asyncio.gather(
+        batcher.submit("boom", 1),
+        batcher.submit("fine", 2),
+        batcher.submit("other", 1),
+        return_exceptions=True,
     )
-    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
+    assert isinstance(poison, RuntimeError)
+    assert isinstance(fine, list) and len(fine) == 2 and fine[0].semantic_id.codes == (4, 0)
+    assert isinstance(other, list) and len(other) == 1
+    # the batch failed, then each request was decoded alone
+    assert [queries for queries, _ in decoder.calls] == [
+        ["boom", "fine", "other"],
+        ["boom"],
+        ["fine"],
+        ["other"],
+    ]
+    assert metrics.batch_splits._value.get() == 1
     assert len(await batcher.submit("later", 1)) == 1
     await batcher.stop()
 

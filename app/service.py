@@ -67,6 +67,7 @@ class Service:
                 settings.bundle_dir,
                 settings.base_models_dir,
                 device=settings.device,
+                precision=settings.precision,
                 num_beams=settings.num_beams,
                 torch_threads=settings.torch_threads,
                 expected_catalogue_hash=expected_hash,

@@ -27,7 +27,10 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "SEMID_DATABASE_URL", "database_url"),
     )
-    device: Device = "auto"  # CUDA (bf16) when present, else CPU (fp32)
+    device: Device = "auto"  # CUDA when present, else CPU
+    # auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), fp32 elsewhere. On the 2-core
+    # demo CPU bf16 halves decode time at equal held-out recall (bench/RESULTS.md).
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
 
     # Decoding and request limits.
     num_beams: int = Field(default=10, ge=1, le=200)

@@ -15,6 +15,9 @@ from sqlalchemy.exc import OperationalError
 from tests.helpers.postgres import POSTGRES_ADMIN_URL
 from tests.helpers.private_postgres import PrivatePostgres, find_pg_bin
 
+# Service tests compare rankings with fp32 references; bf16 serving has its own test.
+os.environ.setdefault("SEMID_PRECISION", "fp32")
+
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:

@@ -43,6 +43,7 @@ class Recommender:
         *,
         device: str,
         num_beams: int,
+        precision: str = "auto",
         torch_threads: int | None = None,
         expected_catalogue_hash: str | None = None,
     ) -> Recommender:
@@ -51,7 +52,11 @@ class Recommender:
             torch.set_num_threads(torch_threads)
         started = time.perf_counter()
         loaded = load_recommender_model(
-            bundle_dir, base_models_dir, device, expected_catalogue_hash=expected_catalogue_hash
+            bundle_dir,
+            base_models_dir,
+            device,
+            precision=precision,
+            expected_catalogue_hash=expected_catalogue_hash,
         )
         logger.info(
             "bundle %s (%d items) ready to decode after %.1f s",

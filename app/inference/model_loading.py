@@ -33,7 +33,7 @@ from semantic_ids.bundle import (
     read_catalogue,
     read_manifest,
 )
-from semantic_ids.causal_lm import resize_for_tokens, resolve_device, untie_head
+from semantic_ids.causal_lm import compute_dtype, resize_for_tokens, resolve_device, untie_head
 from semantic_ids.decoding import CodeTokenIds, ConstrainedDecoder
 from semantic_ids.ids import InvalidSemanticId, SemanticId
 from semantic_ids.trie import PrefixTrie
@@ -54,7 +54,12 @@ class LoadedModel:
 
 
 def load_recommender_model(
-    bundle_dir: Path, base_models_dir: Path, device: str, *, expected_catalogue_hash: str | None = None
+    bundle_dir: Path,
+    base_models_dir: Path,
+    device: str,
+    *,
+    precision: str = "auto",
+    expected_catalogue_hash: str | None = None,
 ) -> LoadedModel:
     """Check ``bundle_dir`` against its manifest, the base model and the expected catalogue, then load it."""
     manifest = read_manifest(bundle_dir)
@@ -72,7 +77,7 @@ def load_recommender_model(
         ) from error
     target = resolve_device(device)
     model = _build_model(bundle_dir, base_dir, tokenizer, manifest)
-    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    dtype = compute_dtype(target, precision)
     model = model.to(device=target, dtype=dtype).eval()
     logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, dtype)
     return LoadedModel(

@@ -78,7 +78,9 @@ def _logits(model: Any, tokenizer: Any) -> torch.Tensor:
 
 
 def test_loaded_model_matches_trained_model(trained: dict[str, Any]) -> None:
-    loaded = load_recommender_model(trained["bundle_dir"], trained["base_models_dir"], "cpu")
+    loaded = load_recommender_model(
+        trained["bundle_dir"], trained["base_models_dir"], "cpu", precision="fp32"
+    )
     expected = _logits(trained["peft_model"], trained["tokenizer"])
     actual = _logits(loaded.model, loaded.tokenizer)
     # Merging LoRA into the weights reorders float sums: equal up to rounding, relative to the logit scale.
@@ -88,7 +90,9 @@ def test_loaded_model_matches_trained_model(trained: dict[str, Any]) -> None:
 
 
 def test_loaded_decoder_gives_same_top_ids(trained: dict[str, Any]) -> None:
-    loaded = load_recommender_model(trained["bundle_dir"], trained["base_models_dir"], "cpu")
+    loaded = load_recommender_model(
+        trained["bundle_dir"], trained["base_models_dir"], "cpu", precision="fp32"
+    )
     trie = PrefixTrie([SemanticId.from_codes(i["semantic_id"]) for i in tiny_items()], TINY_SCHEME)
     reference = ConstrainedDecoder(trained["peft_model"], trained["tokenizer"], trie)
     expected = reference.decode(QUERIES, num_beams=6, top_k=5)

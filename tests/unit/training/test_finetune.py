@@ -108,7 +108,7 @@ def test_trained_model_round_trips_through_the_bundle(trained: dict[str, Any], t
         trained["result"].model, trained["tokenizer"], trained["new_ids"], RunLayout(trained["run_dir"]),
         trained["base_models"], CONFIG, {"steps": 1}, {"recall@10": 1.0}, bundle,
     )  # fmt: skip
-    loaded = load_recommender_model(bundle, trained["base_models"], "cpu")
+    loaded = load_recommender_model(bundle, trained["base_models"], "cpu", precision="fp32")
     queries = ["Heat", "Ran by Akira Kurosawa", "romance with Emma Stone"]
     expected = trained["decoder"].decode(queries, num_beams=8, top_k=5)
     actual = loaded.decoder().decode(queries, num_beams=8, top_k=5)
@@ -183,6 +183,6 @@ def test_cli_finetune_then_bundle_writes_a_loadable_bundle(
     assert json.loads(capsys.readouterr().out)["steps"] == 6
     (run_dir / "evaluation.json").write_text(json.dumps({"systems": {}}))
     assert _run_cli(monkeypatch, "bundle", *where, "--out", str(tmp_path / "bundle")) == 0
-    loaded = load_recommender_model(tmp_path / "bundle", base_models, "cpu")
+    loaded = load_recommender_model(tmp_path / "bundle", base_models, "cpu", precision="fp32")
     assert loaded.manifest.training["steps"] == 6 and len(loaded.trie) == 20
     assert loaded.decoder().decode(["Heat"], num_beams=4, top_k=3)[0]

@@ -149,7 +149,7 @@ def test_top_layers_model_round_trips_through_the_bundle(
         run[1], trained["config"], {"steps": 1}, {"recall@10": 1.0}, bundle,
     )  # fmt: skip
     assert (bundle / "finetuned_layers.safetensors").is_file() and not (bundle / "adapter").exists()
-    loaded = load_recommender_model(bundle, run[1], "cpu")
+    loaded = load_recommender_model(bundle, run[1], "cpu", precision="fp32")
     queries = ["Heat", "Ran by Akira Kurosawa", "romance with Emma Stone"]
     expected = trained["decoder"].decode(queries, num_beams=8, top_k=5)
     actual = loaded.decoder().decode(queries, num_beams=8, top_k=5)
@@ -157,3 +157,22 @@ def test_top_layers_model_round_trips_through_the_bundle(
     for got, want in zip(actual, expected, strict=True):
         assert [c.score for c in got] == pytest.approx([c.score for c in want], abs=1e-4)
     assert len(tiny_catalogue()) == 20
+
+
+def test_bf16_serving_keeps_the_top_id(
+    trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    write_run_bundle(
+        trained["result"].model, trained["tokenizer"], trained["new_ids"], RunLayout(run[0]),
+        run[1], trained["config"], {"steps": 1}, {"recall@10": 1.0}, bundle,
+    )  # fmt: skip
+    fp32 = load_recommender_model(bundle, run[1], "cpu", precision="fp32")
+    bf16 = load_recommender_model(bundle, run[1], "cpu", precision="bf16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    items, _, _ = RunLayout(run[0]).load_id_outputs()
+    queries = [item.title for item in items]
+    want = fp32.decoder().decode(queries, num_beams=8, top_k=1)
+    got = bf16.decoder().decode(queries, num_beams=8, top_k=1)
+    same = sum(a[0].semantic_id == b[0].semantic_id for a, b in zip(got, want, strict=True))
+    assert same >= 0.9 * len(queries)

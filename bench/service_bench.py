@@ -454,12 +454,25 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     )
 
 
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures the serving targets name, under fixed keys, in front of the detail."""
+    summary: dict[str, Any] = {
+        "recommend_p50_ms": results["recommend_latency"]["p50_ms"],
+        "recommend_p95_ms": results["recommend_latency"]["p95_ms"],
+        "throughput_rps": {str(r["concurrency"]): r["requests_per_s"] for r in results["throughput_batched"]},
+        "cold_start_s": results["cold_start_s"],
+    }
+    if "decoding" in results:
+        summary["constrained_over_unconstrained"] = results["decoding"]["ratio_p50"]
+    return summary | results
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_args(argv)
     if not (config.bundle_dir / MANIFEST).is_file():
         sys.exit(f"error: no bundle at {config.bundle_dir}: build one with `semid pipeline --profile demo`")
-    results = run(config)
+    results = headline(run(config))
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

@@ -21,6 +21,7 @@ from training.llm.batches import collate, encode_examples
 from training.llm.query_generator import QueryGenerator, title_form
 from training.llm.top_layers import ActivationCache, TopLayersModel
 from training.llm.top_layers_stage import prepare_top_layers
+from training.llm.train_top_layers import train_top_layers
 from training.pipeline.stages import train_model, write_run_bundle
 from training.run_layout import RunLayout
 
@@ -176,3 +177,15 @@ def test_bf16_serving_keeps_the_top_id(
     got = bf16.decoder().decode(queries, num_beams=8, top_k=1)
     same = sum(a[0].semantic_id == b[0].semantic_id for a, b in zip(got, want, strict=True))
     assert same >= 0.9 * len(queries)
+
+
+def test_bf16_training_path_runs_on_cpu(run: tuple[Path, Path]) -> None:
+    # The CUDA path is this one with device "cuda": autocast to bf16, fp32 master weights and loss.
+    items, report, scheme = RunLayout(run[0]).load_id_outputs()
+    config = replace(TOP.finetune, precision="bf16", max_steps=6, eval_every=0)
+    model, tokenizer, _ = prepare_top_layers(
+        run[1] / TOP.base_model, scheme, items, config, int(report["rq_levels"])
+    )
+    result = train_top_layers(model, tokenizer, QueryGenerator(items, 4, seed=0), config)
+    assert result.steps == 6 and all(np.isfinite(r["loss"]) for r in result.history)
+    assert all(p.dtype == torch.float32 for p in model.trainable_parameters())

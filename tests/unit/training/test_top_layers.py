@@ -141,14 +141,19 @@ def test_training_learns_and_watches_both_recalls(trained: dict[str, Any]) -> No
     assert watched[-1]["train_recall@10"] >= 0.7 and watched[-1]["heldout_recall@10"] >= 0.6
 
 
-def test_top_layers_model_round_trips_through_the_bundle(
-    trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path
-) -> None:
+def _bundle(trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path) -> Path:
     bundle = tmp_path / "bundle"
     write_run_bundle(
         trained["result"].model, trained["tokenizer"], trained["new_ids"], RunLayout(run[0]),
         run[1], trained["config"], {"steps": 1}, {"recall@10": 1.0}, bundle,
     )  # fmt: skip
+    return bundle
+
+
+def test_top_layers_model_round_trips_through_the_bundle(
+    trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle = _bundle(trained, run, tmp_path)
     assert (bundle / "finetuned_layers.safetensors").is_file() and not (bundle / "adapter").exists()
     loaded = load_recommender_model(bundle, run[1], "cpu", precision="fp32")
     queries = ["Heat", "Ran by Akira Kurosawa", "romance with Emma Stone"]
@@ -163,11 +168,7 @@ def test_top_layers_model_round_trips_through_the_bundle(
 def test_bf16_serving_keeps_the_top_id(
     trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    bundle = tmp_path / "bundle"
-    write_run_bundle(
-        trained["result"].model, trained["tokenizer"], trained["new_ids"], RunLayout(run[0]),
-        run[1], trained["config"], {"steps": 1}, {"recall@10": 1.0}, bundle,
-    )  # fmt: skip
+    bundle = _bundle(trained, run, tmp_path)
     fp32 = load_recommender_model(bundle, run[1], "cpu", precision="fp32")
     bf16 = load_recommender_model(bundle, run[1], "cpu", precision="bf16")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16

@@ -444,7 +444,7 @@ def unknown_values(items: Sequence[Mapping[str, Any]], filter_: Mapping[str, Any
 
 def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
     """Every value each slot kind can take when the fine-tuning templates are filled (lowercased)."""
-    from training.llm.phrasing import COUNTRY_WORDS, DECADE_WORDS, GENRE_WORDS, CAST_POOL
+    from training.llm.phrasing import CAST_POOL, COUNTRY_WORDS, DECADE_WORDS, GENRE_WORDS
 
     vocab: dict[str, set[str]] = {k: set() for k in ("title", "director", "year", "genre", "cast")}
     vocab |= {"country": set(), "language": set(), "rating": set(), "decade": set()}

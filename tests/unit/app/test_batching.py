@@ -34,7 +34,7 @@ class RecordingDecoder:
         self.release = threading.Event()
         self.release.set()
 
-    def __call__(self, queries: list[str], k: int) -> list[list[Candidate]]:
+    def __call__(self, queries: list[str], k: int, mode: str = "") -> list[list[Candidate]]:
         self.calls.append((list(queries), k))
         self.thread_names.add(threading.current_thread().name)
         self.started.set()

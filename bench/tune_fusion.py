@@ -80,10 +80,9 @@ def collect(
     for done, chunk in enumerate(_batches(pairs, batch)):
         queries = [query for query, _ in chunk]
         found = ranker.decoder.decode(queries, num_beams=beams, top_k=beams)
-        beam_ids = [[c.semantic_id for c in row] for row in found]
-        gathered = ranker.candidates(queries, beam_ids, TOP_K, depth=MAX_DEPTH)
-        for (query, target), candidates, ids in zip(chunk, gathered, beam_ids, strict=True):
-            beam_rows = {ranker.row_of[i] for i in ids}
+        gathered = ranker.candidates(queries, found, TOP_K, depth=MAX_DEPTH)
+        for (query, target), candidates, beam_row in zip(chunk, gathered, found, strict=True):
+            beam_rows = {ranker.row_of[c.semantic_id] for c in beam_row}
             combined = ranker.lexical.scores(query).combined
             order = np.argsort(-combined, kind="stable")
             rank_of = np.empty(len(order), dtype=np.int64)

@@ -27,7 +27,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from semantic_ids.bundle import FusionParams
-from semantic_ids.decoding import ConstrainedDecoder
+from semantic_ids.decoding import Candidate, ConstrainedDecoder
 from semantic_ids.ids import SemanticId
 from semantic_ids.lexical import LexicalIndex
 
@@ -134,29 +134,39 @@ class HybridRanker:
     ) -> list[list[Recommendation]]:
         beams = self.decoder.decode(queries, num_beams=max(num_beams, k), top_k=max(num_beams, k))
         started = time.perf_counter()
-        gathered = self.candidates(queries, [[c.semantic_id for c in row] for row in beams], k)
+        gathered = self.candidates(queries, beams, k)
         ranked = [self._ranked(c, k) for c in gathered]
         if on_fusion is not None:
             on_fusion(time.perf_counter() - started)
         return ranked
 
     def candidates(
-        self, queries: list[str], beam_ids: list[list[SemanticId]], k: int, depth: int | None = None
+        self, queries: list[str], beams: list[list[Candidate]], k: int, depth: int | None = None
     ) -> list[Candidates]:
-        """Beams ∪ lexical top ``depth`` (the manifest's by default), scored by both, per query."""
+        """Beams ∪ lexical top ``depth`` (the manifest's by default), scored by both, per query.
+
+        A beam's model score is the one beam search gave it (``score_ids`` would give the same, as a
+        test checks); only the lexical finds the beams missed are scored teacher-forced, in one batch:
+        on a CPU the cost of that forward grows with the number of candidates it runs.
+        """
         depth = self.fusion.lexical_depth if depth is None else depth
         lexical = [self.lexical.scores(query).combined for query in queries]  # each (items,)
-        rows, sources = [], []
-        for beam_row, scores in zip(beam_ids, lexical, strict=True):
-            found = _union(
-                [self.row_of[i] for i in beam_row], _lexical_rows(scores, depth, k), len(self.ids), k
-            )
+        rows, sources, known = [], [], []
+        for beam_row, scores in zip(beams, lexical, strict=True):
+            beam_rows = [self.row_of[c.semantic_id] for c in beam_row]
+            found = _union(beam_rows, _lexical_rows(scores, depth, k), len(self.ids), k)
             rows.append([row for row, _ in found])
             sources.append([source for _, source in found])
-        log_probs = self.decoder.score_ids(queries, [[self.ids[r] for r in row] for row in rows])
+            known.append({self.row_of[c.semantic_id]: math.log(c.score) for c in beam_row})
+        unknown = [[r for r in row if r not in seen] for row, seen in zip(rows, known, strict=True)]
+        scored = self.decoder.score_ids(queries, [[self.ids[r] for r in row] for row in unknown])
+        for seen, row, values in zip(known, unknown, scored, strict=True):
+            seen.update(zip(row, values, strict=True))
         return [
-            Candidates(row, source, np.asarray(lp, dtype=np.float64), scores[row].astype(np.float64))
-            for row, source, lp, scores in zip(rows, sources, log_probs, lexical, strict=True)
+            Candidates(
+                row, source, np.asarray([lp[r] for r in row], dtype=np.float64), s[row].astype(np.float64)
+            )
+            for row, source, lp, s in zip(rows, sources, known, lexical, strict=True)
         ]
 
     def _ranked(self, candidates: Candidates, k: int) -> list[Recommendation]:

@@ -102,18 +102,21 @@ def test_fusion_returns_min_k_n_distinct_catalogue_items(
 
 
 def test_hybrid_model_scores_are_the_beam_search_probabilities(loaded: LoadedModel) -> None:
+    """A beam keeps the probability beam search gave it; a lexical find gets the teacher-forced one;
+    and the two agree: teacher forcing scores a beam's ID exactly as the search did."""
     ranker = loaded.ranker()
     beams = loaded.decoder().decode(QUERIES, num_beams=10, top_k=10)
     hybrid = ranker.rank(QUERIES, 20, "hybrid", num_beams=10)
-    for beam_row, fused_row in zip(beams, hybrid, strict=True):
+    for query, beam_row, fused_row in zip(QUERIES, beams, hybrid, strict=True):
         by_id = {found.semantic_id: found for found in fused_row}
         for candidate in beam_row:  # every beam is a candidate, found by the model
-            found = by_id[candidate.semantic_id]
-            assert MODEL in found.sources
-            assert found.model_score == pytest.approx(candidate.score, rel=1e-4)
-        probabilities = [found.model_score for found in fused_row]
-        assert all(p is not None and 0.0 < p <= 1.0 for p in probabilities)
-        assert math.fsum(p for p in probabilities if p is not None) <= 1.0 + 1e-4
+            assert MODEL in by_id[candidate.semantic_id].sources
+            assert by_id[candidate.semantic_id].model_score == pytest.approx(candidate.score, rel=1e-4)
+        ids = [found.semantic_id for found in fused_row]
+        (forced,) = loaded.decoder().score_ids([query], [ids])
+        for found, log_prob in zip(fused_row, forced, strict=True):
+            assert found.model_score == pytest.approx(math.exp(log_prob), rel=1e-4)
+        assert math.fsum(found.model_score or 0.0 for found in fused_row) <= 1.0 + 1e-4
 
 
 def test_fusion_time_is_reported(loaded: LoadedModel) -> None:

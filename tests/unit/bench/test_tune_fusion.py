@@ -39,7 +39,9 @@ def test_tuning_reads_held_out_phrasings_and_stores_its_choice(tmp_path: Path) -
     assert len(result["grid"]) == len(grid())
     # the model alone is in the grid, so the choice never measures worse than it
     assert figures["hybrid"]["recall@10"] >= figures["generative"]["recall@10"]
-    assert max(row["recall@10"] for row in result["grid"]) == figures["hybrid"]["recall@10"]
+    best = max(row["recall@10"] for row in result["grid"])
+    assert figures["best_in_grid"]["recall@10"] == best
+    assert figures["hybrid"]["recall@10"] >= best - max((best * (1 - best) / 40) ** 0.5, 1 / 40) - 1e-9
     write_fusion(bundle.bundle_dir, chosen)
     manifest = read_manifest(bundle.bundle_dir)
     assert manifest.retrieval is not None and manifest.retrieval.fusion == chosen

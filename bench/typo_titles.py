@@ -7,7 +7,9 @@ more letters: a dropped, doubled, swapped or replaced letter), ``partial`` (the 
 of titles of three words or more), ``typo_phrased`` (a typo'd title inside "looking for ..."). Also, so
 the title match is seen not to hurt what BM25 already does, the run's held-out phrasings
 (``examples.jsonl``, ``split == "valid"``) when ``--examples`` is given. A query's target is the one
-item it was made from; the figure is Hit@10. CPU only, no model: seconds for 1,000 items.
+item it was made from; the figure is Hit@10. CPU only, no model: seconds for 1,000 items. With
+``--bundle``, a seeded sample (``--sample``) of each set also goes through the service's ``hybrid`` mode
+(model + lexical, the manifest's fusion parameters), one query at a time.
 """
 
 from __future__ import annotations
@@ -95,12 +97,33 @@ def hit_at_k(index: LexicalIndex, queries: Sequence[tuple[str, int]]) -> dict[st
     return {name: round(count / max(1, len(queries)), 4) for name, count in hits.items()}
 
 
+def hybrid_hit_at_k(
+    ranker: Any, queries: Sequence[tuple[str, int]], sample: int, seed: int
+) -> dict[str, float]:
+    """Hit@10 of hybrid mode on a seeded sample of ``queries``."""
+    chosen = random.Random(seed).sample(list(queries), min(sample, len(queries)))
+    hits = 0
+    for text, target in chosen:
+        found = ranker.rank([text], TOP_K, "hybrid", num_beams=TOP_K)[0]
+        hits += int(ranker.ids[target] in [f.semantic_id for f in found])
+    return {"hybrid_sampled": len(chosen), "hybrid": round(hits / max(1, len(chosen)), 4)}
+
+
+def _ranker(bundle: Path, base_models_dir: Path) -> Any:
+    from app.inference.model_loading import load_recommender_model
+
+    return load_recommender_model(bundle, base_models_dir, "auto").ranker()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--catalogue", type=Path, default=Path("artifacts/runs/demo/items_with_ids.jsonl"))
     parser.add_argument("--examples", type=Path, default=None, help="a run's examples.jsonl")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--bundle", type=Path, default=None, help="also measure hybrid mode with this bundle")
+    parser.add_argument("--base-models-dir", type=Path, default=Path("artifacts/base_models"))
+    parser.add_argument("--sample", type=int, default=200, help="queries per set through hybrid mode")
     args = parser.parse_args(argv)
     rows = [json.loads(line) for line in args.catalogue.read_text().splitlines() if line.strip()]
     index = LexicalIndex.build(rows, catalogue_hash="-")
@@ -108,11 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.examples is not None:
         sets["valid_phrasings"] = valid_queries(args.examples, rows)
     result = {kind: {"queries": len(qs), **hit_at_k(index, qs)} for kind, qs in sets.items()}
+    if args.bundle is not None:
+        ranker = _ranker(args.bundle, args.base_models_dir)
+        if ranker.lexical.item_ids != [str(row["item_id"]) for row in rows]:
+            parser.error("--bundle must hold the catalogue given by --catalogue, in the same order")
+        for kind, qs in sets.items():
+            result[kind] |= hybrid_hit_at_k(ranker, qs, args.sample, args.seed)
     print(f"| queries | n | {' | '.join(f'{v} hit@10' for v in VARIANTS)} |")
     print("|" + " --- |" * (len(VARIANTS) + 2))
     for kind, figures in result.items():
         cells = " | ".join(f"{figures[v]:.3f}" for v in VARIANTS)
-        print(f"| {kind} | {figures['queries']} | {cells} |")
+        hybrid = (
+            f" hybrid {figures['hybrid']:.3f} (of {figures['hybrid_sampled']})" if "hybrid" in figures else ""
+        )
+        print(f"| {kind} | {figures['queries']} | {cells} |{hybrid}")
     if args.out is not None:
         args.out.write_text(json.dumps({"command": " ".join(sys.argv), "hit@10": result}, indent=1) + "\n")
     return 0

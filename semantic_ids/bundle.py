@@ -92,13 +92,15 @@ class TokenInfo(_Frozen):
 class FusionParams(_Frozen):
     """How ``hybrid`` mode ranks the model's beams together with the lexical retriever's top items."""
 
+    # The defaults are what bench/tune_fusion.py chose on the demo bundle's held-out phrasings
+    # (bench/results/fusion_tuning.json): a bundle that was not tuned itself, or predates fusion, gets them.
     method: Literal["linear", "rrf"] = "linear"
-    lexical_depth: int = Field(default=20, ge=0, description="lexical candidates added to the beams")
+    lexical_depth: int = Field(default=10, ge=0, description="lexical candidates added to the beams")
     # linear: log p_model(ID | query) + lexical_weight * lexical score (in [0, 1])
-    lexical_weight: float = Field(default=4.0, ge=0.0)
+    lexical_weight: float = Field(default=16.0, ge=0.0)
     # rrf: 1 / (rrf_k + model rank) + 1 / (rrf_k + lexical rank), both ranks over the candidates
     rrf_k: float = Field(default=60.0, gt=0.0)
-    tuned_on: str = "defaults (not tuned)"
+    tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 
 

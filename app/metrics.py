@@ -43,6 +43,16 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )
+        self.recommend_modes = Counter(
+            "semid_recommend_requests", "Recommendation requests by retrieval mode.", ["mode"], registry=r
+        )
+        self.fusion_latency = Histogram(
+            "semid_fusion_seconds",
+            "Wall time of hybrid fusion for one batch, after the beam search: lexical retrieval, "
+            "teacher-forced scoring of the candidates, and the fused ranking.",
+            buckets=_DECODE_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge("semid_queue_depth", "Requests waiting for the decoder.", registry=r)
         self.overloaded = Counter(
             "semid_overloaded", "Requests refused because the queue was full.", registry=r
@@ -67,6 +77,8 @@ class Metrics:
         )
         self.invalid_decodes.inc(0)  # exported as 0 from the start, not absent
         self.unhandled_errors.inc(0)
+        for mode in ("hybrid", "generative", "lexical"):
+            self.recommend_modes.labels(mode).inc(0)
 
     def describe_bundle(self, manifest: Manifest, item_count: int) -> None:
         self.catalogue_size.set(item_count)

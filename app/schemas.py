@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+RetrievalMode = Literal["hybrid", "generative", "lexical"]  # semantic_ids.hybrid.Mode, spelt out for OpenAPI
+Source = Literal["model", "lexical"]
+
+_MODE_DESCRIPTION = (
+    "`hybrid` (default): the model's constrained beams and the lexical retriever's top items, each scored "
+    "by the model's probability of its semantic ID and by its lexical score, fused with the bundle's "
+    "tuned parameters. `generative`: the semantic-ID model alone (constrained beam search). `lexical`: "
+    "BM25 over the item text plus typo-tolerant title matching, no model."
+)
 
 
 class RecommendRequest(BaseModel):
@@ -16,6 +26,7 @@ class RecommendRequest(BaseModel):
     k: StrictInt = Field(
         default=10, ge=1, description="How many items to return, at most the catalogue size."
     )
+    mode: RetrievalMode = Field(default="hybrid", description=_MODE_DESCRIPTION)
 
     @field_validator("query")
     @classmethod
@@ -49,12 +60,28 @@ class ItemPublic(ItemBase):
     semantic_id_tokens: str = Field(description="Token form, e.g. [SEM_START][SEM_0_12]...[SEM_END].")
 
 
+class ComponentScores(BaseModel):
+    model: float | None = Field(
+        description="Probability of its semantic ID under the trie-constrained model (null: not asked)."
+    )
+    lexical: float | None = Field(
+        description="Lexical score in [0, 1]: relative BM25 plus title match (null: not asked)."
+    )
+
+
 class RecommendedItem(ItemPublic):
     rank: int = Field(ge=1)
-    score: float = Field(description="Probability of this ID under the trie-constrained model.")
+    score: float = Field(
+        description="The mode's ranking score: the model probability (generative), the lexical score "
+        "(lexical) or the fused score (hybrid: log-probability plus weighted lexical score, or "
+        "reciprocal-rank fusion, as the bundle's manifest says). Higher is better; compare within a response."
+    )
+    sources: list[Source] = Field(description="Which retrievers found this item among their candidates.")
+    scores: ComponentScores = Field(description="The component scores behind `score`.")
 
 
 class RecommendResponse(BaseModel):
+    mode: RetrievalMode = Field(description="The retrieval mode that produced the ranking.")
     items: list[RecommendedItem]
     model: str = Field(description="The bundle id that produced the ranking.")
     timing_ms: float = Field(description="Time spent inside the service for this request.")

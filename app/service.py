@@ -21,10 +21,17 @@ from app.errors import DatabaseUnavailable, DeadlineExceeded, InvalidRequest
 from app.inference.batching import MicroBatcher
 from app.inference.engine import Recommender
 from app.metrics import Metrics
-from app.schemas import ItemPublic, Readiness, RecommendedItem, RecommendRequest, RecommendResponse
+from app.schemas import (
+    ComponentScores,
+    ItemPublic,
+    Readiness,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+)
 from app.settings import Settings
 from semantic_ids.bundle import BundleMismatch, read_manifest
-from semantic_ids.decoding import Candidate
+from semantic_ids.hybrid import Recommendation
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,8 @@ class Service:
         self.recommender = recommender
         self.repository = repository
         self.metrics = metrics
-        self.batcher = MicroBatcher(
+        recommender.on_fusion = metrics.fusion_latency.observe
+        self.batcher: MicroBatcher[Recommendation] = MicroBatcher(
             recommender.recommend,
             beams_for=recommender.beams_for,
             max_batch_size=settings.batch_max_size,
@@ -93,19 +101,23 @@ class Service:
         started = time.perf_counter()
         self._check_limits(request)
         k = min(request.k, self.recommender.item_count)  # more than the catalogue holds means all of it
-        candidates = await self._decode_within_deadline(request.query, k)
+        self.metrics.recommend_modes.labels(request.mode).inc()
+        if request.mode == "lexical":  # no model: it need not queue behind beam searches
+            found = await run_in_threadpool(self.recommender.recommend, [request.query], k, "lexical")
+            candidates = found[0]
+        else:
+            candidates = await self._decode_within_deadline(request.query, k, request.mode)
         rows = await run_in_threadpool(self._rows_for, candidates)
-        items = [
-            RecommendedItem(rank=rank, score=candidate.score, **_item_fields(row))
-            for rank, (candidate, row) in enumerate(rows, start=1)
-        ]
+        items = [_recommended(rank, candidate, row) for rank, (candidate, row) in enumerate(rows, start=1)]
         timing_ms = (time.perf_counter() - started) * 1000.0
-        return RecommendResponse(items=items, model=self.recommender.bundle_id, timing_ms=round(timing_ms, 2))
+        return RecommendResponse(
+            mode=request.mode, items=items, model=self.recommender.bundle_id, timing_ms=round(timing_ms, 2)
+        )
 
-    async def _decode_within_deadline(self, query: str, k: int) -> list[Candidate]:
+    async def _decode_within_deadline(self, query: str, k: int, mode: str) -> list[Recommendation]:
         timeout_s = self.settings.request_timeout_s
         try:
-            return await asyncio.wait_for(self.batcher.submit(query, k), timeout_s)
+            return await asyncio.wait_for(self.batcher.submit(query, k, mode), timeout_s)
         except TimeoutError:
             # wait_for cancelled the request: still queued, it is skipped; mid-decode, its answer is dropped.
             self.metrics.deadline_exceeded.inc()
@@ -166,7 +178,7 @@ class Service:
         if tokens > self.settings.max_query_tokens:
             raise InvalidRequest(f"query: at most {self.settings.max_query_tokens} tokens, got {tokens}")
 
-    def _rows_for(self, candidates: Sequence[Candidate]) -> list[tuple[Candidate, ItemRow]]:
+    def _rows_for(self, candidates: Sequence[Recommendation]) -> list[tuple[Recommendation, ItemRow]]:
         """Catalogue rows for the candidates in one query. A decoded ID without a row means the trie and
         the database disagree: it is counted (the metric must stay 0), logged and left out."""
         try:
@@ -195,6 +207,16 @@ def _served_catalogue(repository: CatalogueRepository, engine: Engine) -> tuple[
             "run `semid-service load-catalogue --bundle <bundle dir>`"
         )
     return state.version, state.item_count
+
+
+def _recommended(rank: int, found: Recommendation, row: ItemRow) -> RecommendedItem:
+    return RecommendedItem(
+        rank=rank,
+        score=found.score,
+        sources=list(found.sources),  # type: ignore[arg-type]  # "model" / "lexical" by construction
+        scores=ComponentScores(model=found.model_score, lexical=found.lexical_score),
+        **_item_fields(row),
+    )
 
 
 def _item_fields(row: ItemRow) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Recommendation quality on unseen phrasings: the fine-tuned model against BM25 and dense retrieval.
+"""Recommendation quality on unseen phrasings: the service's three modes against BM25 and dense retrieval.
 
     .venv/bin/python -m bench.quality_bench --bundle artifacts/bundles/demo
     .venv/bin/python -m bench.quality_bench --systems dense,bm25     # no bundle needed
@@ -7,8 +7,11 @@ Queries come from ``bench/queries/demo_unseen.jsonl`` (see ``bench.unseen_querie
 in categories, each with every catalogue item that passes its filter as relevant. All systems answer
 the same queries over the same catalogue:
 
-- ``model``: the bundle's fine-tuned LLM through ``ConstrainedDecoder`` (beam search inside the trie
-  of existing IDs, 10 beams, top 10), one query at a time, so its latency is a single query's;
+- ``hybrid``, ``generative``, ``lexical``: the service's retrieval modes (``semantic_ids.hybrid``) over
+  the bundle, with its manifest's fusion parameters: ``generative`` is the fine-tuned LLM alone (beam
+  search inside the trie of existing IDs, 10 beams, top 10), ``lexical`` the bundle's BM25 index plus
+  title matching, ``hybrid`` both fused. One query at a time, so a latency is a single query's, the
+  three side by side in one run;
 - ``dense``: ``training.eval.baselines.dense_rankings`` (MiniLM query vector, cosine against the run's
   ``embeddings.npy``);
 - ``bm25``: ``training.eval.baselines.bm25_rankings`` (bm25s over ``render_item_text``);
@@ -46,7 +49,9 @@ from training.run_layout import ARTIFACTS, BASE_MODELS_DIR, RunLayout, bundle_di
 
 logger = logging.getLogger("bench.quality_bench")
 
-SYSTEMS = ("model", "dense", "bm25")
+MODES = ("hybrid", "generative", "lexical")  # the service's modes, all from one loaded bundle
+SYSTEMS = (*MODES, "dense", "bm25")
+SUMMARY_METRICS = ("recall@10", "hit@10", "ndcg@10")
 TOP_K = 10
 WARMUP_QUERIES = ("a film to warm up the caches", "warm-up query two")
 
@@ -66,6 +71,7 @@ class QualityBenchConfig:
     beams: int = 10
     device: str = "auto"
     limit: int | None = None  # the first N queries of each category: a smoke run, not a result
+    summary_out: Path | None = None
 
 
 @dataclass
@@ -86,7 +92,7 @@ def load_items(config: QualityBenchConfig) -> list[dict[str, Any]]:
         from semantic_ids.bundle import read_catalogue
 
         return list(read_catalogue(config.bundle_dir))
-    if "model" in config.systems:
+    if set(MODES) & set(config.systems):
         raise BenchError(
             f"no bundle at {config.bundle_dir} (manifest.json missing): run `semid pipeline --profile demo` "
             "first, or pass --systems dense,bm25"
@@ -147,9 +153,10 @@ def _agreement(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float:
     return round(sum(set(x) == set(y) for x, y in zip(a, b, strict=True)) / max(1, len(a)), 4)
 
 
-def run_model(
+def run_modes(
     config: QualityBenchConfig, items: Sequence[Mapping[str, Any]], texts: Sequence[str]
-) -> SystemRun:
+) -> dict[str, SystemRun]:
+    """The bundle's modes that ``config.systems`` names, from one loaded model, one after another."""
     from app.inference.model_loading import load_recommender_model
     from semantic_ids.ids import SemanticId
 
@@ -158,25 +165,39 @@ def run_model(
     started = time.perf_counter()
     loaded = load_recommender_model(config.bundle_dir, config.base_models_dir, config.device)
     load_s = time.perf_counter() - started
-    decoder = loaded.decoder()
+    ranker = loaded.ranker()
     item_of = {SemanticId.from_codes(item["semantic_id"]): str(item["item_id"]) for item in items}
-    unknown = 0
+    runs = {}
+    for mode in (m for m in MODES if m in config.systems):
+        logger.info("%s: %d queries, one at a time, %d beams", mode, len(texts), config.beams)
+        runs[mode] = _run_mode(ranker, mode, texts, item_of, config.beams)
+        runs[mode].extra |= {"bundle_id": loaded.manifest.bundle_id, "device": str(loaded.device)}
+        runs[mode].extra["load_s"] = round(load_s, 2)
+    return runs
+
+
+def _run_mode(
+    ranker: Any, mode: str, texts: Sequence[str], item_of: Mapping[Any, str], beams: int
+) -> SystemRun:
+    fusion_s: list[float] = []
+    sources: dict[str, int] = {}
 
     def answer(text: str) -> list[str]:
-        nonlocal unknown
-        candidates = decoder.decode([text], num_beams=config.beams, top_k=TOP_K)[0]
-        unknown += sum(c.semantic_id not in item_of for c in candidates)
-        return [item_of[c.semantic_id] for c in candidates if c.semantic_id in item_of]
+        found = ranker.rank([text], TOP_K, mode, num_beams=beams, on_fusion=fusion_s.append)[0]
+        for f in found:
+            key = "+".join(f.sources)
+            sources[key] = sources.get(key, 0) + 1
+        return [item_of[f.semantic_id] for f in found if f.semantic_id in item_of]
 
     run = _timed_each(texts, answer)
     run.extra = {
-        "bundle_id": loaded.manifest.bundle_id,
-        "device": str(loaded.device),
-        "beams": config.beams,
-        "load_s": round(load_s, 2),
-        "ids_not_in_catalogue": unknown,
+        "beams": beams,
         "short_lists": sum(len(row) < TOP_K for row in run.rankings),
+        "sources_in_top10": sources,
     }
+    if mode == "hybrid":
+        run.extra["fusion"] = ranker.fusion.model_dump()
+        run.extra["fusion_latency"] = _latency(fusion_s[len(WARMUP_QUERIES) :] or [0.0])
     return run
 
 
@@ -246,14 +267,15 @@ def _grouped(queries: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, f
 
 
 def _head_to_head(per_query: Sequence[Mapping[str, Any]], systems: Sequence[str]) -> dict[str, Any]:
-    """How often the model finds something (hit@10) where a baseline does not, and the reverse."""
-    if "model" not in systems:
+    """How often hybrid (else the model alone) finds something (hit@10) where another system does not."""
+    lead = next((s for s in ("hybrid", "generative") if s in systems), None)
+    if lead is None:
         return {}
     out = {}
-    for other in (s for s in systems if s != "model"):
-        pairs = [(q["systems"]["model"]["hit@10"], q["systems"][other]["hit@10"]) for q in per_query]
-        out[f"model_vs_{other}"] = {
-            "model_only": sum(m > o for m, o in pairs),
+    for other in (s for s in systems if s != lead):
+        pairs = [(q["systems"][lead]["hit@10"], q["systems"][other]["hit@10"]) for q in per_query]
+        out[f"{lead}_vs_{other}"] = {
+            f"{lead}_only": sum(m > o for m, o in pairs),
             f"{other}_only": sum(o > m for m, o in pairs),
             "both": sum(m == o == 1 for m, o in pairs),
             "neither": sum(m == o == 0 for m, o in pairs),
@@ -340,9 +362,8 @@ def run_bench(config: QualityBenchConfig) -> dict[str, Any]:
         queries = [q for c in CATEGORIES for q in [q for q in queries if q["category"] == c][: config.limit]]
     texts = [q["query"] for q in queries]
     runs: dict[str, SystemRun] = {}
-    if "model" in config.systems:
-        logger.info("model: %d queries, one at a time, %d beams", len(texts), config.beams)
-        runs["model"] = run_model(config, items, texts)
+    if set(MODES) & set(config.systems):
+        runs |= run_modes(config, items, texts)
     if "dense" in config.systems:
         logger.info("dense: %d queries", len(texts))
         runs["dense"] = run_dense(items, load_embeddings(config.run_dir, items), texts)
@@ -370,6 +391,26 @@ def run_bench(config: QualityBenchConfig) -> dict[str, Any]:
     return result | score(queries, runs, items)
 
 
+def summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Per mode and baseline: recall@10, hit@10, ndcg@10, over all queries and per category, and p50."""
+    systems = {}
+    for name, figures in result["systems"].items():
+        entry: dict[str, Any] = {
+            "all": {m: figures["all"][m] for m in SUMMARY_METRICS},
+            "by_category": {
+                c: {m: row[m] for m in SUMMARY_METRICS} for c, row in figures["by_category"].items()
+            },
+        }
+        if "latency" in figures:
+            entry["latency"] = figures["latency"]
+        if "fusion" in figures:
+            entry["fusion"] = figures["fusion"]
+            entry["fusion_latency"] = figures["fusion_latency"]
+        systems[name] = entry
+    keys = ("created_at", "command", "machine", "queries_file", "queries", "limited", "catalogue_items")
+    return {**{k: result[k] for k in keys}, "systems": systems}
+
+
 def _write_json(result: Mapping[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
@@ -387,9 +428,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[QualityBenchConfig, int]:
         help="run folder with embeddings.npy (default: artifacts/runs/<bundle profile>)",
     )
     parser.add_argument("--queries", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: model,dense,bm25")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated: {','.join(SYSTEMS)}")
     parser.add_argument("--base-models-dir", type=Path, default=BASE_MODELS_DIR)
     parser.add_argument("--out", type=Path, default=ARTIFACTS / "bench" / "quality_unseen.json")
+    parser.add_argument(
+        "--summary-out",
+        type=Path,
+        default=Path("bench/results/hybrid_demo.json"),
+        help="the per-system, per-category figures without the per-query detail",
+    )
     parser.add_argument("--beams", type=int, default=10)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
@@ -404,6 +451,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[QualityBenchConfig, int]:
     config = QualityBenchConfig(
         bundle_dir=args.bundle, run_dir=run_dir, queries_file=args.queries, systems=systems,
         base_models_dir=args.base_models_dir, out=args.out, beams=args.beams, device=args.device,
+        summary_out=args.summary_out,
         limit=args.limit,
     )  # fmt: skip
     return config, args.threads
@@ -432,6 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     _write_json(result, config.out)
+    if config.summary_out is not None:
+        _write_json(summary(result), config.summary_out)
+        print(f"wrote {config.summary_out}")
     print(format_table(result))
     for pair, counts in result["head_to_head"].items():
         print(f"{pair}: {counts}")

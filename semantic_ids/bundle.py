@@ -8,7 +8,12 @@ Layout of a bundle folder (written to a temporary sibling, then renamed into pla
     adapter/                  peft LoRA adapter (safetensors, no full embedding matrix)
     new_token_rows.safetensors  trained embedding rows of the added tokens ("embed_tokens")
     rqvae.safetensors         the RQ-VAE weights (for assigning IDs to new items later)
+    lexical/                  BM25 index of the item text (semantic_ids/lexical.py; no pickle), since schema 2
     evaluation.json           the offline evaluation table
+
+Schema 2 adds the optional ``retrieval`` section (the lexical index and the fusion parameters). A
+schema-1 manifest still reads: it has no ``retrieval``, and the service builds the lexical index from
+``catalogue.jsonl`` at load time with the default fusion parameters.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from semantic_ids.ids import IdScheme
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.jsonl"
 TOKENIZER_DIR = "tokenizer"
@@ -37,6 +43,7 @@ FINETUNED_LAYERS = "finetuned_layers.safetensors"
 NEW_TOKEN_ROWS = "new_token_rows.safetensors"
 RQVAE_WEIGHTS = "rqvae.safetensors"
 EVALUATION = "evaluation.json"
+LEXICAL_DIR = "lexical"
 
 
 class BundleMismatch(RuntimeError):
@@ -82,6 +89,26 @@ class TokenInfo(_Frozen):
     added_count: int
 
 
+class FusionParams(_Frozen):
+    """How ``hybrid`` mode ranks the model's beams together with the lexical retriever's top items."""
+
+    # The defaults are what bench/tune_fusion.py chose on the demo bundle's held-out phrasings
+    # (bench/results/fusion_tuning.json): a bundle that was not tuned itself, or predates fusion, gets them.
+    method: Literal["linear", "rrf"] = "linear"
+    lexical_depth: int = Field(default=10, ge=0, description="lexical candidates added to the beams")
+    # linear: log p_model(ID | query) + lexical_weight * lexical score (in [0, 1])
+    lexical_weight: float = Field(default=16.0, ge=0.0)
+    # rrf: 1 / (rrf_k + model rank) + 1 / (rrf_k + lexical rank), both ranks over the candidates
+    rrf_k: float = Field(default=60.0, gt=0.0)
+    tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
+    figures: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrievalInfo(_Frozen):
+    lexical_index: str | None = LEXICAL_DIR  # folder inside the bundle; None: built at load time
+    fusion: FusionParams = FusionParams()
+
+
 class Manifest(_Frozen):
     schema_version: int
     bundle_id: str
@@ -94,6 +121,7 @@ class Manifest(_Frozen):
     lora: dict[str, Any]
     training: dict[str, Any]
     evaluation: dict[str, Any]
+    retrieval: RetrievalInfo | None = None  # schema 2; None in schema-1 bundles
 
 
 def catalogue_hash(items: Iterable[Mapping[str, Any]]) -> str:
@@ -112,9 +140,10 @@ def read_manifest(bundle_dir: Path) -> Manifest:
         raise BundleMismatch(f"{bundle_dir} is not a bundle: it has no {MANIFEST}")
     raw = json.loads(path.read_text())
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_SCHEMA_VERSIONS)
         raise BundleMismatch(
-            f"bundle {bundle_dir} has schema version {version}; this code reads version {SCHEMA_VERSION}"
+            f"bundle {bundle_dir} has schema version {version}; this code reads versions {readable}"
         )
     return Manifest.model_validate(raw)
 

@@ -26,6 +26,7 @@ from semantic_ids.bundle import (
     CATALOGUE,
     EVALUATION,
     FINETUNED_LAYERS,
+    LEXICAL_DIR,
     MANIFEST,
     NEW_TOKEN_ROWS,
     RQVAE_WEIGHTS,
@@ -34,7 +35,9 @@ from semantic_ids.bundle import (
     BaseModelInfo,
     CatalogueInfo,
     EmbeddingInfo,
+    FusionParams,
     Manifest,
+    RetrievalInfo,
     SemanticIdInfo,
     TokenInfo,
     atomic_directory,
@@ -43,6 +46,7 @@ from semantic_ids.bundle import (
 )
 from semantic_ids.causal_lm import heads_are_tied
 from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme
+from semantic_ids.lexical import LexicalIndex
 from training.data.items import CatalogueItem
 from training.io import write_jsonl
 
@@ -64,6 +68,7 @@ class BundleInputs:
     lora: Mapping[str, Any]
     training: Mapping[str, Any]
     evaluation: Mapping[str, Any]
+    fusion: FusionParams | None = None  # tuned hybrid parameters; None: the defaults
 
 
 def new_token_rows(peft_model: Any, new_token_ids: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -143,6 +148,7 @@ def build_manifest(inputs: BundleInputs, rows: list[dict[str, Any]], added_count
         lora=dict(inputs.lora),
         training=dict(inputs.training),
         evaluation=dict(inputs.evaluation),
+        retrieval=RetrievalInfo(lexical_index=LEXICAL_DIR, fusion=inputs.fusion or FusionParams()),
     )
 
 
@@ -157,6 +163,7 @@ def write_bundle(
     manifest = build_manifest(inputs, rows, added_count=len(new_token_ids))
     with atomic_directory(bundle_dir) as staging:
         write_jsonl(rows, staging / CATALOGUE)
+        LexicalIndex.build(rows, manifest.catalogue.content_hash).save(staging / LEXICAL_DIR)
         tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
         if hasattr(peft_model, "peft_config"):
             save_lora_adapter(peft_model, staging / ADAPTER_DIR, manifest.base_model.name)

@@ -6,9 +6,9 @@ batch decodes, newcomers wait in the queue and form the next batch; when the dec
 waits at most ``max_wait_s`` for company. Past ``max_queued`` waiting requests, ``submit`` raises
 ``Overloaded`` at once instead of letting latency grow without bound.
 
-Requests are grouped by beam count before decoding, so a request's answer does not depend on what
-else happened to share its batch (more beams can change a beam search's result). A batch whose decode
-fails is decoded again one request at a time, so a failure stays with the request that caused it.
+Requests are grouped by retrieval mode and beam count before decoding, so a request's answer does not
+depend on what else happened to share its batch (more beams can change a beam search's result). A batch
+whose decode fails is decoded again one request at a time, so a failure stays with the request that caused it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from app.metrics import Metrics
-from semantic_ids.decoding import Candidate
 
 logger = logging.getLogger(__name__)
 
-DecodeBatch = Callable[[list[str], int], list[list[Candidate]]]
-"""``(queries, k) -> candidates per query``: the blocking decode the batcher runs in its thread."""
+Result = TypeVar("Result")
+DecodeBatch = Callable[[list[str], int, str], list[list[Result]]]
+"""``(queries, k, mode) -> results per query``: the blocking decode the batcher runs in its thread."""
 
 
 class Overloaded(RuntimeError):
@@ -44,16 +45,17 @@ class ServiceStopping(RuntimeError):
 
 
 @dataclass
-class _Request:
+class _Request(Generic[Result]):
     query: str
     k: int
-    future: asyncio.Future[list[Candidate]]
+    mode: str
+    future: asyncio.Future[list[Result]]
 
 
-class MicroBatcher:
+class MicroBatcher(Generic[Result]):
     def __init__(
         self,
-        decode: DecodeBatch,
+        decode: DecodeBatch[Result],
         *,
         beams_for: Callable[[int], int],
         max_batch_size: int,
@@ -68,10 +70,10 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self.retry_after_s = retry_after_s
         self._metrics = metrics
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max_queued)
+        self._queue: asyncio.Queue[_Request[Result]] = asyncio.Queue(maxsize=max_queued)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: list[_Request] = []
+        self._in_flight: list[_Request[Result]] = []
 
     async def start(self) -> None:
         if self._task is None:
@@ -92,13 +94,13 @@ class MicroBatcher:
         self._metrics.queue_depth.set(0)
         await asyncio.to_thread(self._executor.shutdown, wait=True)  # let a running decode finish
 
-    async def submit(self, query: str, k: int) -> list[Candidate]:
-        """The ``k`` best candidates for ``query``, decoded alongside whatever arrives with it."""
+    async def submit(self, query: str, k: int, mode: str = "") -> list[Result]:
+        """The ``k`` best results for ``query`` in ``mode``, decoded alongside whatever arrives with it."""
         if self._task is None:
             raise ServiceStopping("the decoder is not running")
-        future: asyncio.Future[list[Candidate]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Request(query, k, future))
+            self._queue.put_nowait(_Request(query, k, mode, future))
         except asyncio.QueueFull:
             self._metrics.overloaded.inc()
             raise Overloaded(self._queue.qsize(), self.retry_after_s) from None
@@ -114,7 +116,7 @@ class MicroBatcher:
                 await self._run_group(group)
             self._in_flight = []
 
-    async def _next_batch(self) -> list[_Request]:
+    async def _next_batch(self) -> list[_Request[Result]]:
         batch = [await self._queue.get()]
         deadline = time.perf_counter() + self.max_wait_s
         while len(batch) < self.max_batch_size:
@@ -132,17 +134,17 @@ class MicroBatcher:
                 break
         return batch
 
-    def _group_by_beams(self, batch: Sequence[_Request]) -> list[list[_Request]]:
-        groups: dict[int, list[_Request]] = defaultdict(list)
+    def _group_by_beams(self, batch: Sequence[_Request[Result]]) -> list[list[_Request[Result]]]:
+        groups: dict[tuple[str, int], list[_Request[Result]]] = defaultdict(list)
         for request in batch:
-            groups[self._beams_for(request.k)].append(request)
+            groups[(request.mode, self._beams_for(request.k))].append(request)
         return list(groups.values())
 
-    async def _run_group(self, group: list[_Request]) -> None:
+    async def _run_group(self, group: list[_Request[Result]]) -> None:
         top_k = max(request.k for request in group)
         started = time.perf_counter()
         try:
-            results = await self._decode_in_thread([request.query for request in group], top_k)
+            results = await self._decode_in_thread([request.query for request in group], top_k, group[0].mode)
         except Exception as error:
             if len(group) == 1:
                 _fail(group[0], error)
@@ -161,12 +163,12 @@ class MicroBatcher:
             if not request.future.done():
                 request.future.set_result(candidates[: request.k])
 
-    async def _decode_in_thread(self, queries: list[str], top_k: int) -> list[list[Candidate]]:
+    async def _decode_in_thread(self, queries: list[str], top_k: int, mode: str) -> list[list[Result]]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._decode, queries, top_k)
+        return await loop.run_in_executor(self._executor, self._decode, queries, top_k, mode)
 
 
-def _fail(request: _Request, error: Exception) -> None:
+def _fail(request: _Request[Result], error: Exception) -> None:
     """The request that caused ``error`` learns of it; the collector keeps going."""
     logger.error("decoding a query of %d characters failed", len(request.query), exc_info=error)
     if not request.future.done():

@@ -1,20 +1,23 @@
 """The recommender engine: the bundle's model loaded once behind a small blocking interface.
 
 Nothing here knows about HTTP or the database. ``recommend`` blocks for the length of a beam search,
-so callers run it off the event loop (the micro-batcher gives it a thread of its own).
+so callers run it off the event loop (the micro-batcher gives it a thread of its own). The three
+retrieval modes (``semantic_ids.hybrid``) share the one model and the bundle's lexical index.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import Manifest
-from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
+from semantic_ids.decoding import ConstrainedDecoder, build_prompt
+from semantic_ids.hybrid import HybridRanker, Recommendation
 from semantic_ids.ids import IdScheme
 
 logger = logging.getLogger(__name__)
@@ -27,13 +30,18 @@ class QueryRejected(ValueError):
 
 
 class Recommender:
-    def __init__(self, decoder: ConstrainedDecoder, manifest: Manifest, *, num_beams: int) -> None:
-        self.decoder = decoder
+    def __init__(self, ranker: HybridRanker, manifest: Manifest, *, num_beams: int) -> None:
+        self.ranker = ranker
         self.manifest = manifest
         self.num_beams = num_beams
         # The semantic-ID tokens are added in one contiguous run starting at [SEM_START].
-        self._first_semantic_token = decoder.token_ids.sem_start
+        self._first_semantic_token = ranker.decoder.token_ids.sem_start
         self._prompt_overhead = len(self._prompt_ids(""))  # [REC][SEM_START] (and any BOS)
+        self.on_fusion: Callable[[float], None] | None = None  # told the seconds each hybrid fusion took
+
+    @property
+    def decoder(self) -> ConstrainedDecoder:
+        return self.ranker.decoder
 
     @classmethod
     def load(
@@ -64,7 +72,7 @@ class Recommender:
             len(loaded.trie),
             time.perf_counter() - started,
         )
-        return cls(loaded.decoder(), loaded.manifest, num_beams=num_beams)
+        return cls(loaded.ranker(), loaded.manifest, num_beams=num_beams)
 
     @property
     def bundle_id(self) -> str:
@@ -98,12 +106,13 @@ class Recommender:
             raise QueryRejected(f"query: the text cannot be tokenised ({type(error).__name__})") from error
         return input_ids
 
-    def recommend(self, queries: list[str], k: int) -> list[list[Candidate]]:
-        """Up to ``k`` existing IDs per query, best first (all of them when the catalogue is smaller)."""
-        return self.decoder.decode(queries, num_beams=self.beams_for(k), top_k=k)
+    def recommend(self, queries: list[str], k: int, mode: str = "hybrid") -> list[list[Recommendation]]:
+        """Up to ``k`` existing items per query, best first (all of them when the catalogue is smaller)."""
+        return self.ranker.rank(queries, k, mode, num_beams=self.beams_for(k), on_fusion=self.on_fusion)
 
     def warm_up(self) -> None:
-        """One decode of a padded pair, so the first request pays no one-off set-up cost."""
+        """A hybrid rank of a padded pair (beam search, lexical index, teacher-forced scoring), so the
+        first request pays no one-off set-up cost."""
         started = time.perf_counter()
-        self.recommend(_WARM_UP_QUERIES, k=1)
+        self.recommend(_WARM_UP_QUERIES, k=1, mode="hybrid")
         logger.info("warmed up in %.2f s", time.perf_counter() - started)

@@ -26,6 +26,7 @@ from semantic_ids.bundle import (
     NEW_TOKEN_ROWS,
     TOKENIZER_DIR,
     BundleMismatch,
+    FusionParams,
     Manifest,
     base_weights_sha256,
     catalogue_hash,
@@ -35,7 +36,9 @@ from semantic_ids.bundle import (
 )
 from semantic_ids.causal_lm import compute_dtype, resize_for_tokens, resolve_device, untie_head
 from semantic_ids.decoding import CodeTokenIds, ConstrainedDecoder
+from semantic_ids.hybrid import HybridRanker
 from semantic_ids.ids import InvalidSemanticId, SemanticId
+from semantic_ids.lexical import LexicalIndex, bundle_lexical_index
 from semantic_ids.trie import PrefixTrie
 
 logger = logging.getLogger(__name__)
@@ -48,9 +51,15 @@ class LoadedModel:
     manifest: Manifest
     trie: PrefixTrie
     device: torch.device
+    ids: list[SemanticId]  # in catalogue order, the lexical index's rows
+    lexical: LexicalIndex
 
     def decoder(self) -> ConstrainedDecoder:
         return ConstrainedDecoder(self.model, self.tokenizer, self.trie)
+
+    def ranker(self) -> HybridRanker:
+        fusion = self.manifest.retrieval.fusion if self.manifest.retrieval is not None else FusionParams()
+        return HybridRanker(self.decoder(), self.lexical, self.ids, fusion)
 
 
 def load_recommender_model(
@@ -65,7 +74,9 @@ def load_recommender_model(
     manifest = read_manifest(bundle_dir)
     _require_files(bundle_dir)
     check_catalogue(manifest, expected_catalogue_hash)
-    trie = _build_trie(bundle_dir, manifest)
+    items = _checked_catalogue(bundle_dir, manifest)
+    ids, trie = _build_trie(items, manifest)
+    lexical = bundle_lexical_index(bundle_dir, manifest, items)
     base_dir = _verified_base_dir(manifest, base_models_dir)
     tokenizer: Any = AutoTokenizer.from_pretrained(str(bundle_dir / TOKENIZER_DIR))
     tokenizer.padding_side = "left"
@@ -81,7 +92,13 @@ def load_recommender_model(
     model = model.to(device=target, dtype=dtype).eval()
     logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, dtype)
     return LoadedModel(
-        model=model, tokenizer=tokenizer, manifest=manifest, trie=trie.to(target), device=target
+        model=model,
+        tokenizer=tokenizer,
+        manifest=manifest,
+        trie=trie.to(target),
+        device=target,
+        ids=ids,
+        lexical=lexical,
     )
 
 
@@ -95,7 +112,7 @@ def _require_files(bundle_dir: Path) -> None:
         raise BundleMismatch(f"bundle {bundle_dir} is incomplete: missing {', '.join(missing)}")
 
 
-def _build_trie(bundle_dir: Path, manifest: Manifest) -> PrefixTrie:
+def _checked_catalogue(bundle_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
     items = list(read_catalogue(bundle_dir))
     actual = catalogue_hash(items)
     if actual != manifest.catalogue.content_hash or len(items) != manifest.catalogue.item_count:
@@ -104,11 +121,13 @@ def _build_trie(bundle_dir: Path, manifest: Manifest) -> PrefixTrie:
             f"its manifest ({manifest.catalogue.item_count} items, "
             f"hash {manifest.catalogue.content_hash[:12]})"
         )
+    return items
+
+
+def _build_trie(items: list[dict[str, Any]], manifest: Manifest) -> tuple[list[SemanticId], PrefixTrie]:
     try:
-        return PrefixTrie(
-            (SemanticId.from_codes(item["semantic_id"]) for item in items),
-            manifest.semantic_ids.scheme,
-        )
+        ids = [SemanticId.from_codes(item["semantic_id"]) for item in items]
+        return ids, PrefixTrie(ids, manifest.semantic_ids.scheme)
     except (InvalidSemanticId, KeyError, TypeError) as error:
         raise BundleMismatch(
             f"bundle {manifest.bundle_id}: bad semantic ID in {CATALOGUE}: {error}"

@@ -24,11 +24,14 @@ def recommend(client: TestClient, body: Any) -> Any:
 def test_recommend_returns_ranked_items_from_the_catalogue(
     client: TestClient, tiny_bundle: TinyBundle
 ) -> None:
-    body = recommend(client, {"query": "Alien", "k": 5})
+    body = recommend(client, {"query": "Alien", "k": 5, "mode": "generative"})
     items = body["items"]
+    assert body["mode"] == "generative"
     assert [item["rank"] for item in items] == [1, 2, 3, 4, 5]
     scores = [item["score"] for item in items]
     assert scores == sorted(scores, reverse=True) and all(0.0 < s <= 1.0 for s in scores)
+    assert all(item["sources"] == ["model"] and item["scores"]["model"] == item["score"] for item in items)
+    assert all(item["scores"]["lexical"] is None for item in items)
     assert body["model"] == tiny_bundle.manifest.bundle_id
     assert body["timing_ms"] > 0
     by_id = {item["item_id"]: item for item in tiny_bundle.items}
@@ -40,9 +43,41 @@ def test_recommend_returns_ranked_items_from_the_catalogue(
     assert items[0]["title"] == "Alien"  # the tiny model was trained to write each title's ID
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "generative", "lexical"])
 @pytest.mark.parametrize("title", ["Heat", "Ran", "Juno", "Coco"])
-def test_a_title_ranks_its_own_film_first(client: TestClient, title: str) -> None:
-    assert recommend(client, {"query": title})["items"][0]["title"] == title
+def test_a_title_ranks_its_own_film_first(client: TestClient, title: str, mode: str) -> None:
+    body = recommend(client, {"query": title, "mode": mode})
+    assert body["mode"] == mode and body["items"][0]["title"] == title
+
+
+def test_hybrid_is_the_default_and_names_sources_and_component_scores(client: TestClient) -> None:
+    body = recommend(client, {"query": "a crime drama by Michael Mann", "k": 20})
+    assert body["mode"] == "hybrid" and len(body["items"]) == 20
+    assert len({item["item_id"] for item in body["items"]}) == 20
+    sources = [tuple(item["sources"]) for item in body["items"]]
+    assert set(sources) <= {("model",), ("lexical",), ("model", "lexical")}
+    assert any("lexical" in s for s in sources) and any("model" in s for s in sources)
+    for item in body["items"]:
+        assert 0.0 < item["scores"]["model"] <= 1.0 and 0.0 <= item["scores"]["lexical"] <= 1.0
+    lexical = recommend(client, {"query": "Michael Mann", "k": 3, "mode": "lexical"})["items"]
+    assert all(i["sources"] == ["lexical"] and i["scores"]["model"] is None for i in lexical)
+    assert all(i["fields"]["director"] == "Michael Mann" for i in lexical)
+
+
+@pytest.mark.parametrize("mode", ["dense", "HYBRID", "", 3, None])
+def test_an_unknown_mode_is_422_with_the_modes_named(client: TestClient, mode: Any) -> None:
+    response = client.post("/recommend", json={"query": "Alien", "mode": mode})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert "mode: Input should be 'hybrid', 'generative' or 'lexical'" in response.json()["detail"]
+
+
+def test_openapi_documents_the_modes(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    mode = schemas["RecommendRequest"]["properties"]["mode"]
+    assert mode["enum"] == ["hybrid", "generative", "lexical"] and mode["default"] == "hybrid"
+    assert "reciprocal" in schemas["RecommendedItem"]["properties"]["score"]["description"]
+    assert set(schemas["RecommendedItem"]["properties"]) >= {"sources", "scores"}
 
 
 def test_the_query_is_trimmed_and_k_defaults_to_10(client: TestClient) -> None:
@@ -202,3 +237,18 @@ def test_health_readiness_and_metrics(client: TestClient, tiny_bundle: TinyBundl
     assert "/items/0-0-0" not in text
     assert f'bundle_id="{tiny_bundle.manifest.bundle_id}"' in text
     assert "semid_decode_seconds_count" in text and "semid_decode_batch_size_bucket" in text
+    before = {m: _mode_count(text, m) for m in ("hybrid", "generative", "lexical")}
+    fusions = metric_value(text, "semid_fusion_seconds_count")
+    for mode in ("hybrid", "lexical", "lexical"):
+        recommend(client, {"query": "Heat", "mode": mode})
+    text = client.get("/metrics").text
+    assert _mode_count(text, "hybrid") == before["hybrid"] + 1
+    assert _mode_count(text, "lexical") == before["lexical"] + 2
+    assert _mode_count(text, "generative") == before["generative"]
+    assert metric_value(text, "semid_fusion_seconds_count") == fusions + 1
+
+
+def _mode_count(metrics_text: str, mode: str) -> float:
+    prefix = f'semid_recommend_requests_total{{mode="{mode}"}} '
+    (line,) = [line for line in metrics_text.splitlines() if line.startswith(prefix)]
+    return float(line.split()[-1])

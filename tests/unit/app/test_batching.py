@@ -29,13 +29,15 @@ class RecordingDecoder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], int]] = []
+        self.modes: list[str] = []
         self.thread_names: set[str] = set()
         self.started = threading.Event()
         self.release = threading.Event()
         self.release.set()
 
-    def __call__(self, queries: list[str], k: int) -> list[list[Candidate]]:
+    def __call__(self, queries: list[str], k: int, mode: str = "") -> list[list[Candidate]]:
         self.calls.append((list(queries), k))
+        self.modes.append(mode)
         self.thread_names.add(threading.current_thread().name)
         self.started.set()
         self.release.wait(10)
@@ -90,6 +92,20 @@ async def test_each_request_gets_its_own_k_and_beam_groups_are_decoded_apart() -
     assert (len(small), len(medium), len(large)) == (2, 7, 30)
     # k=2 and k=7 both use 10 beams (one decode, top 7, each cut to its own k); k=30 needs 30 beams.
     assert sorted(decoder.calls) == [(["a", "b"], 7), (["c"], 30)]
+
+
+async def test_modes_are_decoded_apart_each_with_its_own_mode() -> None:
+    decoder = RecordingDecoder()
+    batcher = make_batcher(decoder)
+    await batcher.start()
+    await asyncio.gather(
+        batcher.submit("a", 3, "hybrid"),
+        batcher.submit("b", 3, "generative"),
+        batcher.submit("c", 3, "hybrid"),
+    )
+    await batcher.stop()
+    calls = sorted(zip(decoder.modes, decoder.calls, strict=True))
+    assert calls == [("generative", (["b"], 3)), ("hybrid", (["a", "c"], 3))]
 
 
 async def test_a_full_queue_refuses_at_once_with_retry_after() -> None:

@@ -142,7 +142,7 @@ def test_other_schema_version_is_refused(trained: dict[str, Any], tmp_path: Path
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest["schema_version"] = 99
     (bundle / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleMismatch, match="schema version 99; this code reads version 1"):
+    with pytest.raises(BundleMismatch, match="schema version 99; this code reads versions 1, 2"):
         load_recommender_model(bundle, trained["base_models_dir"], "cpu")
 
 

@@ -1,0 +1,49 @@
+"""Fusion tuning on the tiny bundle: held-out phrasings only, one model pass, the choice in the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from app.inference.model_loading import load_recommender_model
+from bench.tune_fusion import MODEL_ONLY, collect, evaluate, grid, tune, valid_examples, write_fusion
+from semantic_ids.bundle import FusionParams, read_manifest
+from tests.helpers.tiny_bundle import make_tiny_bundle
+
+
+def _examples(path: Path, items: list[dict[str, object]]) -> Path:
+    rows = []
+    for item in items:
+        fields = item["fields"]
+        assert isinstance(fields, dict)
+        rows.append({"split": "train", "item_id": item["item_id"], "query": str(item["title"])})
+        rows.append({"split": "valid", "item_id": item["item_id"], "query": f"looking for {item['title']}"})
+        rows.append({"split": "valid", "item_id": item["item_id"], "query": f"{fields['director']} film"})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_tuning_reads_held_out_phrasings_and_stores_its_choice(tmp_path: Path) -> None:
+    bundle = make_tiny_bundle(tmp_path, steps=30)
+    loaded = load_recommender_model(bundle.bundle_dir, bundle.base_models_dir, "cpu")
+    examples = _examples(tmp_path / "examples.jsonl", bundle.items)
+    pairs = valid_examples(examples, loaded.lexical.item_ids, None, 0)
+    assert len(pairs) == 40 and not any(query == item["title"] for query, _ in pairs for item in bundle.items)
+    assert len(valid_examples(examples, loaded.lexical.item_ids, 7, 0)) == 7
+    ranker = loaded.ranker()
+    collected = collect(ranker, pairs, beams=4, batch=16)
+    assert evaluate(collected, MODEL_ONLY) == evaluate(collected, MODEL_ONLY)  # deterministic
+    result = tune(ranker, pairs, beams=4, batch=16, source="examples.jsonl")
+    chosen = FusionParams.model_validate(result["chosen"])
+    figures = result["figures"]
+    assert len(result["grid"]) == len(grid())
+    # the model alone is in the grid, so the choice never measures worse than it
+    assert figures["hybrid"]["recall@10"] >= figures["generative"]["recall@10"]
+    best = max(row["recall@10"] for row in result["grid"])
+    assert figures["best_in_grid"]["recall@10"] == best
+    assert figures["hybrid"]["recall@10"] >= best - max((best * (1 - best) / 40) ** 0.5, 1 / 40) - 1e-9
+    write_fusion(bundle.bundle_dir, chosen)
+    manifest = read_manifest(bundle.bundle_dir)
+    assert manifest.retrieval is not None and manifest.retrieval.fusion == chosen
+    assert "40 held-out phrasings" in chosen.tuned_on
+    assert load_recommender_model(bundle.bundle_dir, bundle.base_models_dir, "cpu").ranker().fusion == chosen

@@ -1,0 +1,72 @@
+"""The lexical retriever: BM25 plus fuzzy titles, saved without pickle, refused for another catalogue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semantic_ids.bundle import BundleMismatch, catalogue_hash
+from semantic_ids.lexical import INDEX_META, LexicalIndex
+from tests.helpers.tiny_catalogue import tiny_items
+
+ITEMS = tiny_items()
+HASH = catalogue_hash(ITEMS)
+ROW_OF = {item["title"]: row for row, item in enumerate(ITEMS)}
+# One edit each (swap, drop, double, replace): words BM25 has never seen.
+TYPOS = {"Alein": "Alien", "Frago": "Fargo", "Rokcy": "Rocky", "Klutte": "Klute", "Hugoo": "Hugo"}
+
+
+@pytest.fixture(scope="module")
+def index() -> LexicalIndex:
+    return LexicalIndex.build(ITEMS, HASH)
+
+
+def test_round_trip_gives_the_same_scores_and_no_pickle(index: LexicalIndex, tmp_path: Path) -> None:
+    index.save(tmp_path / "lexical")
+    files = sorted(p.name for p in (tmp_path / "lexical").iterdir())
+    assert files and all(name.endswith((".npy", ".json")) for name in files), files
+    for name in files:  # every array reads back with pickle off
+        if name.endswith(".npy"):
+            np.load(tmp_path / "lexical" / name, allow_pickle=False)
+    loaded = LexicalIndex.load(tmp_path / "lexical", ITEMS, HASH)
+    for query in ["Michael Mann crime drama", "Alien", "Japanese film with Emma Stone", "Frago"]:
+        np.testing.assert_allclose(loaded.scores(query).combined, index.scores(query).combined, rtol=1e-6)
+
+
+def test_another_catalogue_is_refused_with_what_differs(index: LexicalIndex, tmp_path: Path) -> None:
+    index.save(tmp_path / "lexical")
+    other = "f" * 64
+    with pytest.raises(BundleMismatch, match=rf"built for catalogue {HASH[:12]}.*catalogue is ffffffffffff"):
+        LexicalIndex.load(tmp_path / "lexical", ITEMS, other)
+    with pytest.raises(BundleMismatch, match="another order"):
+        LexicalIndex.load(tmp_path / "lexical", list(reversed(ITEMS)), HASH)
+    meta = json.loads((tmp_path / "lexical" / INDEX_META).read_text())
+    (tmp_path / "lexical" / INDEX_META).write_text(json.dumps(meta | {"format": "pickle/0"}))
+    with pytest.raises(BundleMismatch, match="format 'pickle/0'"):
+        LexicalIndex.load(tmp_path / "lexical", ITEMS, HASH)
+
+
+@pytest.mark.parametrize("title", ["Alien", "Heat", "Rocky", "Klute"])
+def test_a_verbatim_title_comes_first(index: LexicalIndex, title: str) -> None:
+    assert index.top(title, 3)[0][0] == ROW_OF[title]
+
+
+def test_typo_titles_bm25_misses_and_the_title_match_finds(index: LexicalIndex) -> None:
+    bm25_hits = fused_hits = 0
+    for typo, title in TYPOS.items():
+        scores = index.scores(f"looking for {typo}")
+        bm25_hits += int(scores.bm25[ROW_OF[title]] > 0)
+        top3 = np.argsort(-scores.combined, kind="stable")[:3]  # "Frago" is nearer "Argo" than "Fargo"
+        fused_hits += int(ROW_OF[title] in top3)
+    assert bm25_hits == 0  # a misspelt word is not in BM25's vocabulary
+    assert fused_hits == len(TYPOS)
+
+
+def test_scores_lie_in_0_1_and_unknown_words_score_nothing(index: LexicalIndex) -> None:
+    scores = index.scores("Michael Mann crime drama")
+    assert scores.combined.min() >= 0.0 and scores.combined.max() <= 1.0
+    assert index.scores("zzzz qqqq").bm25.max() == 0.0
+    assert index.top("zzzz qqqq", 5) == []

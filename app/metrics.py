@@ -64,6 +64,14 @@ class Metrics:
         )
         self.catalogue_size = Gauge("semid_catalogue_items", "Items in the served catalogue.", registry=r)
         self.bundle = Info("semid_bundle", "The bundle being served.", registry=r)
+        self._add_failure_metrics(r)
+        self.invalid_decodes.inc(0)  # exported as 0 from the start, not absent
+        self.unhandled_errors.inc(0)
+        for mode in ("hybrid", "generative", "lexical"):
+            self.recommend_modes.labels(mode).inc(0)
+
+    def _add_failure_metrics(self, r: CollectorRegistry) -> None:
+        """How requests failed: split batches, deadlines, and the catch-all 500s."""
         self.batch_splits = Counter(
             "semid_decode_batch_splits",
             "Batches whose decode failed and were decoded again one request at a time.",
@@ -75,10 +83,6 @@ class Metrics:
         self.unhandled_errors = Counter(
             "semid_unhandled_errors", "Requests answered 500 by the catch-all error handler.", registry=r
         )
-        self.invalid_decodes.inc(0)  # exported as 0 from the start, not absent
-        self.unhandled_errors.inc(0)
-        for mode in ("hybrid", "generative", "lexical"):
-            self.recommend_modes.labels(mode).inc(0)
 
     def describe_bundle(self, manifest: Manifest, item_count: int) -> None:
         self.catalogue_size.set(item_count)

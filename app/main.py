@@ -9,10 +9,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app.api import router
+from app.docs import install_docs
 from app.errors import CatchAllMiddleware, install_error_handlers
 from app.limits import BodyLimitMiddleware
 from app.metrics import Metrics, MetricsMiddleware
 from app.openapi import install_openapi
+from app.page import install_page
 from app.service import Service
 from app.settings import Settings
 
@@ -44,12 +46,17 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         lifespan=lifespan,
         # A trailing slash is a different URL, not a 307 to the same item: one item, one URL.
         redirect_slashes=False,
+        # FastAPI's own docs pages load Swagger UI and ReDoc from a CDN; install_docs serves them locally.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.metrics = metrics
     app.state.service = None
     app.include_router(router)
     install_error_handlers(app)
     install_openapi(app, settings)
+    install_docs(app)
+    install_page(app)
     # The last added is the outermost: metrics see the catch-all's 500s.
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s

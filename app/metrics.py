@@ -103,6 +103,11 @@ def route_template(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
+    # A mount (the page's and the docs' static files) sets root_path to its prefix: one label per mount,
+    # whatever file is asked for.
+    root, app_root = str(scope.get("root_path", "")), scope.get("app_root_path")
+    if isinstance(app_root, str) and root.startswith(app_root) and root != app_root:
+        return f"{root[len(app_root) :]}/{{path}}"
     # Plain Starlette routes (/docs, /openapi.json) set only the endpoint; with no path parameters their
     # raw path is their template.
     if scope.get("endpoint") is not None and not scope.get("path_params"):

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
 from app.metrics import Metrics, MetricsMiddleware
+from app.page import install_page
 
 
 def _series(metrics: Metrics) -> list[str]:
@@ -36,6 +37,21 @@ def test_labels_stay_bounded_and_docs_routes_are_named() -> None:
     assert 'semid_http_requests_total{method="GET",route="/docs",status="200"} 1.0' in series
     assert 'semid_http_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in series
     assert len(series) == 4
+
+
+def test_static_files_share_one_route_label_per_mount() -> None:
+    app = FastAPI()
+    metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    install_page(app)
+    client = TestClient(app)
+    client.get("/static/page.js")
+    for n in range(20):
+        client.get(f"/static/scan{n}.js")
+    series = _series(metrics)
+    assert 'semid_http_requests_total{method="GET",route="/static/{path}",status="200"} 1.0' in series
+    assert 'semid_http_requests_total{method="GET",route="/static/{path}",status="404"} 20.0' in series
+    assert len(series) == 2
 
 
 def test_latency_buckets_reach_at_least_a_minute() -> None:

@@ -159,7 +159,3 @@ class QueryGenerator:
                 examples.append(query_example("train", "generated", item.item_id, query, target))
         rng.shuffle(examples)
         return examples
-
-    def exposures(self, epochs: int) -> dict[str, int]:
-        """Training queries per item over ``epochs`` passes (every item gets ``per_item`` per pass)."""
-        return {item.item_id: self.per_item * epochs for item in self.items}

@@ -21,9 +21,6 @@ from torch import nn
 from semantic_ids.causal_lm import untie_head
 from training.llm.batches import IGNORE
 
-# The file in a run's fine-tuned folder and in a bundle holding the trained layers (full model key names).
-LAYERS_FILE = "finetuned_layers.safetensors"
-
 
 @contextlib.contextmanager
 def _only_layers(body: Any, layers: nn.ModuleList, norm: nn.Module) -> Iterator[None]:
@@ -105,15 +102,6 @@ class TopLayersModel(nn.Module):
         head = self.lm.get_output_embeddings().weight
         head[self.first : self.first + self.code_rows.shape[0]] = self.code_rows.to(head.dtype)
         return self.lm
-
-    def layer_state(self) -> dict[str, torch.Tensor]:
-        """The trained layers and final norm under the causal LM's own parameter names."""
-        prefix = [f"model.layers.{i}." for i in range(self.cut, self.cut + len(self.upper_layers))]
-        return {
-            name: value.detach().float().cpu().contiguous().clone()
-            for name, value in self.lm.state_dict().items()
-            if name.startswith("model.norm.") or any(name.startswith(p) for p in prefix)
-        }
 
 
 class ActivationCache:

@@ -15,11 +15,12 @@ from semantic_ids.ids import IdScheme
 from semantic_ids.trie import PrefixTrie
 from training.data.items import CatalogueItem
 from training.eval.evaluate import model_rankings
+from training.eval.metrics import ranking_metrics
 from training.llm.finetune_config import FinetuneConfig, FinetuneResult
 from training.llm.query_generator import QueryGenerator
 from training.llm.tokens import add_semantic_tokens, initialise_new_rows
 from training.llm.top_layers import TopLayersModel
-from training.llm.train_top_layers import Watch, recall_watch, train_top_layers
+from training.llm.train_top_layers import Watch, train_top_layers
 
 WATCH_TRAINING_QUERIES = 100  # training phrasings re-asked at every evaluation: memorisation
 
@@ -48,18 +49,21 @@ def _watch(
     training: Sequence[Mapping[str, Any]],
     beams: int,
 ) -> Watch:
+    """Recall@10 of the exported model on the training and the held-out phrasings."""
     trie = PrefixTrie([item.sid for item in items], scheme)
     item_of = {item.sid: item.item_id for item in items}
+    samples = [(name, sample) for name, sample in (("train", training), ("heldout", held_out)) if sample]
 
-    def rank(decoder: Any, queries: Sequence[str]) -> list[list[str]]:
-        return model_rankings(decoder, queries, item_of, beams=beams, batch_size=16)[0]
+    def watch(lm: Any) -> dict[str, float]:
+        decoder, figures = ConstrainedDecoder(lm, tokenizer, trie), {}
+        for name, sample in samples:
+            queries = [q["query"] for q in sample]
+            ranked, _ = model_rankings(decoder, queries, item_of, beams=beams, batch_size=16)
+            recall = ranking_metrics(ranked, [q["item_id"] for q in sample])["recall@10"]
+            figures[f"{name}_recall@10"] = round(recall, 4)
+        return figures
 
-    samples = [
-        (name, [q["query"] for q in sample], [q["item_id"] for q in sample])
-        for name, sample in (("train", training), ("heldout", held_out))
-        if sample
-    ]
-    return recall_watch(lambda lm: ConstrainedDecoder(lm, tokenizer, trie), samples, rank)
+    return watch
 
 
 def train_top_layers_model(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -149,21 +149,3 @@ def _watched(model: TopLayersModel, watch: Watch) -> dict[str, float]:
     model.train()
     logger.info("watch: %s", figures)
     return figures
-
-
-def recall_watch(
-    decoder_for: Callable[[Any], Any],
-    samples: Sequence[tuple[str, Sequence[str], Sequence[str]]],
-    rank: Callable[[Any, Sequence[str]], list[list[str]]],
-) -> Watch:
-    """A watch that reports Recall@10 per named sample of (queries, source item ids)."""
-
-    def watch(lm: Any) -> dict[str, float]:
-        decoder, figures = decoder_for(lm), {}
-        for name, queries, sources in samples:
-            ranked = rank(decoder, queries)
-            hits = [source in top[:10] for top, source in zip(ranked, sources, strict=True)]
-            figures[f"{name}_recall@10"] = round(sum(hits) / max(1, len(hits)), 4)
-        return figures
-
-    return watch

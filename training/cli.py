@@ -72,6 +72,13 @@ TokenInitOption = Annotated[str | None, typer.Option(help="New-row init: mean | 
 RowsOnlyOption = Annotated[int | None, typer.Option(help="First steps that train only the new rows.")]
 RankOption = Annotated[int | None, typer.Option(help="LoRA rank (alpha = 2 x rank).")]
 EvalQueriesOption = Annotated[int | None, typer.Option(help="Held-out queries in the evaluation table.")]
+MethodOption = Annotated[str | None, typer.Option(help="Fine-tuning method: top_layers | lora.")]
+LayersOption = Annotated[int | None, typer.Option(help="top_layers: how many top layers train.")]
+LrLayersOption = Annotated[float | None, typer.Option(help="top_layers: peak learning rate of the layers.")]
+BudgetOption = Annotated[
+    float | None, typer.Option("--time-budget", help="top_layers: seconds of training (0: max-steps).")
+]
+RepeatsOption = Annotated[int | None, typer.Option(help="top_layers: passes over each epoch's queries.")]
 
 
 def _echo(report: dict[str, Any]) -> None:
@@ -183,6 +190,11 @@ def finetune_command(
     token_init: TokenInitOption = None,
     rows_only_steps: RowsOnlyOption = None,
     rank: RankOption = None,
+    method: MethodOption = None,
+    trainable_layers: LayersOption = None,
+    lr_layers: LrLayersOption = None,
+    time_budget_s: BudgetOption = None,
+    epoch_repeats: RepeatsOption = None,
 ) -> None:
     """LoRA-fine-tune the base model on the run's examples (resumes from the run's checkpoint)."""
     layout = RunLayout.for_profile(profile, run_dir)
@@ -195,6 +207,11 @@ def finetune_command(
         token_init=token_init,
         rows_only_steps=rows_only_steps,
         rank=rank,
+        method=method,
+        trainable_layers=trainable_layers,
+        lr_layers=lr_layers,
+        time_budget_s=time_budget_s,
+        epoch_repeats=epoch_repeats,
     )
     summary = stages.finetune_run(layout, base_models_dir, config)
     report = {k: v for k, v in summary.items() if k != "history"}
@@ -245,6 +262,11 @@ def pipeline_command(
     token_init: TokenInitOption = None,
     rows_only_steps: RowsOnlyOption = None,
     rank: RankOption = None,
+    method: MethodOption = None,
+    trainable_layers: LayersOption = None,
+    lr_layers: LrLayersOption = None,
+    time_budget_s: BudgetOption = None,
+    epoch_repeats: RepeatsOption = None,
     eval_queries: EvalQueriesOption = None,
 ) -> None:
     """catalogue -> IDs -> examples -> fine-tune -> evaluate -> bundle (artifacts/bundles/<profile>)."""
@@ -257,6 +279,11 @@ def pipeline_command(
         token_init=token_init,
         rows_only_steps=rows_only_steps,
         rank=rank,
+        method=method,
+        trainable_layers=trainable_layers,
+        lr_layers=lr_layers,
+        time_budget_s=time_budget_s,
+        epoch_repeats=epoch_repeats,
         eval_queries=eval_queries,
     )
     report = run_pipeline(config, reuse_ids=reuse_ids, base_models_dir=base_models_dir)

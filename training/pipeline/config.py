@@ -11,6 +11,7 @@ from training.llm.finetune_config import FinetuneConfig
 from training.llm.lora import LoraSettings
 
 TOKEN_INITS = ("mean", "cluster")
+METHODS = ("top_layers", "lora")
 
 
 class PipelineError(RuntimeError):
@@ -43,6 +44,11 @@ class PipelineConfig:
                 raise PipelineError(f"--{key.replace('_', '-')} must not be negative, got {value}")
         if changes.get("token_init") not in (None, *TOKEN_INITS):
             raise PipelineError(f"--token-init must be mean or cluster, got {changes['token_init']!r}")
+        if changes.get("method") not in (None, *METHODS):
+            raise PipelineError(f"--method must be top_layers or lora, got {changes['method']!r}")
+        for key in ("trainable_layers", "epoch_repeats"):
+            if changes.get(key) == 0:
+                raise PipelineError(f"--{key.replace('_', '-')} must be at least 1")
         tuned = replace(self.finetune, **changes)
         if rank is not None:
             if rank < 1:

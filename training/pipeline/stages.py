@@ -5,6 +5,7 @@ bundle. Each reads the run folder through ``RunLayout``; the CLI exposes each on
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,7 @@ def train_model(
         raise PipelineError(f"{base_dir}: no base model here; run `semid prepare-base-model` first")
     held_out = eval_sample(valid, config.eval_queries + config.finetune.eval_queries, config.examples.seed)
     if config.finetune.method == "top_layers":
+        _check_trainable_layers(base_dir, config.finetune.trainable_layers)
         return train_top_layers_model(
             base_dir,
             scheme,
@@ -77,6 +79,12 @@ def train_model(
     validator = Validator(tokenizer, held_out[config.eval_queries :], items, scheme, config.finetune)
     result = finetune(model, tokenizer, train, validator, config.finetune, layout.folder)
     return result, tokenizer, new_ids
+
+
+def _check_trainable_layers(base_dir: Path, trainable: int) -> None:
+    layers = int(json.loads((base_dir / "config.json").read_text())["num_hidden_layers"])
+    if trainable > layers:
+        raise PipelineError(f"--trainable-layers must be at most {layers}, the base model's layer count")
 
 
 def evaluate_model(

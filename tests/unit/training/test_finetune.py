@@ -160,6 +160,9 @@ def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
         (["finetune", "--profile", "nope"], "error: unknown profile 'nope': use demo or full"),
         (["pipeline", "--max-steps", "-3", "--reuse-ids"], "error: --max-steps must not be negative, got -3"),
         (["finetune", "--token-init", "zeros"], "error: --token-init must be mean or cluster, got 'zeros'"),
+        (["finetune", "--method", "full"], "error: --method must be top_layers or lora, got 'full'"),
+        (["pipeline", "--trainable-layers", "0"], "error: --trainable-layers must be at least 1"),
+        (["finetune", "--epoch-repeats", "0"], "error: --epoch-repeats must be at least 1"),
         (["examples", "--run-dir", "/nonexistent/run"],
          "error: /nonexistent/run: no semantic IDs here; run `semid ids` for this run first"),
         (["prepare-base-model", "--source", "/nonexistent/model.gguf"],
@@ -171,6 +174,25 @@ def test_bad_cli_arguments_exit_2_with_one_line(
 ) -> None:
     assert _run_cli(monkeypatch, *args) == 2
     assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_cli_top_layers_options_reach_the_training_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir, base_models = make_run(tmp_path)
+    monkeypatch.setitem(PROFILES, "tiny", Profile("tiny", catalogue_size=None, rqvae={}, pipeline=CONFIG))
+    where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
+    top = ["--method", "top_layers", "--time-budget", "0", "--max-steps", "4", "--lr-layers", "5e-3"]
+    assert _run_cli(monkeypatch, "finetune", *where, *top, "--trainable-layers", "3") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --trainable-layers must be at most 2, the base model's layer count"
+    )
+    one_layer = ["--trainable-layers", "1", "--epoch-repeats", "2"]
+    assert _run_cli(monkeypatch, "finetune", *where, *top, *one_layer) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["steps"] == 4 and report["config"]["method"] == "top_layers"
+    assert (report["config"]["trainable_layers"], report["config"]["lr_layers"]) == (1, 5e-3)
+    assert report["config"]["epoch_repeats"] == 2
 
 
 def test_cli_finetune_then_bundle_writes_a_loadable_bundle(

@@ -150,14 +150,19 @@ def beam_search(
     trie: PrefixTrie | None,
     *,
     num_beams: int,
+    early_finish: bool | None = None,
 ) -> Beams:
     """The ``num_beams`` best IDs per left-padded prompt (queries, length), best first.
 
     ``attention_mask=None`` means no prompt is padded. ``trie=None`` searches without the trie,
-    still over each level's code rows only.
+    still over each level's code rows only. ``early_finish`` (None: on the CPU only, where the check's
+    host sync costs nothing) stops as soon as every beam's prefix leads to one ID: the remaining
+    steps have one allowed code each, log-probability 0, so the result is the same without them.
     """
     queries, levels = input_ids.shape[0], len(layout.sizes)
     lm = _CausalLm(model)
+    if early_finish is None:
+        early_finish = input_ids.device.type == "cpu"
     positions = _prompt_positions(input_ids, attention_mask)  # (Q, T)
     hidden = lm.forward(input_ids, attention_mask, positions)[:, -1]  # (Q, H): left padding ends every row
     scores = torch.zeros(queries, 1, dtype=torch.float32, device=input_ids.device)  # (Q, W=1)
@@ -172,10 +177,22 @@ def beam_search(
         parents = codes.gather(1, origin.unsqueeze(2).expand(-1, -1, level))  # (Q, W', level)
         codes = torch.cat([parents, code.unsqueeze(2)], dim=2)
         nodes = _advance(trie, level, nodes.gather(1, origin), code, torch.isfinite(scores))
+        if level < levels - 1 and early_finish and _determined(trie, level + 1, nodes):
+            assert trie is not None  # _determined is False without a trie
+            rest = trie.rest[level + 1][nodes.clamp(min=0)]  # (Q, W', levels - level - 1)
+            return Beams(codes=torch.cat([codes, rest.clamp(min=0)], dim=2), log_probs=scores)
         if level < levels - 1:  # the first reorder also copies each prompt's cache to its beams
             rows = torch.arange(queries, device=origin.device).unsqueeze(1) * width + origin  # (Q, W')
             lm.cache.batch_select_indices(rows.flatten())
     return Beams(codes=codes, log_probs=scores)
+
+
+def _determined(trie: PrefixTrie | None, level: int, nodes: torch.Tensor) -> bool:
+    """Whether every live beam's node at ``level`` has one ID below it (dead beams: -1, count as done)."""
+    if trie is None:
+        return False
+    single = trie.rest[level][nodes.clamp(min=0), 0] >= 0
+    return bool((single | (nodes < 0)).all())  # a host sync: worth it where it skips a forward
 
 
 def _feed_last_codes(

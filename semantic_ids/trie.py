@@ -3,6 +3,10 @@
 ``children[level][node, code]`` is the index of the node reached from ``node`` (a prefix of length
 ``level``) by ``code``, or -1 when no item has that prefix. Dense tables let the decoder find every
 beam's node and its allowed codes with a few tensor gathers per step, with no Python loop over beams.
+
+``rest[level][node]`` is the rest of the one ID below ``node`` when only one ID has that prefix, or
+-1s. Past such a node every step has exactly one allowed code, whose constrained log-probability is
+0, so the search can write the rest without running the model (``beam_search``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class PrefixTrie:
         if not self._ids:
             raise InvalidSemanticId("cannot build a prefix trie from zero semantic IDs")
         self.children: list[torch.Tensor] = self._build_tables()
+        self.rest: list[torch.Tensor] = self._build_rest()
 
     def _build_tables(self) -> list[torch.Tensor]:
         # node_of[level] maps a prefix of length `level` to its node index at that level.
@@ -33,6 +38,22 @@ class PrefixTrie:
             table = torch.full((len(node_of[level]), size), -1, dtype=torch.int32)  # (nodes_l, K_l)
             for prefix, child in node_of[level + 1].items():
                 table[node_of[level][prefix[:-1]], prefix[-1]] = child
+            tables.append(table)
+        return tables
+
+    def _build_rest(self) -> list[torch.Tensor]:
+        """Per level (0 .. levels - 1): (nodes_level, levels - level) codes of the only ID below, or -1s."""
+        levels = self.scheme.levels
+        tables = []
+        for level in range(levels):
+            prefixes = sorted({codes[:level] for codes in self._ids})  # node order, as in _build_tables
+            below: dict[tuple[int, ...], list[tuple[int, ...]]] = {prefix: [] for prefix in prefixes}
+            for codes in self._ids:
+                below[codes[:level]].append(codes[level:])
+            table = torch.full((len(prefixes), levels - level), -1, dtype=torch.int64)
+            for node, prefix in enumerate(prefixes):
+                if len(below[prefix]) == 1:
+                    table[node] = torch.tensor(below[prefix][0])
             tables.append(table)
         return tables
 
@@ -57,4 +78,5 @@ class PrefixTrie:
 
     def to(self, device: torch.device | str) -> PrefixTrie:
         self.children = [table.to(device) for table in self.children]
+        self.rest = [table.to(device) for table in self.rest]
         return self

@@ -28,6 +28,10 @@ _OPENERS = ("", "", "", "", "a ", "the ", "movie ", "film ", "movies: ", "find "
 _FACETS = {"title": 3.0, "director": 1.5, "cast": 2.5, "year": 0.8, "decade": 0.8, "genre": 1.2,
            "country": 0.6, "language": 0.6, "rating": 0.3}  # fmt: skip
 _NAMES = ("title", "director", "cast")
+# Cast members are drawn with weight (films of theirs in the catalogue) ** CAST_WEIGHT_POWER: the
+# names people type are those of actors in many films; a cast facet names 2-3 of them at MULTI_CAST_RATE.
+CAST_WEIGHT_POWER = 1.5
+MULTI_CAST_RATE = 0.0
 _ORDER = ("rating", "decade", "country", "genre", "title", "director", "cast", "language", "year")
 
 
@@ -76,7 +80,13 @@ class _Facets:
         names = _names(self.fields.get("cast"))
         if not names:
             return None
-        name = self.rng.choices(names, weights=[self.cast_counts[n] ** 1.5 for n in names])[0]
+        weights = [self.cast_counts[n] ** CAST_WEIGHT_POWER for n in names]
+        if len(names) > 1 and self.rng.random() < MULTI_CAST_RATE:
+            count = min(len(names), self.rng.choice((2, 2, 3)))
+            chosen = list(dict.fromkeys(self.rng.choices(names, weights=weights, k=count * 2)))[:count]
+            joined = self.rng.choice((" and ", ", ", " ")).join(chosen)
+            return self._form(("{x}", "with {x}", "starring {x}", "{x} together"), joined)
+        name = self.rng.choices(names, weights=weights)[0]
         return self._form(("{x}", "{x}", "with {x}", "starring {x}", "{x} movie", "{x} stars in"), name)
 
     def year(self) -> str | None:

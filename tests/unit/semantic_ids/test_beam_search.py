@@ -138,29 +138,41 @@ def test_bf16_matches_generate(tied: tuple[Any, Any, list[int]]) -> None:
     _assert_same(expected, bf16.decode(QUERIES, num_beams=10, top_k=10), rel=1e-3)
 
 
-def _search(decoder: ConstrainedDecoder, trie: PrefixTrie | None, beams: int) -> tuple[list[Any], list[Any]]:
+def _search(
+    decoder: ConstrainedDecoder, trie: PrefixTrie | None, beams: int, early_finish: bool | None = None
+) -> tuple[list[Any], list[Any]]:
     batch = decoder.tokenizer([build_prompt(q) for q in QUERIES], return_tensors="pt", padding=True)
     found = beam_search(
-        decoder.model, batch["input_ids"], batch["attention_mask"], decoder.token_ids, trie, num_beams=beams
+        decoder.model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        decoder.token_ids,
+        trie,
+        num_beams=beams,
+        early_finish=early_finish,
     )
     return found.codes.tolist(), found.log_probs.tolist()
 
 
-def test_prompt_runs_once_and_the_full_head_never(decoder: ConstrainedDecoder) -> None:
-    model, shapes = decoder.model, []
+def _forward_shapes(model: Any) -> tuple[list[tuple[int, ...]], Any]:
+    shapes: list[tuple[int, ...]] = []
 
     def record(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
         shapes.append(tuple(kwargs["input_ids"].shape))
 
+    return shapes, model.model.register_forward_hook(record, with_kwargs=True)
+
+
+def test_prompt_runs_once_and_the_full_head_never(decoder: ConstrainedDecoder) -> None:
+    model = decoder.model
+
     def refuse(module: Any, args: Any, output: Any) -> None:
         raise AssertionError("the full-vocabulary head ran")
 
-    hooks = [
-        model.model.register_forward_hook(record, with_kwargs=True),
-        model.lm_head.register_forward_hook(refuse),
-    ]
+    shapes, recorder = _forward_shapes(model)
+    hooks = [recorder, model.lm_head.register_forward_hook(refuse)]
     try:
-        codes, _ = _search(decoder, decoder.trie, 5)
+        codes, _ = _search(decoder, decoder.trie, 5, early_finish=False)
     finally:
         for hook in hooks:
             hook.remove()
@@ -184,10 +196,63 @@ def test_the_search_never_waits_for_the_device(decoder: ConstrainedDecoder, monk
     for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "cpu", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
     found = beam_search(
-        decoder.model, prompts["input_ids"], None, decoder.token_ids, decoder.trie, num_beams=4
+        decoder.model,
+        prompts["input_ids"],
+        None,
+        decoder.token_ids,
+        decoder.trie,
+        num_beams=4,
+        early_finish=False,  # the GPU default; on the CPU one check per level may stop the search early
     )
     monkeypatch.undo()
     assert found.log_probs.shape == (2, 4) and bool(torch.isfinite(found.log_probs).all())
+
+
+DISTINCT_FIRST = [SemanticId((0, 1, 0)), SemanticId((1, 2, 1)), SemanticId((2, 0, 2)), SemanticId((3, 3, 0))]
+
+
+def _both_ways(model: Any, tokenizer: Any, ids: list[SemanticId], beams: int) -> tuple[Any, Any, Any]:
+    """(full search, early-finish search, the early search's forward shapes) over ``ids``."""
+    trie = PrefixTrie(ids, TINY_SCHEME)
+    search = ConstrainedDecoder(model, tokenizer, trie)
+    expected = _search(search, trie, beams, early_finish=False)
+    shapes, hook = _forward_shapes(model)
+    try:
+        early = _search(search, trie, beams, early_finish=True)
+    finally:
+        hook.remove()
+    return expected, early, shapes
+
+
+@pytest.mark.parametrize("ids", [TINY_IDS, SPARSE_IDS, DISTINCT_FIRST])
+@pytest.mark.parametrize("beams", [1, 2, 5, 10, 25])
+def test_early_finish_changes_nothing_but_the_work(
+    tied: tuple[Any, Any, list[int]], ids: list[SemanticId], beams: int
+) -> None:
+    model, tokenizer, _ = tied
+    (codes, log_probs), (early_codes, early_log_probs), shapes = _both_ways(model, tokenizer, ids, beams)
+    for query in range(len(QUERIES)):  # the same live beams; dead slots (-inf) may be fewer when early
+        live = [(c, s) for c, s in zip(codes[query], log_probs[query], strict=True) if s > -math.inf]
+        early = [
+            (c, s) for c, s in zip(early_codes[query], early_log_probs[query], strict=True) if s > -math.inf
+        ]
+        assert [c for c, _ in early] == [c for c, _ in live]
+        assert [s for _, s in early] == pytest.approx([s for _, s in live], rel=1e-6)
+    assert len(shapes) <= 3  # the prompt and at most the two steps of the full search
+    if ids is DISTINCT_FIRST:  # each first code leads to one ID: the prompt's forward is all it takes
+        assert len(shapes) == 1
+
+
+def test_early_finish_fills_in_the_one_remaining_path(tied: tuple[Any, Any, list[int]]) -> None:
+    model, tokenizer, _ = tied
+    trie = PrefixTrie(SPARSE_IDS, TINY_SCHEME)
+    assert trie.rest[0].tolist() == [[-1, -1, -1]]  # the root: four IDs below
+    assert trie.rest[1].tolist() == [[-1, -1], [3, 0], [0, 2]]  # nodes (0,), (2,), (3,)
+    assert trie.rest[2].tolist() == [[-1], [0], [2]]  # nodes (0, 1), (2, 3), (3, 0)
+    # One beam: (2,) or (3,) leads to one ID; the search writes it without a second step.
+    codes, _ = _search(ConstrainedDecoder(model, tokenizer, trie), trie, 3, early_finish=True)
+    for query_codes in codes:
+        assert {SemanticId(tuple(c)) for c in query_codes} <= set(SPARSE_IDS)
 
 
 def test_every_finite_beam_is_inside_the_trie(tied: tuple[Any, Any, list[int]]) -> None:

@@ -32,6 +32,7 @@ _NAMES = ("title", "director", "cast")
 # names people type are those of actors in many films; a cast facet names 2-3 of them at MULTI_CAST_RATE.
 CAST_WEIGHT_POWER = 1.5
 MULTI_CAST_RATE = 0.0
+TITLE_TYPO_RATE = 0.35
 _ORDER = ("rating", "decade", "country", "genre", "title", "director", "cast", "language", "year")
 
 
@@ -40,8 +41,23 @@ def _names(value: Any) -> list[str]:
     return [str(part).strip() for part in parts if str(part).strip()]
 
 
+_LINKING_WORDS = frozenset(
+    ["the", "a", "an", "of", "and", "in", "on", "at", "to", "for", "with", "from", "by", "part"]
+)
+
+
+def _title_keywords(title: str, rng: random.Random) -> str:
+    """Some of the title's content words in order, as people search: "harry potter azkaban"."""
+    words = [w for w in re.sub(r"[^\w\s']", " ", title).split() if w.lower() not in _LINKING_WORDS]
+    if len(words) < 3:
+        return title
+    keep = sorted(rng.sample(range(1, len(words)), rng.randint(1, min(3, len(words) - 1))))
+    return " ".join(words[i] for i in [0, *keep])
+
+
 def title_form(title: str, rng: random.Random) -> str:
-    """The title as people type it: whole, without its article, one side of a colon, or its first words."""
+    """The title as people type it: whole, without its article, one side of a colon, its first words,
+    or a few of its content words."""
     draw = rng.random()
     if draw < 0.15 and title.lower().startswith(_ARTICLES):
         title = title.split(" ", 1)[1]
@@ -50,6 +66,8 @@ def title_form(title: str, rng: random.Random) -> str:
     elif draw < 0.45 and len(title.split()) >= 3:
         words = title.split()
         title = " ".join(words[: rng.randint(2, len(words) - 1)])
+    elif draw < 0.55:
+        title = _title_keywords(title, rng)
     if rng.random() < 0.3:
         title = re.sub(r"[^\w\s']", " ", title)
     return title
@@ -143,11 +161,13 @@ def _choose_facets(rng: random.Random) -> list[str]:
 
 def compose_query(item: CatalogueItem, rng: random.Random, cast_counts: Counter[str]) -> str:
     facets = _Facets(item, rng, cast_counts)
-    parts = [text for text in (getattr(facets, name)() for name in _choose_facets(rng)) if text]
+    names = _choose_facets(rng)
+    parts = [text for text in (getattr(facets, name)() for name in names) if text]
     text = rng.choice(_OPENERS) + " ".join(parts or [item.title])
     if rng.random() < 0.5:
         text = text.lower()
-    if rng.random() < 0.2:
+    # A title typed alone is where typos hurt most (nothing else in the query to go by).
+    if rng.random() < (TITLE_TYPO_RATE if names == ["title"] else 0.2):
         text = typo(text, rng)
     return re.sub(r"\s+", " ", text).strip()
 

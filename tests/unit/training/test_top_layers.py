@@ -101,6 +101,8 @@ def test_title_forms_drop_articles_and_keep_a_side_of_a_colon() -> None:
     }
     assert "Lord of the Rings: The Two Towers" in forms
     assert {"The Lord of the Rings", "The Two Towers"} & forms
+    keywords = {form for form in forms if "of" not in form.split() and form.startswith("Lord")}
+    assert keywords and all(set(form.split()) <= {"Lord", "Rings", "Two", "Towers"} for form in keywords)
 
 
 def test_bf16_is_chosen_only_where_the_cpu_has_it() -> None:

@@ -5,13 +5,13 @@ then Recall@10 on held-out and on training phrasings over steps, from the fine-t
 ``evaluation.png``: the model against dense and BM25 retrieval as grouped bars, overall and per
 held-out query template.
 
-A picture is a convenience: ``write_plot`` logs a warning when drawing fails and the run goes on.
+The stages draw them through ``training.io.write_plot``: a drawing that fails is a warning, not a lost run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,6 @@ CURVE_LABELS = {
     "valid_recall@10": "held-out phrasings",
     "train_recall@10": "training phrasings",
 }
-
-
-def write_plot(draw: Callable[[Path], None], path: Path) -> Path | None:
-    """``draw(path)``; the path when it worked, None (and a warning) when it did not."""
-    try:
-        draw(path)
-    except Exception as error:  # a missing font or a bad figure must not lose a trained model
-        logger.warning("could not draw %s: %s: %s", path, type(error).__name__, error)
-        path.unlink(missing_ok=True)  # an earlier run's picture would pass for this one's
-        return None
-    return path
 
 
 def _save(figure: Any, path: Path) -> None:

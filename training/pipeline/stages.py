@@ -19,7 +19,7 @@ from semantic_ids.trie import PrefixTrie
 from training.bundle_writer import BundleInputs, write_bundle
 from training.eval.evaluate import evaluate_all, model_rankings
 from training.eval.metrics import ranking_metrics
-from training.io import write_json
+from training.io import write_json, write_plot
 from training.llm.base_model import recorded_base
 from training.llm.examples import ExampleConfig, build_examples
 from training.llm.finetune import finetune, prepare_model
@@ -29,7 +29,7 @@ from training.llm.query_generator import QueryGenerator
 from training.llm.top_layers_stage import train_top_layers_model
 from training.llm.validator import Validator
 from training.pipeline.config import PipelineConfig, PipelineError
-from training.pipeline.plots import plot_evaluation, plot_training_curves, write_plot
+from training.pipeline.plots import plot_evaluation, plot_training_curves
 from training.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.helpers.tiny_catalogue import tiny_items
 from tests.unit.training.test_finetune import CONFIG, _run_cli, make_run
+from training.io import write_plot
 from training.pipeline import plots
 from training.pipeline.run import run_pipeline
 from training.profiles import PROFILES, Profile
@@ -86,8 +87,8 @@ def test_a_failed_drawing_is_a_warning_and_leaves_no_stale_picture(
 ) -> None:
     stale = tmp_path / "training_curves.png"
     stale.write_bytes(PNG_MAGIC + b"an earlier run's picture")
-    with caplog.at_level(logging.WARNING, logger="training.pipeline.plots"):
-        assert plots.write_plot(lambda path: plots.plot_training_curves([], path), stale) is None
+    with caplog.at_level(logging.WARNING, logger="training.io"):
+        assert write_plot(lambda path: plots.plot_training_curves([], path), stale) is None
     assert "could not draw" in caplog.text and "history is empty" in caplog.text
     assert not stale.exists()
 

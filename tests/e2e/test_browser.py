@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,6 +24,7 @@ from selenium.webdriver.support import expected_conditions as visible
 from selenium.webdriver.support.wait import WebDriverWait
 
 from app.main import create_app
+from bench.page_screenshot import capture
 from tests.helpers.browser import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -207,3 +209,12 @@ def test_the_debian_browser_and_its_driver_are_the_ones_driven(browser: webdrive
     assert browser.capabilities["browserVersion"] in packaged.stdout
     driver_version = browser.capabilities["chrome"]["chromedriverVersion"].split(".")[0]
     assert driver_version == browser.capabilities["browserVersion"].split(".")[0]
+
+
+def test_the_screenshot_script_saves_the_whole_page_with_results(base_url: str, tmp_path: Path) -> None:
+    """``bench/page_screenshot.py`` made docs/page.png; it must keep working as the page changes."""
+    capture(base_url, "Heat", tmp_path / "page.png")
+    data = (tmp_path / "page.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR
+    assert width == 1000 and height > 700  # five results: taller than the first viewport (652 px)

@@ -2,7 +2,9 @@
 
 FastAPI's own docs pages load their scripts from a CDN, so without a network they render blank. The
 assets here come from the ``fastapi-offline`` package (the Swagger UI and ReDoc distribution files,
-kept up to date on PyPI), mounted under ``/docs-assets``; no page fetches anything from outside.
+kept up to date on PyPI), mounted under ``/docs-assets``. ReDoc's bundle still names one outside file
+(Redocly's logo, from cdn.redoc.ly, in its sidebar footer, with no option to turn it off), so both pages
+carry a Content-Security-Policy that lets the browser fetch from this origin only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from fastapi.staticfiles import StaticFiles
 ASSETS_URL = "/docs-assets"
 # No "validator" badge: Swagger UI would ask validator.swagger.io about the schema.
 _SWAGGER_PARAMETERS = {"validatorUrl": None, "tryItOutEnabled": True}
+# Inline: the pages' start-up scripts and the styles the two bundles inject; blob: ReDoc's search worker.
+_SAME_ORIGIN_ONLY = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:"
+}
 
 
 def _assets_dir() -> Path:
@@ -36,7 +43,7 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
@@ -45,6 +52,8 @@ def install_docs(app: FastAPI) -> None:
             oauth2_redirect_url=f"{root}{redirect_url}",
             swagger_ui_parameters=_SWAGGER_PARAMETERS,
         )
+        page.headers.update(_SAME_ORIGIN_ONLY)
+        return page
 
     @app.get(redirect_url, include_in_schema=False)
     def swagger_ui_redirect() -> HTMLResponse:
@@ -53,10 +62,12 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+        page.headers.update(_SAME_ORIGIN_ONLY)
+        return page

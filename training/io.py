@@ -1,22 +1,34 @@
-"""Reading and writing the files of a run: JSON, JSONL, and atomic writes.
+"""Reading and writing the files of a run: JSON, JSONL, atomic writes, and pictures.
 
 A file is written beside its target and moved into place with ``os.replace``, so a reader sees the
 old file or the new one, never half of one, and a failed step leaves nothing behind. Folders are
-written the same way with ``atomic_directory`` (the bundle's own helper, re-exported here).
+written the same way with ``atomic_directory`` (the bundle's own helper, re-exported here). A picture
+is a convenience: ``write_plot`` turns a failed drawing into a warning, so the run goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from semantic_ids.bundle import atomic_directory
 
-__all__ = ["atomic_directory", "atomic_path", "read_json", "read_jsonl", "write_json", "write_jsonl"]
+__all__ = [
+    "atomic_directory",
+    "atomic_path",
+    "read_json",
+    "read_jsonl",
+    "write_json",
+    "write_jsonl",
+    "write_plot",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -51,3 +63,14 @@ def write_json(data: Any, path: Path) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_plot(draw: Callable[[Path], None], path: Path) -> Path | None:
+    """``draw(path)``; the path when it worked, None (and a warning) when it did not."""
+    try:
+        draw(path)
+    except Exception as error:  # a missing font or a bad figure must not lose a run's results
+        logger.warning("could not draw %s: %s: %s", path, type(error).__name__, error)
+        path.unlink(missing_ok=True)  # an earlier run's picture would pass for this one's
+        return None
+    return path

@@ -11,6 +11,8 @@
     checkpoint/           the resumable fine-tuning state                (finetune)
     finetuned/            the fine-tuned adapter between CLI steps       (finetune)
     evaluation.json       model vs dense vs BM25                         (evaluate)
+    training_curves.png   loss and Recall@10 over steps                  (finetune)
+    evaluation.png        evaluation.json as grouped bars                (evaluate)
 
 and a JSON report per step. The serving bundle goes to ``artifacts/bundles/<profile>/``; its own
 file names are defined in ``semantic_ids/bundle.py``.
@@ -93,6 +95,14 @@ class RunLayout:
     @property
     def evaluation(self) -> Path:
         return self.folder / EVALUATION
+
+    @property
+    def training_plot(self) -> Path:
+        return self.folder / "training_curves.png"
+
+    @property
+    def evaluation_plot(self) -> Path:
+        return self.folder / "evaluation.png"
 
     def report(self, step: str) -> Path:
         """A step's JSON report: import, embed, examples, bundle, pipeline (``<step>_report.json``)."""

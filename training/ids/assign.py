@@ -20,7 +20,7 @@ from training.data.items import CatalogueItem
 from training.ids.code_stats import collision_group_sizes, collision_rate, level_stats
 from training.ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
 from training.ids.train_rqvae import encode_items
-from training.io import atomic_path, write_json
+from training.io import atomic_path, write_json, write_plot
 from training.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,8 @@ def write_id_outputs(
     """Every ID output; items_with_ids.jsonl goes last, so its presence means a complete set."""
     layout.save_embeddings(embeddings)
     save_rqvae(model, config, layout.rqvae)
-    plot_codebook_usage(assignment.semantic_ids[:, :-1], config.codebook_size, layout.usage_plot)
+    codes = assignment.semantic_ids[:, :-1]
+    write_plot(lambda path: plot_codebook_usage(codes, config.codebook_size, path), layout.usage_plot)
     write_json(assignment.report, layout.id_report)
     layout.save_items_with_ids(items_with_ids(items, assignment.semantic_ids))
     logger.info("wrote %d semantic IDs to %s", len(items), layout.items_with_ids)

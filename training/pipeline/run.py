@@ -1,5 +1,6 @@
 """The whole offline pipeline for a profile: IDs -> base model -> examples -> fine-tune -> evaluate ->
-bundle, in one process, with ``<run>/pipeline_report.json`` recording the stage timings."""
+bundle, in one process, with ``<run>/pipeline_report.json`` recording the stage timings and the PNGs
+drawn (training curves, evaluation bars)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from training.llm.base_model import prepare_base_model
 from training.pipeline.config import PipelineConfig
 from training.pipeline.id_stage import build_ids
 from training.pipeline.stages import (
+    draw_training_curves,
     evaluate_model,
     make_examples,
     train_model,
@@ -43,6 +45,7 @@ def run_pipeline(
     result, tokenizer, new_ids = timed(
         timings, "finetune", lambda: train_model(layout, base_models_dir, config)
     )
+    draw_training_curves(layout, result.history)  # before evaluating: curves even if evaluation fails
     evaluation = timed(timings, "evaluate", lambda: evaluate_model(result.model, tokenizer, layout, config))
     training = training_summary(result, config)
     bundle = timed(
@@ -67,6 +70,7 @@ def run_pipeline(
         "examples": example_report["counts"],
         "training": {k: v for k, v in training.items() if k != "history"},
         "evaluation": evaluation,
+        "plots": [str(path) for path in (layout.training_plot, layout.evaluation_plot) if path.is_file()],
         **bundle,
     }
     write_json(report, layout.report("pipeline"))

@@ -19,7 +19,7 @@ from semantic_ids.trie import PrefixTrie
 from training.bundle_writer import BundleInputs, write_bundle
 from training.eval.evaluate import evaluate_all, model_rankings
 from training.eval.metrics import ranking_metrics
-from training.io import write_json
+from training.io import write_json, write_plot
 from training.llm.base_model import recorded_base
 from training.llm.examples import ExampleConfig, build_examples
 from training.llm.finetune import finetune, prepare_model
@@ -29,6 +29,7 @@ from training.llm.query_generator import QueryGenerator
 from training.llm.top_layers_stage import train_top_layers_model
 from training.llm.validator import Validator
 from training.pipeline.config import PipelineConfig, PipelineError
+from training.pipeline.plots import plot_evaluation, plot_training_curves
 from training.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def evaluate_model(
             "queries": len(seen)
         }
     write_json(result, layout.evaluation)
+    write_plot(lambda path: plot_evaluation(result, path), layout.evaluation_plot)
     return result
 
 
@@ -159,10 +161,16 @@ def training_summary(result: FinetuneResult, config: PipelineConfig) -> dict[str
     }
 
 
+def draw_training_curves(layout: RunLayout, history: Sequence[Mapping[str, Any]]) -> Path | None:
+    """``training_curves.png`` in the run folder; None (after a warning) when it could not be drawn."""
+    return write_plot(lambda path: plot_training_curves(history, path), layout.training_plot)
+
+
 def finetune_run(layout: RunLayout, base_models_dir: Path, config: PipelineConfig) -> dict[str, Any]:
     """Fine-tune on the run's examples; keep the model in the run folder for ``evaluate`` and ``bundle``."""
     result, tokenizer, _ = train_model(layout, base_models_dir, config)
     summary = training_summary(result, config)
+    draw_training_curves(layout, result.history)
     save_finetuned(
         result.model, tokenizer, layout.folder, {"base_model": config.base_model, "training": summary}
     )

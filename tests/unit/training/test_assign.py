@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -144,3 +145,19 @@ def test_outputs_follow_the_contract(assigned: Assigned) -> None:
     assert np.array_equal(encode_items(loaded, embeddings)["codes"], assignment.semantic_ids[:, :-1])
     assert layout.usage_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(run_dir.glob(".*"))  # no temporary files left behind
+
+
+def test_a_failed_codebook_picture_loses_no_ids(
+    assigned: Assigned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    items, embeddings, model, assignment, _ = assigned
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("no fonts on this machine")
+
+    monkeypatch.setattr("training.ids.assign.plot_codebook_usage", broken)
+    layout = RunLayout(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="training.io"):
+        write_id_outputs(layout, items, embeddings, model, TINY, assignment)
+    assert layout.items_with_ids.is_file() and layout.id_report.is_file()
+    assert not layout.usage_plot.exists() and "no fonts on this machine" in caplog.text

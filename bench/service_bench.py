@@ -4,7 +4,7 @@
 
 1. cold start: ``semid-service serve`` process start -> /readyz 200 (PostgreSQL catalogue);
 2. /recommend latency p50/p95 (k=10, 10 beams) through that real uvicorn server, one client;
-3. throughput at concurrency 1, 4, 8, with micro-batching and without (a second server, batch size 1);
+3. throughput at concurrency 1, 4, 8, 16, with micro-batching and without (a second server, batch size 1);
 4. /items p50/p95 (compact IDs and item ids) against PostgreSQL;
 5. in process: constrained vs unconstrained beam search with the same beams (time ratio, valid IDs);
 6. a dense-retrieval baseline (MiniLM query embedding + cosine over the catalogue), per query.
@@ -46,7 +46,7 @@ from training.run_layout import BASE_MODELS_DIR, RunLayout, bundle_dir_for
 
 logger = logging.getLogger("bench.service_bench")
 
-CONCURRENCY_LEVELS = (1, 4, 8)
+CONCURRENCY_LEVELS = (1, 4, 8, 16)
 BENCH_DATABASE = "semid_bench"
 PARTS = ("http", "decoding", "dense")
 

@@ -43,16 +43,7 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )
-        self.recommend_modes = Counter(
-            "semid_recommend_requests", "Recommendation requests by retrieval mode.", ["mode"], registry=r
-        )
-        self.fusion_latency = Histogram(
-            "semid_fusion_seconds",
-            "Wall time of hybrid fusion for one batch, after the beam search: lexical retrieval, "
-            "teacher-forced scoring of the candidates, and the fused ranking.",
-            buckets=_DECODE_BUCKETS,
-            registry=r,
-        )
+        self._add_hybrid_metrics(r)
         self.queue_depth = Gauge("semid_queue_depth", "Requests waiting for the decoder.", registry=r)
         self.overloaded = Counter(
             "semid_overloaded", "Requests refused because the queue was full.", registry=r
@@ -69,6 +60,26 @@ class Metrics:
         self.unhandled_errors.inc(0)
         for mode in ("hybrid", "generative", "lexical"):
             self.recommend_modes.labels(mode).inc(0)
+
+    def _add_hybrid_metrics(self, r: CollectorRegistry) -> None:
+        """Requests by retrieval mode, and where hybrid mode spends its time outside the model."""
+        self.recommend_modes = Counter(
+            "semid_recommend_requests", "Recommendation requests by retrieval mode.", ["mode"], registry=r
+        )
+        self.fusion_latency = Histogram(
+            "semid_fusion_seconds",
+            "Wall time of hybrid mode outside the model for one batch: lexical and dense retrieval, the "
+            "candidate union and the fused ranking (the candidates' teacher-forced scores come from the "
+            "beam search's own forwards).",
+            buckets=_DECODE_BUCKETS,
+            registry=r,
+        )
+        self.dense_latency = Histogram(
+            "semid_dense_seconds",
+            "Wall time of hybrid mode's dense retrieval for one batch: query embedding and similarities.",
+            buckets=_DECODE_BUCKETS,
+            registry=r,
+        )
 
     def _add_failure_metrics(self, r: CollectorRegistry) -> None:
         """How requests failed: split batches, deadlines, and the catch-all 500s."""

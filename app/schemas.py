@@ -7,13 +7,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 RetrievalMode = Literal["hybrid", "generative", "lexical"]  # semantic_ids.hybrid.Mode, spelt out for OpenAPI
-Source = Literal["model", "lexical"]
+Source = Literal["model", "lexical", "dense"]  # semantic_ids.fusion.SOURCES
 
 _MODE_DESCRIPTION = (
-    "`hybrid` (default): the model's constrained beams and the lexical retriever's top items, each scored "
-    "by the model's probability of its semantic ID and by its lexical score, fused with the bundle's "
-    "tuned parameters. `generative`: the semantic-ID model alone (constrained beam search). `lexical`: "
-    "BM25 over the item text plus typo-tolerant title matching, no model."
+    "`hybrid` (default): the model's constrained beams, the lexical retriever's top items and, when the "
+    "bundle has item embeddings and its fusion uses them, the dense retriever's nearest items; each "
+    "candidate is scored by the model's probability of its semantic ID, by its lexical score and by its "
+    "embedding similarity, fused with the bundle's tuned parameters. `generative`: the semantic-ID model "
+    "alone (constrained beam search). `lexical`: BM25 over the item text plus typo-tolerant title "
+    "matching, no model."
 )
 
 
@@ -67,16 +69,23 @@ class ComponentScores(BaseModel):
     lexical: float | None = Field(
         description="Lexical score in [0, 1]: relative BM25 plus title match (null: not asked)."
     )
+    dense: float | None = Field(
+        description="Cosine similarity in [-1, 1] of the query's and the item's MiniLM embeddings "
+        "(null: not asked, or the bundle's hybrid mode has no dense source).",
+    )
 
 
 class RecommendedItem(ItemPublic):
     rank: int = Field(ge=1)
     score: float = Field(
         description="The mode's ranking score: the model probability (generative), the lexical score "
-        "(lexical) or the fused score (hybrid: log-probability plus weighted lexical score, or "
+        "(lexical) or the fused score (hybrid: log-probability plus weighted lexical and dense scores, or "
         "reciprocal-rank fusion, as the bundle's manifest says). Higher is better; compare within a response."
     )
-    sources: list[Source] = Field(description="Which retrievers found this item among their candidates.")
+    sources: list[Source] = Field(
+        description="Which retrievers found this item among their candidates: `model` (a constrained "
+        "beam), `lexical` (BM25 and title match), `dense` (nearest item embeddings)."
+    )
     scores: ComponentScores = Field(description="The component scores behind `score`.")
 
 

@@ -49,6 +49,7 @@ class Service:
         self.repository = repository
         self.metrics = metrics
         recommender.on_fusion = metrics.fusion_latency.observe
+        recommender.on_dense = metrics.dense_latency.observe
         self.batcher: MicroBatcher[Recommendation] = MicroBatcher(
             recommender.recommend,
             beams_for=recommender.beams_for,
@@ -213,8 +214,8 @@ def _recommended(rank: int, found: Recommendation, row: ItemRow) -> RecommendedI
     return RecommendedItem(
         rank=rank,
         score=found.score,
-        sources=list(found.sources),  # type: ignore[arg-type]  # "model" / "lexical" by construction
-        scores=ComponentScores(model=found.model_score, lexical=found.lexical_score),
+        sources=list(found.sources),  # type: ignore[arg-type]  # "model" / "lexical" / "dense" by construction
+        scores=ComponentScores(model=found.model_score, lexical=found.lexical_score, dense=found.dense_score),
         **_item_fields(row),
     )
 

@@ -10,8 +10,9 @@ the same queries over the same catalogue:
 - ``hybrid``, ``generative``, ``lexical``: the service's retrieval modes (``semantic_ids.hybrid``) over
   the bundle, with its manifest's fusion parameters: ``generative`` is the fine-tuned LLM alone (beam
   search inside the trie of existing IDs, 10 beams, top 10), ``lexical`` the bundle's BM25 index plus
-  title matching, ``hybrid`` both fused. One query at a time, so a latency is a single query's, the
-  three side by side in one run;
+  title matching, ``hybrid`` both fused, with the dense source (MiniLM neighbours) as a third when the
+  bundle has item vectors and its fusion uses them (``extra.dense_source`` says). One query at a time,
+  so a latency is a single query's, the three side by side in one run;
 - ``dense``: ``training.eval.baselines.dense_rankings`` (MiniLM query vector, cosine against the run's
   ``embeddings.npy``);
 - ``bm25``: ``training.eval.baselines.bm25_rankings`` (bm25s over ``render_item_text``);
@@ -166,6 +167,12 @@ def run_modes(
     loaded = load_recommender_model(config.bundle_dir, config.base_models_dir, config.device)
     load_s = time.perf_counter() - started
     ranker = loaded.ranker()
+    dense_source = ranker.dense is not None
+    if not dense_source:
+        logger.warning(
+            "hybrid runs without the dense source: the bundle has no item vectors (`semid dense-index`) "
+            "or its fusion leaves them out (`python -m bench.tune_fusion --write`)"
+        )
     item_of = {SemanticId.from_codes(item["semantic_id"]): str(item["item_id"]) for item in items}
     runs = {}
     for mode in (m for m in MODES if m in config.systems):
@@ -173,6 +180,8 @@ def run_modes(
         runs[mode] = _run_mode(ranker, mode, texts, item_of, config.beams)
         runs[mode].extra |= {"bundle_id": loaded.manifest.bundle_id, "device": str(loaded.device)}
         runs[mode].extra["load_s"] = round(load_s, 2)
+        if mode == "hybrid":
+            runs[mode].extra["dense_source"] = dense_source
     return runs
 
 
@@ -180,10 +189,13 @@ def _run_mode(
     ranker: Any, mode: str, texts: Sequence[str], item_of: Mapping[Any, str], beams: int
 ) -> SystemRun:
     fusion_s: list[float] = []
+    dense_s: list[float] = []
     sources: dict[str, int] = {}
 
     def answer(text: str) -> list[str]:
-        found = ranker.rank([text], TOP_K, mode, num_beams=beams, on_fusion=fusion_s.append)[0]
+        found = ranker.rank(
+            [text], TOP_K, mode, num_beams=beams, on_fusion=fusion_s.append, on_dense=dense_s.append
+        )[0]
         for f in found:
             key = "+".join(f.sources)
             sources[key] = sources.get(key, 0) + 1
@@ -198,6 +210,8 @@ def _run_mode(
     if mode == "hybrid":
         run.extra["fusion"] = ranker.fusion.model_dump()
         run.extra["fusion_latency"] = _latency(fusion_s[len(WARMUP_QUERIES) :] or [0.0])
+        if dense_s:  # part of the fusion time: query embedding and similarities
+            run.extra["dense_latency"] = _latency(dense_s[len(WARMUP_QUERIES) :] or [0.0])
     return run
 
 
@@ -406,6 +420,9 @@ def summary(result: Mapping[str, Any]) -> dict[str, Any]:
         if "fusion" in figures:
             entry["fusion"] = figures["fusion"]
             entry["fusion_latency"] = figures["fusion_latency"]
+            for key in ("dense_source", "dense_latency"):
+                if key in figures:
+                    entry[key] = figures[key]
         systems[name] = entry
     keys = ("created_at", "command", "machine", "queries_file", "queries", "limited", "catalogue_items")
     return {**{k: result[k] for k in keys}, "systems": systems}

@@ -6,11 +6,14 @@ The queries are the run's ``examples.jsonl`` rows with ``split == "valid"`` (phr
 trained on, of items it did), never ``bench/queries/``: those stay unseen so the benchmark measures
 what the tuning did not look at. Each query has one relevant item, so Recall@10 is Hit@10.
 
-The model runs once per query: its beams, then every candidate any setting could use (beams ∪ lexical
-top ``MAX_DEPTH``) scored teacher-forced in one batch. The grid (method × lexical depth × weight or
-RRF k) is then evaluated offline on those numbers, so the whole grid costs one model pass. The best
-setting by Recall@10 (ties: MRR, then the simpler setting first) is printed, written to ``--out``, and
-with ``--write`` stored in the bundle's manifest (``retrieval.fusion``; the rest of the bundle is untouched).
+The model runs once per query (``bench.fusion_eval``): its beams and every candidate any setting could
+use (beams ∪ lexical top ``MAX_DEPTH`` ∪ dense top ``MAX_DENSE_DEPTH``), scored teacher-forced in the
+same search. The grid
+(method × lexical depth × weight or RRF k × dense depth × dense weight) is then evaluated offline on
+those numbers, so the whole grid costs one model pass. The dense source is tuned when the bundle has item
+vectors (``semid dense-index`` adds them to a bundle written without). The chosen setting (the rule is
+``choose``'s) is printed, written to ``--out``, and with ``--write`` stored in the bundle's manifest
+(``retrieval.fusion``; the rest of the bundle is untouched).
 """
 
 from __future__ import annotations
@@ -22,13 +25,11 @@ import math
 import os
 import random
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from bench.fusion_eval import MODEL_ONLY, Scored, baselines, collect, evaluate
 from semantic_ids.bundle import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -36,27 +37,16 @@ from semantic_ids.bundle import (
     Manifest,
     RetrievalInfo,
     read_manifest,
+    write_manifest,
 )
-from semantic_ids.hybrid import Candidates, HybridRanker, fuse
+from semantic_ids.hybrid import HybridRanker
 
-logger = logging.getLogger("bench.tune_fusion")
-
-TOP_K = 10
-MAX_DEPTH = 50
 DEPTHS = (5, 10, 20, 30, 50)
 WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 RRF_KS = (1.0, 5.0, 10.0, 30.0, 60.0)
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One query's candidates at the widest depth, with what is needed to narrow them."""
-
-    candidates: Candidates
-    is_beam: np.ndarray  # (candidates,) bool
-    lexical_rank: np.ndarray  # (candidates,) 0-based rank of each candidate in the lexical ranking
-    target: int  # catalogue row of the relevant item
-    target_lexical_rank: int  # its 0-based rank in the lexical ranking (lexical mode alone)
+DENSE_DEPTHS = (0, 5, 10)
+DENSE_WEIGHTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # times a cosine similarity (gaps of ~0.1-0.3)
+RRF_DENSE_WEIGHTS = (0.0, 1.0)
 
 
 def valid_examples(
@@ -75,111 +65,59 @@ def valid_examples(
     return held_out
 
 
-def _batches(pairs: Sequence[tuple[str, int]], size: int) -> Iterator[Sequence[tuple[str, int]]]:
-    for start in range(0, len(pairs), size):
-        yield pairs[start : start + size]
-
-
-def collect(
-    ranker: HybridRanker, pairs: Sequence[tuple[str, int]], *, beams: int, batch: int
-) -> list[Scored]:
-    """One model pass: beams and teacher-forced scores of every candidate up to ``MAX_DEPTH``."""
-    out: list[Scored] = []
-    for done, chunk in enumerate(_batches(pairs, batch)):
-        queries = [query for query, _ in chunk]
-        found = ranker.decoder.decode(queries, num_beams=beams, top_k=beams)
-        gathered = ranker.candidates(queries, found, TOP_K, depth=MAX_DEPTH)
-        for (query, target), candidates, beam_row in zip(chunk, gathered, found, strict=True):
-            beam_rows = {ranker.row_of[c.semantic_id] for c in beam_row}
-            combined = ranker.lexical.scores(query).combined
-            order = np.argsort(-combined, kind="stable")
-            rank_of = np.empty(len(order), dtype=np.int64)
-            rank_of[order] = np.arange(len(order))
-            rows = np.asarray(candidates.rows)
-            is_beam = np.asarray([row in beam_rows for row in candidates.rows])
-            out.append(Scored(candidates, is_beam, rank_of[rows], target, int(rank_of[target])))
-        logger.info("scored %d / %d queries", min((done + 1) * batch, len(pairs)), len(pairs))
-    return out
-
-
-def _narrowed(scored: Scored, depth: int) -> Candidates:
-    """The candidates ``depth`` would have given: beams, and lexical finds within the top ``depth``."""
-    c = scored.candidates
-    keep = scored.is_beam | ((scored.lexical_rank < depth) & (c.lexical > 0.0))
-    index = np.flatnonzero(keep)
-    return Candidates(
-        rows=[c.rows[i] for i in index],
-        sources=[c.sources[i] for i in index],
-        log_probs=c.log_probs[index],
-        lexical=c.lexical[index],
-    )
-
-
-def evaluate(collected: Sequence[Scored], params: FusionParams) -> dict[str, float]:
-    """Recall@10 (= Hit@10: one relevant item) and MRR@10 of one setting."""
-    hits, reciprocal = 0, 0.0
-    for scored in collected:
-        candidates = _narrowed(scored, params.lexical_depth)
-        order = np.argsort(-fuse(candidates, params), kind="stable")[:TOP_K]
-        top = [candidates.rows[i] for i in order]
-        if scored.target in top:
-            hits += 1
-            reciprocal += 1.0 / (top.index(scored.target) + 1)
-    n = max(1, len(collected))
-    return {"recall@10": round(hits / n, 4), "mrr@10": round(reciprocal / n, 4)}
-
-
-MODEL_ONLY = FusionParams(method="linear", lexical_depth=0, lexical_weight=0.0)
-
-
-def baselines(collected: Sequence[Scored]) -> dict[str, dict[str, float]]:
-    """The model alone (beams by probability) and the lexical retriever alone, on the same queries."""
-    n = max(1, len(collected))
-    lexical_hits = sum(int(s.target_lexical_rank < TOP_K) for s in collected)
-    reciprocal = sum(1.0 / (s.target_lexical_rank + 1) for s in collected if s.target_lexical_rank < TOP_K)
-    return {
-        "generative": evaluate(collected, MODEL_ONLY),
-        "lexical": {"recall@10": round(lexical_hits / n, 4), "mrr@10": round(reciprocal / n, 4)},
-    }
-
-
-def grid() -> list[FusionParams]:
-    """The model alone first (so fusion is chosen only where it measures better), then the settings."""
-    settings = [MODEL_ONLY] + [
-        FusionParams(method="linear", lexical_depth=d, lexical_weight=w) for d in DEPTHS for w in WEIGHTS
+def grid(dense: bool = False) -> list[FusionParams]:
+    """The model alone first (so fusion is chosen only where it measures better), then the settings;
+    with ``dense``, each also with the dense source's depths and weights."""
+    dense_options = [(d, w) for d in DENSE_DEPTHS for w in DENSE_WEIGHTS] if dense else [(0, 0.0)]
+    rrf_dense = [(d, w) for d in DENSE_DEPTHS for w in RRF_DENSE_WEIGHTS] if dense else [(0, 0.0)]
+    linear = [
+        FusionParams(method="linear", lexical_depth=d, lexical_weight=w, dense_depth=dd, dense_weight=dw)
+        for d in DEPTHS
+        for w in WEIGHTS
+        for dd, dw in dense_options
     ]
-    return settings + [FusionParams(method="rrf", lexical_depth=d, rrf_k=k) for d in DEPTHS for k in RRF_KS]
+    rrf = [
+        FusionParams(method="rrf", lexical_depth=d, rrf_k=k, dense_depth=dd, dense_weight=dw)
+        for d in DEPTHS
+        for k in RRF_KS
+        for dd, dw in rrf_dense
+    ]
+    return [MODEL_ONLY, *linear, *rrf]
 
 
 def choose(collected: Sequence[Scored]) -> tuple[FusionParams, list[dict[str, Any]]]:
-    """The setting that gives the model the most say among those whose Recall@10 is within noise of the
-    best (one standard error, and at least one query), and the table.
+    """The setting that gives the model, then the dense source, the most say among those whose Recall@10
+    is within noise of the best (one standard error, and at least one query), and the table.
 
     Held-out phrasings are template queries (titles, directors, cast) where BM25 is near perfect, so
     Recall@10 saturates and MRR keeps rising with the lexical weight: picking the maximum would tune the
     model out by a query or two. Within noise, the smallest lexical weight (then the smallest depth: fewer
     candidates to score) is taken, so paraphrase and other-language queries, where the model and not
-    BM25 is right, keep the model's ranking, and a better model shows through. RRF is taken only when no
-    linear setting is within noise.
+    BM25 is right, keep the model's ranking, and a better model shows through. Then the largest dense
+    weight (then depth) within noise: these template queries name titles and people, where the dense
+    source cannot show what it adds (paraphrases and genre synonyms, where dense retrieval measured ahead
+    of both the model and BM25 on unseen queries, bench/RESULTS.md), so it gets the most say that they do
+    not measurably reject. RRF is taken only when no linear setting is within noise.
     """
-    settings = grid()
-    table = [
-        {
-            "params": p.model_dump(include={"method", "lexical_depth", "lexical_weight", "rrf_k"}),
-            **evaluate(collected, p),
-        }
-        for p in settings
-    ]
+    has_dense = bool(collected) and all(s.dense_rank is not None for s in collected)
+    settings = grid(dense=has_dense)
+    fields = {"method", "lexical_depth", "lexical_weight", "rrf_k", "dense_depth", "dense_weight"}
+    table = [{"params": p.model_dump(include=fields), **evaluate(collected, p)} for p in settings]
     n = max(1, len(collected))
     best = max(row["recall@10"] for row in table)
     tolerance = max(math.sqrt(best * (1.0 - best) / n), 1.0 / n)
     eligible = [i for i, row in enumerate(table) if row["recall@10"] >= best - tolerance - 1e-9]
     linear = [i for i in eligible if settings[i].method == "linear" and settings[i].lexical_weight > 0]
     if linear:
-        pick = min(linear, key=lambda i: (settings[i].lexical_weight, settings[i].lexical_depth))
+        pick = min(linear, key=lambda i: _say(settings[i]))
     else:
         pick = max(eligible, key=lambda i: (table[i]["recall@10"], table[i]["mrr@10"], -i))
     return settings[pick], table
+
+
+def _say(p: FusionParams) -> tuple[float, float, int, int]:
+    """The order ``choose`` prefers among settings within noise: least lexical say, most dense say."""
+    return (p.lexical_weight, -p.dense_weight, p.lexical_depth, -p.dense_depth)
 
 
 def write_fusion(bundle_dir: Path, fusion: FusionParams) -> Manifest:
@@ -193,10 +131,7 @@ def write_fusion(bundle_dir: Path, fusion: FusionParams) -> Manifest:
             "retrieval": retrieval.model_copy(update={"fusion": fusion}),
         }
     )
-    Manifest.model_validate(updated.model_dump())  # still a valid manifest
-    partial = bundle_dir / f".{MANIFEST}.partial"
-    partial.write_text(updated.model_dump_json(indent=2) + "\n")
-    os.replace(partial, bundle_dir / MANIFEST)
+    write_manifest(bundle_dir, updated)
     return updated
 
 
@@ -211,7 +146,8 @@ def tune(
         "hybrid": evaluate(collected, best),
         **baselines(collected),
         "best_in_grid": best_recall,
-        "rule": "smallest lexical weight within one standard error (>= 1 query) of the best Recall@10",
+        "rule": "within one standard error (>= 1 query) of the best Recall@10: the smallest lexical weight, "
+        "then the largest dense weight and depth",
     }
     chosen = best.model_copy(
         update={"tuned_on": f"{len(pairs)} held-out phrasings ({source}, split=valid)", "figures": figures}
@@ -242,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    loaded = load_recommender_model(args.bundle, args.base_models_dir, "auto")
+    loaded = load_recommender_model(args.bundle, args.base_models_dir, "auto", with_dense=True)
     profile = loaded.manifest.catalogue.profile
     examples = args.examples or Path("artifacts/runs") / profile / "examples.jsonl"
     pairs = valid_examples(examples, loaded.lexical.item_ids, args.limit, args.seed)

@@ -10,124 +10,43 @@ constraint is exactly 0 (``generate`` spends a forward to add that 0).
 Scores are what ``generate`` with ``TrieLogitsProcessor`` gives: at each level a log-softmax over
 the allowed codes only (renormalised under the constraint), in float32, summed over levels. The
 per-level loop has no host sync and no per-beam Python, so it runs the same way on CUDA.
+
+Given ``forced`` IDs, the search also returns their teacher-forced log-probabilities from the same
+prompt pass and the same per-level forwards (``semantic_ids.forced_ids``): hybrid retrieval scores its
+lexical and dense finds that way. Choosing which prefixes those IDs add to a level (``torch.unique``)
+is then one host sync per level on CUDA; the search without them has none.
+
+On the CPU the search also stops as soon as every beam's prefix (and every forced ID's) leads to one
+ID (``early_finish``): each remaining step has one allowed code, log-probability 0, so the result is
+the same without those forwards. The check reads one flag per level from the device, free on a CPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from transformers import DynamicCache
 
+from semantic_ids.forced_ids import ExtraRows, ForcedIds
+from semantic_ids.search_steps import (
+    CausalLm,
+    TokenLayout,
+    advance,
+    level_log_probs,
+    prompt_positions,
+    rows_mask,
+)
 from semantic_ids.trie import PrefixTrie
 
-
-class TokenLayout(Protocol):
-    """Where each level's code tokens sit in the vocabulary (``CodeTokenIds``): ``first[level] + code``."""
-
-    @property
-    def first(self) -> tuple[int, ...]: ...
-
-    @property
-    def sizes(self) -> tuple[int, ...]: ...
+__all__ = ["Beams", "TokenLayout", "beam_search", "score_codes"]
 
 
 @dataclass(frozen=True)
 class Beams:
     codes: torch.Tensor  # (queries, width, levels) long: one code per level
     log_probs: torch.Tensor  # (queries, width) float32, best first; -inf marks a slot no valid ID fills
-
-
-class _CausalLm:
-    """The parts of a causal LM the search calls: its body (hidden states after the final norm),
-    its output head, and one KV cache shared by every forward of a search."""
-
-    def __init__(self, model: Any) -> None:
-        # peft: the base model's modules carry the LoRA layers, so its body is the fine-tuned body.
-        causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.body = getattr(causal_lm, causal_lm.base_model_prefix)
-        self.head = causal_lm.get_output_embeddings()
-        self.cache = DynamicCache(config=causal_lm.config)
-
-    def forward(
-        self, input_ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
-    ) -> torch.Tensor:
-        """(rows, new) tokens after the cached ones -> (rows, new, hidden) last hidden states."""
-        out = self.body(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=self.cache, use_cache=True
-        )
-        hidden: torch.Tensor = out.last_hidden_state
-        return hidden
-
-    def logits(self, hidden: torch.Tensor, first: int, size: int) -> torch.Tensor:
-        """(rows, hidden) -> (rows, size) float32 logits of vocabulary rows ``first .. first + size``."""
-        if type(self.head) is torch.nn.Linear:  # tied or untied, the head's own rows for these tokens
-            bias = None if self.head.bias is None else self.head.bias[first : first + size]
-            return F.linear(hidden, self.head.weight[first : first + size], bias).float()
-        # A wrapped head (peft while training) is only known through its forward: run it, then slice.
-        full: torch.Tensor = self.head(hidden)
-        return full[:, first : first + size].float()
-
-
-def _prompt_positions(input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """(queries, length) positions that ignore left padding, exactly as ``generate`` derives them."""
-    if mask is None:
-        return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def _extend_mask(prompt_mask: torch.Tensor | None, repeats: int, new: int) -> torch.Tensor | None:
-    """Each prompt's mask repeated for its ``repeats`` rows, then ``new`` tokens that all attend.
-
-    None (no prompt padded) stays None: given a mask, transformers reads it on the host every
-    forward to decide whether it may skip it, a device sync inside the per-level loop.
-    """
-    if prompt_mask is None:
-        return None
-    rows = prompt_mask.repeat_interleave(repeats, dim=0)
-    return torch.cat([rows, rows.new_ones(rows.shape[0], new)], dim=1)
-
-
-def _allowed(trie: PrefixTrie | None, level: int, nodes: torch.Tensor, size: int) -> torch.Tensor:
-    """(rows,) trie nodes (-1: dead) -> (rows, size) bool: codes that extend each prefix to an ID."""
-    if trie is None:  # unconstrained: every code of the level
-        return torch.ones(nodes.shape[0], size, dtype=torch.bool, device=nodes.device)
-    return (trie.children[level][nodes.clamp(min=0)] >= 0) & (nodes >= 0).unsqueeze(1)
-
-
-def masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Log-softmax over the allowed entries of each row; -inf elsewhere, and all -inf (not NaN)
-    for a row with nothing allowed, so a dead beam stays dead."""
-    has_any = allowed.any(dim=-1, keepdim=True)
-    masked = logits.masked_fill(~allowed, float("-inf"))
-    normalised = torch.where(has_any, masked, torch.zeros_like(masked)).log_softmax(dim=-1)
-    return normalised.masked_fill(~allowed, float("-inf"))
-
-
-def _advance(
-    trie: PrefixTrie | None, level: int, nodes: torch.Tensor, codes: torch.Tensor, alive: torch.Tensor
-) -> torch.Tensor:
-    """The trie node each beam reaches with ``codes`` (same shape as ``nodes``), -1 once dead."""
-    if trie is None:
-        return nodes
-    child = trie.children[level][nodes.clamp(min=0), codes].long()
-    return torch.where(alive & (nodes >= 0), child, torch.full_like(child, -1))
-
-
-def _level_log_probs(
-    lm: _CausalLm,
-    hidden: torch.Tensor,
-    layout: TokenLayout,
-    level: int,
-    trie: PrefixTrie | None,
-    nodes: torch.Tensor,
-) -> torch.Tensor:
-    """(rows, hidden) states before ``level`` -> (rows, K_level) log-probs over the allowed codes."""
-    size = layout.sizes[level]
-    logits = lm.logits(hidden, layout.first[level], size)
-    return masked_log_softmax(logits, _allowed(trie, level, nodes, size))
+    forced_log_probs: torch.Tensor | None = None  # (queries, N) float32 of the forced IDs; None: none given
 
 
 def _top_continuations(
@@ -150,60 +69,83 @@ def beam_search(
     trie: PrefixTrie | None,
     *,
     num_beams: int,
+    forced: torch.Tensor | None = None,
     early_finish: bool | None = None,
 ) -> Beams:
     """The ``num_beams`` best IDs per left-padded prompt (queries, length), best first.
 
     ``attention_mask=None`` means no prompt is padded. ``trie=None`` searches without the trie,
-    still over each level's code rows only. ``early_finish`` (None: on the CPU only, where the check's
-    host sync costs nothing) stops as soon as every beam's prefix leads to one ID: the remaining
-    steps have one allowed code each, log-probability 0, so the result is the same without them.
+    still over each level's code rows only. ``forced``: (queries, N, levels) codes of IDs to score
+    on the way (``Beams.forced_log_probs``), as ``score_codes`` would. ``early_finish`` (None: on the
+    CPU only) writes the rest of each ID without running the model once no path branches any more.
     """
     queries, levels = input_ids.shape[0], len(layout.sizes)
-    lm = _CausalLm(model)
+    device = input_ids.device
+    lm = CausalLm(model)
     if early_finish is None:
-        early_finish = input_ids.device.type == "cpu"
-    positions = _prompt_positions(input_ids, attention_mask)  # (Q, T)
+        early_finish = device.type == "cpu"
+    positions = prompt_positions(input_ids, attention_mask)  # (Q, T)
     hidden = lm.forward(input_ids, attention_mask, positions)[:, -1]  # (Q, H): left padding ends every row
-    scores = torch.zeros(queries, 1, dtype=torch.float32, device=input_ids.device)  # (Q, W=1)
-    nodes = torch.zeros(queries, 1, dtype=torch.long, device=input_ids.device)  # (Q, W) trie nodes
-    codes = torch.zeros(queries, 1, 0, dtype=torch.long, device=input_ids.device)  # (Q, W, level)
+    riders = None if forced is None else ForcedIds(forced, layout.sizes, trie)
+    scores = torch.zeros(queries, 1, dtype=torch.float32, device=device)  # (Q, W=1)
+    nodes = torch.zeros(queries, 1, dtype=torch.long, device=device)  # (Q, W) trie nodes
+    codes = torch.zeros(queries, 1, 0, dtype=torch.long, device=device)  # (Q, W, level)
+    extra: ExtraRows | None = None
     for level in range(levels):
         if level > 0:
-            hidden = _feed_last_codes(lm, codes, attention_mask, positions, layout.first[level - 1])
+            hidden = _feed_last_codes(lm, codes, extra, attention_mask, positions, layout.first[level - 1])
         width = scores.shape[1]
-        log_probs = _level_log_probs(lm, hidden, layout, level, trie, nodes.flatten())
+        logits = lm.logits(hidden, layout.first[level], layout.sizes[level])  # (Q * W + extra rows, K)
+        log_probs = level_log_probs(logits[: queries * width], trie, level, nodes.flatten())
+        if riders is not None:
+            riders.score_level(level, logits)
         scores, origin, code = _top_continuations(scores, log_probs.view(queries, width, -1), num_beams)
         parents = codes.gather(1, origin.unsqueeze(2).expand(-1, -1, level))  # (Q, W', level)
         codes = torch.cat([parents, code.unsqueeze(2)], dim=2)
-        nodes = _advance(trie, level, nodes.gather(1, origin), code, torch.isfinite(scores))
-        if level < levels - 1 and early_finish and _determined(trie, level + 1, nodes):
+        nodes = advance(trie, level, nodes.gather(1, origin), code, torch.isfinite(scores))
+        if level < levels - 1 and early_finish and _determined(trie, level + 1, nodes, riders):
             assert trie is not None  # _determined is False without a trie
             rest = trie.rest[level + 1][nodes.clamp(min=0)]  # (Q, W', levels - level - 1)
-            return Beams(codes=torch.cat([codes, rest.clamp(min=0)], dim=2), log_probs=scores)
+            codes = torch.cat([codes, rest.clamp(min=0)], dim=2)
+            if riders is not None:
+                riders.score_without_model(level + 1)
+            break
         if level < levels - 1:  # the first reorder also copies each prompt's cache to its beams
-            rows = torch.arange(queries, device=origin.device).unsqueeze(1) * width + origin  # (Q, W')
-            lm.cache.batch_select_indices(rows.flatten())
-    return Beams(codes=codes, log_probs=scores)
+            rows = (torch.arange(queries, device=device).unsqueeze(1) * width + origin).flatten()  # (Q * W')
+            extra = None if riders is None else riders.extra_rows(codes)
+            lm.cache.batch_select_indices(rows if extra is None else torch.cat([rows, extra.parents]))
+    forced_log_probs = None if riders is None else riders.log_probs()
+    return Beams(codes=codes, log_probs=scores, forced_log_probs=forced_log_probs)
 
 
-def _determined(trie: PrefixTrie | None, level: int, nodes: torch.Tensor) -> bool:
-    """Whether every live beam's node at ``level`` has one ID below it (dead beams: -1, count as done)."""
+def _determined(trie: PrefixTrie | None, level: int, nodes: torch.Tensor, riders: ForcedIds | None) -> bool:
+    """Whether from ``level`` on no live beam's path branches, nor any forced ID's (dead beams: -1)."""
     if trie is None:
         return False
-    single = trie.rest[level][nodes.clamp(min=0), 0] >= 0
-    return bool((single | (nodes < 0)).all())  # a host sync: worth it where it skips a forward
+    single = (trie.rest[level][nodes.clamp(min=0), 0] >= 0) | (nodes < 0)
+    riders_done = riders is None or not riders.branches_from(level)
+    return riders_done and bool(single.all())  # a host sync: worth it where it skips a forward
 
 
 def _feed_last_codes(
-    lm: _CausalLm, codes: torch.Tensor, prompt_mask: torch.Tensor | None, positions: torch.Tensor, first: int
+    lm: CausalLm,
+    codes: torch.Tensor,
+    extra: ExtraRows | None,
+    prompt_mask: torch.Tensor | None,
+    positions: torch.Tensor,
+    first: int,
 ) -> torch.Tensor:
-    """Run every beam's newest code token (one per beam) -> (Q * W, hidden) next-level states."""
-    _, width, written = codes.shape
-    tokens = (codes[:, :, -1] + first).reshape(-1, 1)  # (Q * W, 1)
-    mask = _extend_mask(prompt_mask, width, written)  # (Q * W, T + written)
-    step_positions = (positions[:, -1:] + written).repeat_interleave(width, dim=0)  # (Q * W, 1)
-    return lm.forward(tokens, mask, step_positions)[:, -1]
+    """Run every beam's newest code token (one per beam), then the extra rows' -> (rows, hidden)
+    next-level states, the beams' first (Q * W of them)."""
+    queries, width, written = codes.shape
+    tokens = codes[:, :, -1].reshape(-1)  # (Q * W,)
+    row_queries = torch.arange(queries, device=codes.device).repeat_interleave(width)  # (Q * W,)
+    if extra is not None:
+        tokens = torch.cat([tokens, extra.codes])
+        row_queries = torch.cat([row_queries, extra.queries])
+    mask = rows_mask(prompt_mask, row_queries, written)  # (rows, T + written)
+    step_positions = positions[row_queries, -1:] + written  # (rows, 1)
+    return lm.forward((tokens + first).unsqueeze(1), mask, step_positions)[:, -1]
 
 
 @torch.inference_mode()
@@ -218,26 +160,30 @@ def score_codes(
     """Teacher-forced log-probability of given IDs: (Q, length) prompts, (Q, N, levels) codes -> (Q, N).
 
     The score ``beam_search`` gives the same ID (-inf for an ID outside the trie when constrained).
-    Each prompt runs once; its cache is copied to its N candidates, whose code tokens run as one batch.
+    Each prompt runs once; its cache is copied to its N candidates, whose code tokens (all but the last,
+    whose logits are never needed) run as one batch of ``levels - 1`` tokens a row. Beside a beam search
+    of the same queries, ``beam_search(forced=...)`` is cheaper: no second prompt pass, no extra forward.
     """
     queries, count, levels = codes.shape
-    lm = _CausalLm(model)
-    positions = _prompt_positions(input_ids, attention_mask)  # (Q, T)
+    lm = CausalLm(model)
+    positions = prompt_positions(input_ids, attention_mask)  # (Q, T)
     first_hidden = lm.forward(input_ids, attention_mask, positions)[:, -1]  # (Q, H)
     hidden = first_hidden.repeat_interleave(count, dim=0).unsqueeze(1)  # (Q * N, 1, H)
     flat = codes.reshape(queries * count, levels)  # (Q * N, levels)
     if levels > 1:
-        lm.cache.batch_select_indices(torch.arange(queries, device=codes.device).repeat_interleave(count))
+        row_queries = torch.arange(queries, device=codes.device).repeat_interleave(count)  # (Q * N,)
+        lm.cache.batch_select_indices(row_queries)
         offsets = torch.tensor(layout.first[:-1], device=codes.device)  # (levels - 1,)
         tokens = flat[:, :-1] + offsets  # (Q * N, levels - 1)
-        mask = _extend_mask(attention_mask, count, levels - 1)  # (Q * N, T + levels - 1)
+        mask = rows_mask(attention_mask, row_queries, levels - 1)  # (Q * N, T + levels - 1)
         steps = torch.arange(1, levels, device=codes.device)  # (levels - 1,)
-        token_positions = (positions[:, -1:] + steps).repeat_interleave(count, dim=0)  # (Q * N, levels - 1)
+        token_positions = positions[row_queries, -1:] + steps  # (Q * N, levels - 1)
         hidden = torch.cat([hidden, lm.forward(tokens, mask, token_positions)], dim=1)  # (Q * N, levels, H)
     total = torch.zeros(queries * count, dtype=torch.float32, device=codes.device)
     nodes = torch.zeros(queries * count, dtype=torch.long, device=codes.device)
     for level in range(levels):
-        log_probs = _level_log_probs(lm, hidden[:, level], layout, level, trie, nodes)  # (Q * N, K)
+        logits = lm.logits(hidden[:, level], layout.first[level], layout.sizes[level])  # (Q * N, K)
+        log_probs = level_log_probs(logits, trie, level, nodes)
         total = total + log_probs.gather(1, flat[:, level : level + 1]).squeeze(1)
-        nodes = _advance(trie, level, nodes, flat[:, level], torch.isfinite(total))
+        nodes = advance(trie, level, nodes, flat[:, level], torch.isfinite(total))
     return total.view(queries, count)

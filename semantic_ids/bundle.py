@@ -9,11 +9,14 @@ Layout of a bundle folder (written to a temporary sibling, then renamed into pla
     new_token_rows.safetensors  trained embedding rows of the added tokens ("embed_tokens")
     rqvae.safetensors         the RQ-VAE weights (for assigning IDs to new items later)
     lexical/                  BM25 index of the item text (semantic_ids/lexical.py; no pickle), since schema 2
+    dense/                    the items' MiniLM vectors (semantic_ids/dense.py; .npy, no pickle), schema 3
     evaluation.json           the offline evaluation table
 
 Schema 2 adds the optional ``retrieval`` section (the lexical index and the fusion parameters). A
 schema-1 manifest still reads: it has no ``retrieval``, and the service builds the lexical index from
-``catalogue.jsonl`` at load time with the default fusion parameters.
+``catalogue.jsonl`` at load time with the default fusion parameters. Schema 3 adds the dense index
+(``retrieval.dense_index``) and the dense source's fusion parameters; an older manifest reads with the
+dense source off.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from semantic_ids.ids import IdScheme
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.jsonl"
 TOKENIZER_DIR = "tokenizer"
@@ -44,6 +47,7 @@ NEW_TOKEN_ROWS = "new_token_rows.safetensors"
 RQVAE_WEIGHTS = "rqvae.safetensors"
 EVALUATION = "evaluation.json"
 LEXICAL_DIR = "lexical"
+DENSE_DIR = "dense"
 
 
 class BundleMismatch(RuntimeError):
@@ -90,7 +94,7 @@ class TokenInfo(_Frozen):
 
 
 class FusionParams(_Frozen):
-    """How ``hybrid`` mode ranks the model's beams together with the lexical retriever's top items."""
+    """How ``hybrid`` mode ranks the model's beams together with the lexical and dense top items."""
 
     # The defaults are what bench/tune_fusion.py chose on the demo bundle's held-out phrasings
     # (bench/results/fusion_tuning.json): a bundle that was not tuned itself, or predates fusion, gets them.
@@ -100,12 +104,23 @@ class FusionParams(_Frozen):
     lexical_weight: float = Field(default=16.0, ge=0.0)
     # rrf: 1 / (rrf_k + model rank) + 1 / (rrf_k + lexical rank), both ranks over the candidates
     rrf_k: float = Field(default=60.0, gt=0.0)
+    # The dense source (the item vectors' nearest neighbours of the query's), off by default: a bundle
+    # without item vectors, or whose fusion was tuned before it had them, ranks as it did.
+    dense_depth: int = Field(default=0, ge=0, description="dense candidates added to the beams")
+    # linear: + dense_weight * cosine similarity; rrf: + dense_weight / (rrf_k + dense rank)
+    dense_weight: float = Field(default=0.0, ge=0.0)
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def uses_dense(self) -> bool:
+        """Whether the dense source takes part: it adds candidates or weighs in on their scores."""
+        return self.dense_depth > 0 or self.dense_weight > 0.0
 
 
 class RetrievalInfo(_Frozen):
     lexical_index: str | None = LEXICAL_DIR  # folder inside the bundle; None: built at load time
+    dense_index: str | None = None  # folder inside the bundle (schema 3); None: no dense source
     fusion: FusionParams = FusionParams()
 
 
@@ -155,6 +170,14 @@ def check_catalogue(manifest: Manifest, expected_hash: str | None) -> None:
             f"bundle {manifest.bundle_id} was built for catalogue {manifest.catalogue.content_hash[:12]}, "
             f"but the catalogue being served is {expected_hash[:12]}"
         )
+
+
+def write_manifest(bundle_dir: Path, manifest: Manifest) -> None:
+    """Replace a bundle's manifest atomically (a sibling file renamed over it), after validating it again."""
+    Manifest.model_validate(manifest.model_dump())
+    partial = bundle_dir / f".{MANIFEST}.partial"
+    partial.write_text(manifest.model_dump_json(indent=2) + "\n")
+    os.replace(partial, bundle_dir / MANIFEST)
 
 
 def read_catalogue(bundle_dir: Path) -> Iterator[dict[str, Any]]:

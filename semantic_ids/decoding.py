@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from semantic_ids.beam_search import beam_search, score_codes
+from semantic_ids.beam_search import Beams, beam_search, score_codes
 from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme, SemanticId, code_token
 from semantic_ids.trie import PrefixTrie
 
@@ -160,6 +160,31 @@ class ConstrainedDecoder:
         return [self._best(beams, top_k) for beams in scored]
 
     @torch.inference_mode()
+    def decode_and_score(
+        self, queries: list[str], forced: torch.Tensor, *, num_beams: int, top_k: int
+    ) -> tuple[list[list[Candidate]], list[list[float]]]:
+        """``decode`` (constrained, our beam search) and the teacher-forced log-probabilities of
+        ``forced``, (queries, N, levels) codes, as ``score_ids`` gives them, from one prompt pass: the
+        forced IDs' prefixes join the search's own forwards (``semantic_ids.forced_ids``)."""
+        if not queries:
+            return [], []
+        if forced.shape[:1] != (len(queries),) or forced.dim() != 3:
+            raise ValueError(f"forced codes of shape {tuple(forced.shape)} for {len(queries)} queries")
+        prompts, mask = self._encode(queries)
+        num_beams = max(num_beams, top_k)
+        found = beam_search(
+            self.model,
+            prompts,
+            mask,
+            self.token_ids,
+            self.trie,
+            num_beams=num_beams,
+            forced=forced.to(self.device),
+        )
+        assert found.forced_log_probs is not None  # given forced codes, the search scores them
+        return [self._best(beams, top_k) for beams in self._scored(found)], found.forced_log_probs.tolist()
+
+    @torch.inference_mode()
     def score_ids(
         self, queries: list[str], candidates: list[list[SemanticId]], *, constrained: bool = True
     ) -> list[list[float]]:
@@ -171,10 +196,12 @@ class ConstrainedDecoder:
         count = max((len(ids) for ids in candidates), default=0)
         if count == 0:
             return [[] for _ in queries]
-        codes = torch.zeros(len(queries), count, self.trie.scheme.levels, dtype=torch.long)  # padded
-        for row, ids in enumerate(candidates):
-            for column, semantic_id in enumerate(ids):
-                codes[row, column] = torch.tensor(self.trie.scheme.validate(semantic_id).codes)
+        scheme = self.trie.scheme
+        padding = [(0,) * scheme.levels]
+        codes = torch.tensor(  # (Q, N, levels), short lists padded with zeros: built once, not per ID
+            [[scheme.validate(semantic_id).codes for semantic_id in ids] + padding * (count - len(ids))
+             for ids in candidates]
+        )  # fmt: skip
         prompts, mask = self._encode(queries)
         trie = self.trie if constrained else None
         log_probs = score_codes(
@@ -196,7 +223,10 @@ class ConstrainedDecoder:
         self, prompts: torch.Tensor, mask: torch.Tensor | None, beams: int, constrained: bool
     ) -> list[_Scored]:
         trie = self.trie if constrained else None
-        found = beam_search(self.model, prompts, mask, self.token_ids, trie, num_beams=beams)
+        return self._scored(beam_search(self.model, prompts, mask, self.token_ids, trie, num_beams=beams))
+
+    @staticmethod
+    def _scored(found: Beams) -> list[_Scored]:
         codes, scores = found.codes.tolist(), found.log_probs.exp().tolist()  # the one host sync
         return [
             [(SemanticId(tuple(row)), score) for row, score in zip(query_codes, query_scores, strict=True)]

@@ -1,19 +1,17 @@
 """The three retrieval modes over one bundle: the model alone, the lexical retriever alone, and both fused.
 
 ``hybrid``: the candidates are the model's constrained beams ∪ the lexical retriever's top
-``lexical_depth`` items. Each candidate is scored by the model's teacher-forced probability of its ID
-(``ConstrainedDecoder.score_ids``: one batched forward for all candidates, sharing the prompt), so a
-lexical find the beams missed still gets the model's opinion, and by its lexical score. The two are
-fused by ``FusionParams.method``:
+``lexical_depth`` items ∪, when the bundle has item vectors and its fusion uses them, the dense
+retriever's top ``dense_depth`` (``semantic_ids.dense``). Every candidate gets the model's teacher-forced
+probability of its ID, so a find the beams missed still gets the model's opinion: the lexical and dense
+finds are scored inside the beam search's own forwards (``ConstrainedDecoder.decode_and_score``, one
+prompt pass for both), which is why the retrievers run first. The scores are fused as the bundle's
+``FusionParams`` say (``semantic_ids.fusion``; chosen on held-out training phrasings by
+``bench/tune_fusion.py`` and kept in the manifest).
 
-- ``linear``: ``log p_model(ID | query) + lexical_weight * lexical`` (lexical in [0, 1]): the model's
-  ranking with a bonus for lexical evidence, in the model's own units;
-- ``rrf``: reciprocal-rank fusion over the candidates, ``1 / (rrf_k + model rank) + 1 / (rrf_k +
-  lexical rank)``: blind to the scales, only the orders count.
-
-Which one a bundle uses, and its parameters, are chosen on held-out training phrasings
-(``bench/tune_fusion.py``) and kept in the manifest. Every mode returns exactly ``min(k, catalogue
-size)`` distinct catalogue items: when the candidates fall short, further lexical rows fill the list.
+Every mode returns exactly ``min(k, catalogue size)`` distinct catalogue items (``generative`` fewer
+when fewer IDs have a non-zero probability): when the candidates fall short, further lexical rows fill
+the list.
 """
 
 from __future__ import annotations
@@ -25,16 +23,19 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
+import torch
 
 from semantic_ids.bundle import FusionParams
 from semantic_ids.decoding import Candidate, ConstrainedDecoder
+from semantic_ids.dense import DenseRetriever
+from semantic_ids.fusion import DENSE, LEXICAL, MODEL, Candidates, best_rows, evidence_rows, fuse, union
 from semantic_ids.ids import SemanticId
 from semantic_ids.lexical import LexicalIndex
 
+__all__ = ["DENSE", "LEXICAL", "MODEL", "MODES", "Candidates", "HybridRanker", "Mode", "Recommendation"]
+
 Mode = Literal["hybrid", "generative", "lexical"]
 MODES: tuple[str, ...] = get_args(Mode)
-MODEL, LEXICAL = "model", "lexical"  # the sources an item can be found by
-_FLOOR = -1e9  # stands in for a -inf log-probability, so sums and sorts stay finite
 
 
 @dataclass(frozen=True)
@@ -44,40 +45,29 @@ class Recommendation:
     sources: tuple[str, ...]  # which retrievers put it among their candidates
     model_score: float | None  # probability of the ID under the constrained model (None: not asked)
     lexical_score: float | None  # lexical score in [0, 1] (None: not asked)
+    dense_score: float | None = None  # cosine similarity of query and item vectors (None: not asked)
 
 
 @dataclass(frozen=True)
-class Candidates:
-    """One query's candidate rows with both component scores, before fusion."""
+class _Retrieved:
+    """One query's retriever results, before the model."""
 
-    rows: list[int]
-    sources: list[tuple[str, ...]]
-    log_probs: np.ndarray  # (candidates,) model log-probabilities
-    lexical: np.ndarray  # (candidates,) lexical scores
-
-
-def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
-    """(candidates,) fused scores, higher is better."""
-    log_probs = np.where(np.isfinite(candidates.log_probs), candidates.log_probs, _FLOOR)
-    if params.method == "linear":
-        fused: np.ndarray = log_probs + params.lexical_weight * candidates.lexical
-        return fused
-    model_rank = _ranks(log_probs)
-    lexical_rank = _ranks(candidates.lexical)
-    rrf: np.ndarray = 1.0 / (params.rrf_k + model_rank) + 1.0 / (params.rrf_k + lexical_rank)
-    return rrf
+    lexical: np.ndarray  # (items,) lexical scores
+    dense: np.ndarray | None  # (items,) cosine similarities; None: the dense source is off
+    found: list[tuple[str, list[int]]]  # (source, its evidence rows, best first)
+    filler: list[int]  # lexical rows to fill up with, should the candidates fall short
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, best (highest) first; ties broken by position."""
-    order = np.argsort(-values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1)
-    return ranks
+@dataclass
+class Timings:
+    """Where a hybrid batch spent its time (seconds)."""
+
+    model_s: float = 0.0  # beam search with the forced candidates, and any fill-up scoring
+    dense_s: float = 0.0  # query embedding and similarities
 
 
 class HybridRanker:
-    """The modes over one decoder and one lexical index whose rows are ``ids`` (catalogue order)."""
+    """The modes over one decoder and the retrievers whose rows are ``ids`` (catalogue order)."""
 
     def __init__(
         self,
@@ -85,14 +75,18 @@ class HybridRanker:
         lexical: LexicalIndex,
         ids: Sequence[SemanticId],
         fusion: FusionParams,
+        dense: DenseRetriever | None = None,
     ) -> None:
-        if len(ids) != len(lexical):
-            raise ValueError(f"{len(ids)} IDs for a lexical index of {len(lexical)} items")
+        if len(ids) != len(lexical) or (dense is not None and len(dense.index) != len(ids)):
+            sizes = f"{len(lexical)} lexical" + ("" if dense is None else f", {len(dense.index)} dense")
+            raise ValueError(f"{len(ids)} IDs for indexes of {sizes} items")
         self.decoder = decoder
         self.lexical = lexical
+        self.dense = dense
         self.ids = list(ids)
         self.row_of = {semantic_id: row for row, semantic_id in enumerate(self.ids)}
         self.fusion = fusion
+        self._codes = torch.tensor([semantic_id.codes for semantic_id in self.ids])  # (items, levels)
 
     def rank(
         self,
@@ -102,13 +96,14 @@ class HybridRanker:
         *,
         num_beams: int,
         on_fusion: Callable[[float], None] | None = None,
+        on_dense: Callable[[float], None] | None = None,
     ) -> list[list[Recommendation]]:
         if mode == "generative":
             return self.generative(queries, k, num_beams=num_beams)
         if mode == "lexical":
             return [self.lexical_only(query, k) for query in queries]
         if mode == "hybrid":
-            return self.hybrid(queries, k, num_beams=num_beams, on_fusion=on_fusion)
+            return self.hybrid(queries, k, num_beams=num_beams, on_fusion=on_fusion, on_dense=on_dense)
         raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
 
     def generative(self, queries: list[str], k: int, *, num_beams: int) -> list[list[Recommendation]]:
@@ -119,7 +114,7 @@ class HybridRanker:
 
     def lexical_only(self, query: str, k: int) -> list[Recommendation]:
         scores = self.lexical.scores(query).combined
-        rows = _best_rows(scores, k)
+        rows = best_rows(scores, k)
         return [
             Recommendation(self.ids[r], float(scores[r]), (LEXICAL,), None, float(scores[r])) for r in rows
         ]
@@ -131,47 +126,114 @@ class HybridRanker:
         *,
         num_beams: int,
         on_fusion: Callable[[float], None] | None = None,
+        on_dense: Callable[[float], None] | None = None,
     ) -> list[list[Recommendation]]:
-        beams = self.decoder.decode(queries, num_beams=max(num_beams, k), top_k=max(num_beams, k))
-        started = time.perf_counter()
-        gathered = self.candidates(queries, beams, k)
-        ranked = [self._ranked(c, k) for c in gathered]
+        """Fused rankings; ``on_fusion`` is told the seconds spent outside the model (retrieval, union,
+        fusion), ``on_dense`` those of the dense retrieval among them, when it ran."""
+        started, timings = time.perf_counter(), Timings()
+        ranked = [self._ranked(c, k) for c in self.gather(queries, k, num_beams=num_beams, timings=timings)]
         if on_fusion is not None:
-            on_fusion(time.perf_counter() - started)
+            on_fusion(time.perf_counter() - started - timings.model_s)
+        if on_dense is not None and self._dense_on(self.fusion.dense_depth):
+            on_dense(timings.dense_s)
         return ranked
 
-    def candidates(
-        self, queries: list[str], beams: list[list[Candidate]], k: int, depth: int | None = None
+    def gather(
+        self,
+        queries: list[str],
+        k: int,
+        *,
+        num_beams: int,
+        lexical_depth: int | None = None,
+        dense_depth: int | None = None,
+        timings: Timings | None = None,
     ) -> list[Candidates]:
-        """Beams ∪ lexical top ``depth`` (the manifest's by default), scored by both, per query.
-
-        A beam's model score is the one beam search gave it (``score_ids`` would give the same, as a
-        test checks); only the lexical finds the beams missed are scored teacher-forced, in one batch:
-        on a CPU the cost of that forward grows with the number of candidates it runs.
-        """
-        depth = self.fusion.lexical_depth if depth is None else depth
-        lexical = [self.lexical.scores(query).combined for query in queries]  # each (items,)
-        rows, sources, known = [], [], []
-        for beam_row, scores in zip(beams, lexical, strict=True):
+        """Per query: beams ∪ lexical top ``lexical_depth`` ∪ dense top ``dense_depth`` (the manifest's
+        by default), each with every component score. A beam keeps the score beam search gave it; the
+        finds are scored in the same search (``decode_and_score`` gives the same scores as ``score_ids``,
+        as tests check); only fill-up rows, when beams and finds fall short of ``k``, take a pass of
+        their own."""
+        timings = timings or Timings()
+        retrieved = self._retrieve(
+            queries,
+            k,
+            self.fusion.lexical_depth if lexical_depth is None else lexical_depth,
+            self.fusion.dense_depth if dense_depth is None else dense_depth,
+            timings,
+        )
+        started = time.perf_counter()
+        beams, known = self._decode(queries, retrieved, max(num_beams, k))
+        wanted = min(k, len(self.ids))
+        chosen = []
+        for beam_row, found in zip(beams, retrieved, strict=True):
             beam_rows = [self.row_of[c.semantic_id] for c in beam_row]
-            found = _union(beam_rows, _lexical_rows(scores, depth, k), len(self.ids), k)
-            rows.append([row for row, _ in found])
-            sources.append([source for _, source in found])
-            known.append({self.row_of[c.semantic_id]: math.log(c.score) for c in beam_row})
-        unknown = [[r for r in row if r not in seen] for row, seen in zip(rows, known, strict=True)]
-        scored = self.decoder.score_ids(queries, [[self.ids[r] for r in row] for row in unknown])
-        for seen, row, values in zip(known, unknown, scored, strict=True):
-            seen.update(zip(row, values, strict=True))
-        return [
-            Candidates(
-                row, source, np.asarray([lp[r] for r in row], dtype=np.float64), s[row].astype(np.float64)
-            )
-            for row, source, lp, s in zip(rows, sources, known, lexical, strict=True)
+            chosen.append(union(beam_rows, found.found, found.filler, wanted))
+        self._score_missing(queries, chosen, known)
+        timings.model_s += time.perf_counter() - started
+        return [_candidates(c, lp, r) for c, lp, r in zip(chosen, known, retrieved, strict=True)]
+
+    def _dense_on(self, dense_depth: int) -> bool:
+        return self.dense is not None and (dense_depth > 0 or self.fusion.dense_weight > 0.0)
+
+    def _retrieve(
+        self, queries: list[str], k: int, lexical_depth: int, dense_depth: int, timings: Timings
+    ) -> list[_Retrieved]:
+        dense: np.ndarray | None = None
+        if self.dense is not None and self._dense_on(dense_depth):
+            started = time.perf_counter()
+            dense = self.dense.scores(queries)  # (queries, items)
+            timings.dense_s += time.perf_counter() - started
+        out = []
+        for index, query in enumerate(queries):
+            lexical = self.lexical.scores(query).combined  # (items,)
+            found = [(LEXICAL, evidence_rows(lexical, lexical_depth))]
+            similarity = None if dense is None else dense[index]
+            if similarity is not None:
+                found.append((DENSE, evidence_rows(similarity, dense_depth)))
+            out.append(_Retrieved(lexical, similarity, found, best_rows(lexical, max(lexical_depth, k))))
+        return out
+
+    def _decode(
+        self, queries: list[str], retrieved: list[_Retrieved], beams: int
+    ) -> tuple[list[list[Candidate]], list[dict[int, float]]]:
+        """The beams, and the model's log-probability of every beam and find by catalogue row."""
+        forced = [sorted({row for _, rows in r.found for row in rows}) for r in retrieved]
+        if not any(forced):
+            found = self.decoder.decode(queries, num_beams=beams, top_k=beams)
+            known: list[dict[int, float]] = [{} for _ in queries]
+        else:
+            count = max(len(rows) for rows in forced)
+            # Short lists repeat a row: a prefix already run costs nothing again.
+            padded = np.asarray([rows + (rows[-1:] or [0]) * (count - len(rows)) for rows in forced])
+            codes = self._codes[torch.from_numpy(padded)]  # (queries, count, levels)
+            found, scored = self.decoder.decode_and_score(queries, codes, num_beams=beams, top_k=beams)
+            known = [
+                dict(zip(rows, values, strict=False)) for rows, values in zip(forced, scored, strict=True)
+            ]
+        for row_known, beam_row in zip(known, found, strict=True):
+            row_known.update((self.row_of[c.semantic_id], math.log(c.score)) for c in beam_row)
+        return found, known
+
+    def _score_missing(
+        self,
+        queries: list[str],
+        chosen: list[list[tuple[int, tuple[str, ...]]]],
+        known: list[dict[int, float]],
+    ) -> None:
+        """Teacher-force the candidates no search scored (fill-up rows), all queries in one batch."""
+        missing = [
+            [row for row, _ in rows if row not in seen] for rows, seen in zip(chosen, known, strict=True)
         ]
+        if not any(missing):
+            return
+        scored = self.decoder.score_ids(queries, [[self.ids[r] for r in rows] for rows in missing])
+        for seen, rows, values in zip(known, missing, scored, strict=True):
+            seen.update(zip(rows, values, strict=True))
 
     def _ranked(self, candidates: Candidates, k: int) -> list[Recommendation]:
         fused = fuse(candidates, self.fusion)
         order = np.argsort(-fused, kind="stable")[:k]
+        dense = candidates.dense
         return [
             Recommendation(
                 semantic_id=self.ids[candidates.rows[i]],
@@ -179,41 +241,20 @@ class HybridRanker:
                 sources=candidates.sources[i],
                 model_score=math.exp(float(candidates.log_probs[i])),
                 lexical_score=float(candidates.lexical[i]),
+                dense_score=None if dense is None else float(dense[i]),
             )
             for i in order
         ]
 
 
-def _best_rows(scores: np.ndarray, n: int) -> list[int]:
-    """The ``n`` best rows, best first, ties in catalogue order."""
-    return [int(row) for row in np.argsort(-scores, kind="stable")[:n]]
-
-
-def _lexical_rows(scores: np.ndarray, depth: int, k: int) -> tuple[list[int], list[int]]:
-    """(rows with lexical evidence among the top ``depth``, further rows in lexical order to fill up to
-    ``k`` candidates should the beams and the evidence fall short)."""
-    ranked = _best_rows(scores, max(depth, k))
-    evidence = [row for row in ranked[:depth] if scores[row] > 0.0]
-    chosen = set(evidence)
-    return evidence, [row for row in ranked if row not in chosen]
-
-
-def _union(
-    beam_rows: list[int], lexical: tuple[list[int], list[int]], catalogue: int, k: int
-) -> list[tuple[int, tuple[str, ...]]]:
-    """Beam rows then lexical rows, each once, with the sources that found it."""
-    evidence, filler = lexical
-    evidence_set = set(evidence)
-    found: list[tuple[int, tuple[str, ...]]] = [
-        (row, (MODEL, LEXICAL) if row in evidence_set else (MODEL,)) for row in beam_rows
-    ]
-    seen = set(beam_rows)
-    found += [(row, (LEXICAL,)) for row in evidence if row not in seen]
-    seen.update(evidence)
-    for row in filler:
-        if len(found) >= min(k, catalogue):
-            break
-        if row not in seen:
-            found.append((row, (LEXICAL,)))
-            seen.add(row)
-    return found
+def _candidates(
+    chosen: list[tuple[int, tuple[str, ...]]], log_probs: dict[int, float], retrieved: _Retrieved
+) -> Candidates:
+    rows = [row for row, _ in chosen]
+    return Candidates(
+        rows=rows,
+        sources=[sources for _, sources in chosen],
+        log_probs=np.asarray([log_probs[row] for row in rows], dtype=np.float64),
+        lexical=retrieved.lexical[rows].astype(np.float64),
+        dense=None if retrieved.dense is None else retrieved.dense[rows].astype(np.float64),
+    )

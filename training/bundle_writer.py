@@ -3,6 +3,9 @@
 The adapter holds LoRA weights only: peft's trainable-token rows are stripped from it and saved in
 ``new_token_rows.safetensors`` instead, because the loader writes those rows into the resized base
 embedding itself and must not get them a second time from the adapter.
+
+The run's item embeddings, when given, go in as the dense index (hybrid's third candidate source);
+``add_dense_index`` puts them into a bundle written without them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from peft import get_peft_model_state_dict
 from safetensors.torch import save_file
@@ -24,6 +28,7 @@ from safetensors.torch import save_file
 from semantic_ids.bundle import (
     ADAPTER_DIR,
     CATALOGUE,
+    DENSE_DIR,
     EVALUATION,
     FINETUNED_LAYERS,
     LEXICAL_DIR,
@@ -33,6 +38,7 @@ from semantic_ids.bundle import (
     SCHEMA_VERSION,
     TOKENIZER_DIR,
     BaseModelInfo,
+    BundleMismatch,
     CatalogueInfo,
     EmbeddingInfo,
     FusionParams,
@@ -43,8 +49,12 @@ from semantic_ids.bundle import (
     atomic_directory,
     base_weights_sha256,
     catalogue_hash,
+    read_catalogue,
+    read_manifest,
+    write_manifest,
 )
 from semantic_ids.causal_lm import heads_are_tied
+from semantic_ids.dense import DenseIndex
 from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme
 from semantic_ids.lexical import LexicalIndex
 from training.data.items import CatalogueItem
@@ -69,6 +79,8 @@ class BundleInputs:
     training: Mapping[str, Any]
     evaluation: Mapping[str, Any]
     fusion: FusionParams | None = None  # tuned hybrid parameters; None: the defaults
+    # (items, dimensions) vectors of embedding_model, rows in ``items`` order: the dense index; None: none
+    item_embeddings: np.ndarray | None = None
 
 
 def new_token_rows(peft_model: Any, new_token_ids: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -148,7 +160,11 @@ def build_manifest(inputs: BundleInputs, rows: list[dict[str, Any]], added_count
         lora=dict(inputs.lora),
         training=dict(inputs.training),
         evaluation=dict(inputs.evaluation),
-        retrieval=RetrievalInfo(lexical_index=LEXICAL_DIR, fusion=inputs.fusion or FusionParams()),
+        retrieval=RetrievalInfo(
+            lexical_index=LEXICAL_DIR,
+            dense_index=None if inputs.item_embeddings is None else DENSE_DIR,
+            fusion=inputs.fusion or FusionParams(),
+        ),
     )
 
 
@@ -160,10 +176,19 @@ def write_bundle(
     if tokenizer.convert_tokens_to_ids(scheme.all_tokens()) != list(new_token_ids):
         raise ValueError("new_token_ids are not the tokenizer's ids of the scheme's tokens, in order")
     rows = _catalogue_rows(inputs.items, scheme)
+    vectors = inputs.item_embeddings
+    if vectors is not None and vectors.shape != (len(rows), inputs.embedding_dimensions):
+        raise ValueError(
+            f"item embeddings of shape {vectors.shape} for {len(rows)} items "
+            f"of {inputs.embedding_dimensions} dimensions"
+        )
     manifest = build_manifest(inputs, rows, added_count=len(new_token_ids))
     with atomic_directory(bundle_dir) as staging:
         write_jsonl(rows, staging / CATALOGUE)
         LexicalIndex.build(rows, manifest.catalogue.content_hash).save(staging / LEXICAL_DIR)
+        if vectors is not None:
+            dense = DenseIndex.build(vectors, rows, manifest.catalogue.content_hash, inputs.embedding_model)
+            dense.save(staging / DENSE_DIR)
         tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
         if hasattr(peft_model, "peft_config"):
             save_lora_adapter(peft_model, staging / ADAPTER_DIR, manifest.base_model.name)
@@ -176,3 +201,33 @@ def write_bundle(
         (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
     logger.info("wrote bundle %s to %s", manifest.bundle_id, bundle_dir)
     return manifest
+
+
+def add_dense_index(bundle_dir: Path, vectors: np.ndarray, item_ids: Sequence[str], model: str) -> Manifest:
+    """Put item vectors (rows: ``item_ids``) into a bundle written without them, as its dense index, and
+    mark its manifest (schema 3); ``BundleMismatch`` unless they cover exactly the bundle's catalogue."""
+    manifest = read_manifest(bundle_dir)
+    rows = list(read_catalogue(bundle_dir))
+    row_of = {item_id: index for index, item_id in enumerate(item_ids)}
+    missing = [str(row["item_id"]) for row in rows if str(row["item_id"]) not in row_of]
+    if missing or len(row_of) != len(rows) or len(item_ids) != vectors.shape[0]:
+        raise BundleMismatch(
+            f"{vectors.shape[0]} item vectors for {len(item_ids)} ids do not cover bundle "
+            f"{manifest.bundle_id}'s {len(rows)} items ({len(missing)} missing, e.g. {missing[:3]}): "
+            "use the run it was built from"
+        )
+    ordered = vectors[[row_of[str(row["item_id"])] for row in rows]]
+    index = DenseIndex.build(ordered, rows, manifest.catalogue.content_hash, model)
+    with atomic_directory(bundle_dir / DENSE_DIR) as staging:
+        index.save(staging)
+    retrieval = manifest.retrieval or RetrievalInfo(lexical_index=None)
+    updated = manifest.model_copy(
+        update={
+            "schema_version": SCHEMA_VERSION,
+            "embedding": EmbeddingInfo(model=model, dimensions=index.dimensions),
+            "retrieval": retrieval.model_copy(update={"dense_index": DENSE_DIR}),
+        }
+    )
+    write_manifest(bundle_dir, updated)
+    logger.info("added %d item vectors (%s) to bundle %s", len(index), model, manifest.bundle_id)
+    return updated

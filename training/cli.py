@@ -250,6 +250,18 @@ def bundle_command(
     _echo(report)
 
 
+@app.command("dense-index")
+def dense_index_command(
+    profile: ProfileOption = "demo",
+    run_dir: RunDirOption = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Bundle [default: artifacts/bundles/<profile>].")
+    ] = None,
+) -> None:
+    """Store the run's item embeddings in a bundle written without them: hybrid's dense source."""
+    _echo(stages.dense_index_run(RunLayout.for_profile(profile, run_dir), bundle or bundle_dir_for(profile)))
+
+
 @app.command("pipeline")
 def pipeline_command(
     profile: ProfileOption = "demo",

@@ -2,7 +2,8 @@
 
 Nothing here knows about HTTP or the database. ``recommend`` blocks for the length of a beam search,
 so callers run it off the event loop (the micro-batcher gives it a thread of its own). The three
-retrieval modes (``semantic_ids.hybrid``) share the one model and the bundle's lexical index.
+retrieval modes (``semantic_ids.hybrid``) share the one model, the bundle's lexical index and, when the
+bundle has item vectors, its dense index with the query encoder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Recommender:
         self._first_semantic_token = ranker.decoder.token_ids.sem_start
         self._prompt_overhead = len(self._prompt_ids(""))  # [REC][SEM_START] (and any BOS)
         self.on_fusion: Callable[[float], None] | None = None  # told the seconds each hybrid fusion took
+        self.on_dense: Callable[[float], None] | None = None  # told the seconds each dense retrieval took
 
     @property
     def decoder(self) -> ConstrainedDecoder:
@@ -108,11 +110,13 @@ class Recommender:
 
     def recommend(self, queries: list[str], k: int, mode: str = "hybrid") -> list[list[Recommendation]]:
         """Up to ``k`` existing items per query, best first (all of them when the catalogue is smaller)."""
-        return self.ranker.rank(queries, k, mode, num_beams=self.beams_for(k), on_fusion=self.on_fusion)
+        return self.ranker.rank(
+            queries, k, mode, num_beams=self.beams_for(k), on_fusion=self.on_fusion, on_dense=self.on_dense
+        )
 
     def warm_up(self) -> None:
-        """A hybrid rank of a padded pair (beam search, lexical index, teacher-forced scoring), so the
-        first request pays no one-off set-up cost."""
+        """A hybrid rank of a padded pair (beam search with forced candidates, lexical and dense
+        retrieval), so the first request pays no one-off set-up cost."""
         started = time.perf_counter()
         self.recommend(_WARM_UP_QUERIES, k=1, mode="hybrid")
         logger.info("warmed up in %.2f s", time.perf_counter() - started)

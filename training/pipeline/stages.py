@@ -16,7 +16,8 @@ from typing import Any
 from semantic_ids.bundle import BASE_WEIGHTS
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.trie import PrefixTrie
-from training.bundle_writer import BundleInputs, write_bundle
+from training.bundle_writer import BundleInputs, add_dense_index, write_bundle
+from training.data.embeddings import MODEL_NAME
 from training.eval.evaluate import evaluate_all, model_rankings
 from training.eval.metrics import ranking_metrics
 from training.io import write_json, write_plot
@@ -125,18 +126,24 @@ def write_run_bundle(
     items, report, _ = layout.load_id_outputs()
     base_dir = base_models_dir / config.base_model
     recorded = recorded_base(base_dir)
+    embeddings = layout.load_embeddings()  # rows in items_with_ids order (the ID stage writes both)
+    if len(embeddings) != len(items):
+        raise PipelineError(
+            f"{layout.embeddings}: {len(embeddings)} rows for {len(items)} items; re-run `semid ids`"
+        )
     inputs = BundleInputs(
         profile=config.profile,
         items=items,
         id_report=report,
         base_model_dir=base_dir,
         base_model_source=recorded.source if recorded is not None else str(base_dir),
-        embedding_model=str(report.get("embedding_model", "sentence-transformers/all-MiniLM-L6-v2")),
-        embedding_dimensions=int(report.get("embedding_dimensions", 384)),
+        embedding_model=str(report.get("embedding_model", MODEL_NAME)),
+        embedding_dimensions=int(embeddings.shape[1]),
         rqvae_path=layout.rqvae if layout.rqvae.is_file() else None,
         lora=config.finetune.adapter(),
         training=dict(training),
         evaluation=dict(evaluation),
+        item_embeddings=embeddings,
     )
     manifest = write_bundle(
         bundle_dir, peft_model=model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
@@ -145,6 +152,21 @@ def write_run_bundle(
         "bundle": str(bundle_dir),
         "bundle_id": manifest.bundle_id,
         "content_hash": manifest.catalogue.content_hash,
+    }
+
+
+def dense_index_run(layout: RunLayout, bundle_dir: Path) -> dict[str, Any]:
+    """Put the run's item embeddings into ``bundle_dir`` as its dense index (``semid dense-index``)."""
+    items, report, _ = layout.load_id_outputs()
+    model = str(report.get("embedding_model", MODEL_NAME))
+    manifest = add_dense_index(bundle_dir, layout.load_embeddings(), [item.item_id for item in items], model)
+    retrieval = manifest.retrieval
+    return {
+        "bundle": str(bundle_dir),
+        "bundle_id": manifest.bundle_id,
+        "dense_index": retrieval.dense_index if retrieval is not None else None,
+        "embedding": manifest.embedding.model_dump(),
+        "fusion_uses_dense": retrieval is not None and retrieval.fusion.uses_dense,
     }
 
 

@@ -9,6 +9,7 @@ from app.inference.model_loading import load_recommender_model
 from bench.tune_fusion import MODEL_ONLY, collect, evaluate, grid, tune, valid_examples, write_fusion
 from semantic_ids.bundle import FusionParams, read_manifest
 from tests.helpers.tiny_bundle import make_tiny_bundle
+from tests.helpers.tiny_encoder import HashingEncoder
 
 
 def _examples(path: Path, items: list[dict[str, object]]) -> Path:
@@ -47,3 +48,32 @@ def test_tuning_reads_held_out_phrasings_and_stores_its_choice(tmp_path: Path) -
     assert manifest.retrieval is not None and manifest.retrieval.fusion == chosen
     assert "40 held-out phrasings" in chosen.tuned_on
     assert load_recommender_model(bundle.bundle_dir, bundle.base_models_dir, "cpu").ranker().fusion == chosen
+
+
+def test_tuning_weighs_the_dense_source_of_a_bundle_with_item_vectors(tmp_path: Path) -> None:
+    bundle = make_tiny_bundle(tmp_path, steps=30, dense=True)
+    loaded = load_recommender_model(
+        bundle.bundle_dir, bundle.base_models_dir, "cpu", query_encoder=HashingEncoder(), with_dense=True
+    )
+    assert loaded.dense is not None and not loaded.fusion.uses_dense  # untuned: off until tuning says
+    pairs = valid_examples(
+        _examples(tmp_path / "examples.jsonl", bundle.items), loaded.lexical.item_ids, None, 0
+    )
+    ranker = loaded.ranker()
+    collected = collect(ranker, pairs, beams=4, batch=16)
+    assert all(s.dense_rank is not None and s.candidates.dense is not None for s in collected)
+    # The widest dense depth brings in finds that neither the beams nor BM25 had.
+    assert any(sources == ("dense",) for s in collected for sources in s.candidates.sources)
+    result = tune(ranker, pairs, beams=4, batch=16, source="examples.jsonl")
+    assert len(result["grid"]) == len(grid(dense=True)) > len(grid())
+    assert {"generative", "lexical", "dense"} <= set(result["figures"])
+    chosen = FusionParams.model_validate(result["chosen"])
+    best = max(row["recall@10"] for row in result["grid"])
+    assert (
+        result["figures"]["hybrid"]["recall@10"] >= best - max((best * (1 - best) / 40) ** 0.5, 1 / 40) - 1e-9
+    )
+    write_fusion(bundle.bundle_dir, chosen)
+    again = load_recommender_model(
+        bundle.bundle_dir, bundle.base_models_dir, "cpu", query_encoder=HashingEncoder()
+    )
+    assert again.fusion == chosen and (again.dense is not None) == chosen.uses_dense

@@ -8,50 +8,21 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from semantic_ids.beam_search import beam_search, score_codes
-from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
 from semantic_ids.ids import IdScheme, InvalidSemanticId, SemanticId
 from semantic_ids.trie import PrefixTrie
-from tests.helpers.tiny_catalogue import TINY_SCHEME, tiny_items
-from tests.helpers.tiny_models import make_tiny_base_model, make_tiny_tokenizer
+from tests.helpers.tiny_catalogue import TINY_IDS, TINY_SCHEME
+from tests.helpers.tiny_models import make_tiny_tokenizer, randomise_code_rows
 from training.llm.lora import LoraSettings, attach_lora
 from training.llm.tokens import add_semantic_tokens
 
 # Different lengths, so a batch is left-padded; the search must not let padding shift positions.
 QUERIES = ["a film", "another query, much longer than the first one", "x", "Keanu Reeves in the 90s"]
-TINY_IDS = [SemanticId(tuple(item["semantic_id"])) for item in tiny_items()]  # 20 items
 SPARSE_IDS = [SemanticId((0, 1, 0)), SemanticId((0, 1, 1)), SemanticId((2, 3, 0)), SemanticId((3, 0, 2))]
 REL = 1e-4
-
-
-def _randomise_code_rows(model: Any, new_ids: list[int], seed: int) -> None:
-    """Spread the new rows apart, so the tiny model's code distributions are far from uniform."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        model.get_input_embeddings().weight[new_ids] = torch.randn(len(new_ids), model.config.hidden_size)
-        head = model.get_output_embeddings().weight
-        if head.data_ptr() != model.get_input_embeddings().weight.data_ptr():
-            head[new_ids] = torch.randn(len(new_ids), model.config.hidden_size) * 2
-
-
-@pytest.fixture(scope="module")
-def tied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, list[int]]:
-    folder = make_tiny_base_model(tmp_path_factory.mktemp("base"))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    new_ids = add_semantic_tokens(tokenizer, TINY_SCHEME)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    resize_for_tokens(model, tokenizer)
-    _randomise_code_rows(model, new_ids, seed=0)
-    return model.eval(), tokenizer, new_ids
-
-
-@pytest.fixture(scope="module")
-def decoder(tied: tuple[Any, Any, list[int]]) -> ConstrainedDecoder:
-    model, tokenizer, _ = tied
-    return ConstrainedDecoder(model, tokenizer, PrefixTrie(TINY_IDS, TINY_SCHEME))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +41,7 @@ def untied_decoder() -> ConstrainedDecoder:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
-    _randomise_code_rows(model, new_ids, seed=1)
+    randomise_code_rows(model, new_ids, seed=1)
     head, embedding = model.get_output_embeddings().weight, model.get_input_embeddings().weight
     assert head.data_ptr() != embedding.data_ptr() and not torch.allclose(head[new_ids], embedding[new_ids])
     return ConstrainedDecoder(model.eval(), tokenizer, PrefixTrie(TINY_IDS, TINY_SCHEME))

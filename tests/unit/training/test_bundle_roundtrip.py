@@ -7,19 +7,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from typer.testing import CliRunner
 
 from app.inference.model_loading import load_recommender_model
-from semantic_ids.bundle import CATALOGUE, MANIFEST, BundleMismatch
+from semantic_ids.bundle import CATALOGUE, DENSE_DIR, MANIFEST, SCHEMA_VERSION, BundleMismatch, read_manifest
 from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
+from tests.helpers.tiny_encoder import HashingEncoder
 from tests.helpers.tiny_models import make_tiny_base_model
-from training.bundle_writer import BundleInputs, write_bundle
+from training import cli
+from training.bundle_writer import BundleInputs, add_dense_index, write_bundle
 from training.llm.lora import LoraSettings, attach_lora
 from training.llm.tokens import add_semantic_tokens, initialise_new_rows
 
@@ -142,7 +146,7 @@ def test_other_schema_version_is_refused(trained: dict[str, Any], tmp_path: Path
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest["schema_version"] = 99
     (bundle / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleMismatch, match="schema version 99; this code reads versions 1, 2"):
+    with pytest.raises(BundleMismatch, match=r"schema version 99; this code reads versions 1, 2, 3$"):
         load_recommender_model(bundle, trained["base_models_dir"], "cpu")
 
 
@@ -190,3 +194,53 @@ def test_failed_write_leaves_previous_bundle_in_place(trained: dict[str, Any], t
         )
     assert (bundle / MANIFEST).read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_item_vectors_join_a_bundle_written_without_them(trained: dict[str, Any], tmp_path: Path) -> None:
+    """``semid dense-index``: the run's vectors, in its own item order, become the bundle's dense index."""
+    bundle = _copy(trained, tmp_path)
+    assert (
+        not (bundle / DENSE_DIR).exists()
+        and load_recommender_model(bundle, trained["base_models_dir"], "cpu").dense is None
+    )
+    items = tiny_items()[::-1]  # the run lists its items in another order than the bundle
+    encoder = HashingEncoder()
+    vectors = encoder.encode([item["title"] for item in items])
+    ids = [item["item_id"] for item in items]
+    with pytest.raises(
+        BundleMismatch, match=r"19 item vectors for 19 ids do not cover .* 20 items \(1 missing"
+    ):
+        add_dense_index(bundle, vectors[1:], ids[1:], encoder.model)
+    manifest = add_dense_index(bundle, vectors, ids, encoder.model)
+    assert manifest == read_manifest(bundle) and manifest.schema_version == SCHEMA_VERSION
+    assert manifest.retrieval is not None and manifest.retrieval.dense_index == DENSE_DIR
+    assert (manifest.embedding.model, manifest.embedding.dimensions) == (encoder.model, encoder.dimensions)
+    loaded = load_recommender_model(
+        bundle, trained["base_models_dir"], "cpu", query_encoder=encoder, with_dense=True
+    )
+    assert loaded.dense is not None
+    expected = encoder.encode([item["title"] for item in tiny_items()])  # the bundle's order
+    assert np.allclose(loaded.dense.index.vectors, expected, atol=1e-6)
+
+
+def test_semid_dense_index_adds_the_runs_vectors(trained: dict[str, Any], tmp_path: Path) -> None:
+    bundle = _copy(trained, tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    items = tiny_items()
+    (run / "items_with_ids.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    (run / "id_report.json").write_text(
+        json.dumps(TINY_ID_REPORT | {"embedding_model": HashingEncoder.model})
+    )
+    np.save(run / "embeddings.npy", HashingEncoder().encode([item["title"] for item in items]))
+    command = ["dense-index", "--run-dir", str(run), "--bundle", str(bundle)]
+    result = CliRunner().invoke(cli.app, command)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (
+        report["dense_index"] == DENSE_DIR and report["embedding"]["dimensions"] == HashingEncoder.dimensions
+    )
+    assert report["fusion_uses_dense"] is False  # on once bench.tune_fusion --write says so
+    np.save(run / "embeddings.npy", np.zeros((19, 64), dtype=np.float32))  # a run of another catalogue
+    failed = CliRunner().invoke(cli.app, command)
+    assert isinstance(failed.exception, BundleMismatch) and BundleMismatch in cli.DOMAIN_ERRORS

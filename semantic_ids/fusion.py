@@ -1,0 +1,95 @@
+"""Hybrid mode's candidates and how their scores fuse into one ranking (``semantic_ids.hybrid`` runs it).
+
+Each candidate carries the model's log-probability of its ID, its lexical score in [0, 1] and, when
+the dense source takes part, its cosine similarity to the query. ``FusionParams.method`` says how they
+combine:
+
+- ``linear``: ``log p_model(ID | query) + lexical_weight * lexical + dense_weight * cosine``: the
+  model's ranking with bonuses for lexical and dense evidence, in the model's own units;
+- ``rrf``: reciprocal-rank fusion over the candidates, ``1 / (rrf_k + model rank) + 1 / (rrf_k +
+  lexical rank) + dense_weight / (rrf_k + dense rank)``: blind to the scales, only the orders count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from semantic_ids.bundle import FusionParams
+
+MODEL, LEXICAL, DENSE = "model", "lexical", "dense"  # the sources an item can be found by, in this order
+SOURCES = (MODEL, LEXICAL, DENSE)
+_FLOOR = -1e9  # stands in for a -inf log-probability, so sums and sorts stay finite
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One query's candidate rows with their component scores, before fusion."""
+
+    rows: list[int]
+    sources: list[tuple[str, ...]]
+    log_probs: np.ndarray  # (candidates,) model log-probabilities
+    lexical: np.ndarray  # (candidates,) lexical scores
+    dense: np.ndarray | None = None  # (candidates,) cosine similarities; None: the dense source is off
+
+    def subset(self, index: np.ndarray) -> Candidates:
+        """The candidates at ``index`` (positions), in that order."""
+        return Candidates(
+            rows=[self.rows[i] for i in index],
+            sources=[self.sources[i] for i in index],
+            log_probs=self.log_probs[index],
+            lexical=self.lexical[index],
+            dense=None if self.dense is None else self.dense[index],
+        )
+
+
+def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
+    """(candidates,) fused scores, higher is better."""
+    log_probs = np.where(np.isfinite(candidates.log_probs), candidates.log_probs, _FLOOR)
+    dense = candidates.dense if candidates.dense is not None and params.dense_weight > 0.0 else None
+    if params.method == "linear":
+        fused: np.ndarray = log_probs + params.lexical_weight * candidates.lexical
+        return fused if dense is None else fused + params.dense_weight * dense
+    rrf: np.ndarray = 1.0 / (params.rrf_k + _ranks(log_probs)) + 1.0 / (
+        params.rrf_k + _ranks(candidates.lexical)
+    )
+    return rrf if dense is None else rrf + params.dense_weight / (params.rrf_k + _ranks(dense))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, best (highest) first; ties broken by position."""
+    order = np.argsort(-values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    return ranks
+
+
+def best_rows(scores: np.ndarray, n: int) -> list[int]:
+    """The ``n`` best rows, best first, ties in catalogue order."""
+    return [int(row) for row in np.argsort(-scores, kind="stable")[:n]]
+
+
+def evidence_rows(scores: np.ndarray, depth: int) -> list[int]:
+    """A retriever's top ``depth`` rows that it found anything for (score above 0), best first."""
+    return [row for row in best_rows(scores, depth) if scores[row] > 0.0]
+
+
+def union(
+    beam_rows: Sequence[int],
+    found: Sequence[tuple[str, Sequence[int]]],
+    filler: Sequence[int],
+    wanted: int,
+) -> list[tuple[int, tuple[str, ...]]]:
+    """Beam rows, then each retriever's rows (``(source, rows)``), each row once with every source that
+    found it, then ``filler`` rows (lexical order, sourced ``lexical``) until there are ``wanted``."""
+    sources: dict[int, set[str]] = {row: {MODEL} for row in beam_rows}
+    for source, rows in found:
+        for row in rows:
+            sources.setdefault(row, set()).add(source)
+    for row in filler:
+        if len(sources) >= wanted:
+            break
+        sources.setdefault(row, {LEXICAL})
+    return [(row, tuple(s for s in SOURCES if s in found_by)) for row, found_by in sources.items()]

@@ -104,11 +104,7 @@ def beam_search(
         codes = torch.cat([parents, code.unsqueeze(2)], dim=2)
         nodes = advance(trie, level, nodes.gather(1, origin), code, torch.isfinite(scores))
         if level < levels - 1 and early_finish and _determined(trie, level + 1, nodes, riders):
-            assert trie is not None  # _determined is False without a trie
-            rest = trie.rest[level + 1][nodes.clamp(min=0)]  # (Q, W', levels - level - 1)
-            codes = torch.cat([codes, rest.clamp(min=0)], dim=2)
-            if riders is not None:
-                riders.score_without_model(level + 1)
+            codes = _finish_without_model(trie, level + 1, nodes, codes, riders)
             break
         if level < levels - 1:  # the first reorder also copies each prompt's cache to its beams
             rows = (torch.arange(queries, device=device).unsqueeze(1) * width + origin).flatten()  # (Q * W')
@@ -116,6 +112,18 @@ def beam_search(
             lm.cache.batch_select_indices(rows if extra is None else torch.cat([rows, extra.parents]))
     forced_log_probs = None if riders is None else riders.log_probs()
     return Beams(codes=codes, log_probs=scores, forced_log_probs=forced_log_probs)
+
+
+def _finish_without_model(
+    trie: PrefixTrie | None, level: int, nodes: torch.Tensor, codes: torch.Tensor, riders: ForcedIds | None
+) -> torch.Tensor:
+    """(Q, W, level) codes -> (Q, W, levels): each beam's one remaining path written in; the forced IDs
+    get their remaining levels' scores (0, or -inf off the trie) the same way."""
+    assert trie is not None  # _determined is False without a trie
+    rest = trie.rest[level][nodes.clamp(min=0)]  # (Q, W, levels - level); dead beams: -1s
+    if riders is not None:
+        riders.score_without_model(level)
+    return torch.cat([codes, rest.clamp(min=0)], dim=2)
 
 
 def _determined(trie: PrefixTrie | None, level: int, nodes: torch.Tensor, riders: ForcedIds | None) -> bool:

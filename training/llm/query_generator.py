@@ -30,8 +30,8 @@ _FACETS = {"title": 3.0, "director": 1.5, "cast": 2.5, "year": 0.8, "decade": 0.
 _NAMES = ("title", "director", "cast")
 # Cast members are drawn with weight (films of theirs in the catalogue) ** CAST_WEIGHT_POWER: the
 # names people type are those of actors in many films; a cast facet names 2-3 of them at MULTI_CAST_RATE.
-CAST_WEIGHT_POWER = 1.0
-MULTI_CAST_RATE = 0.2
+CAST_WEIGHT_POWER = 1.5
+MULTI_CAST_RATE = 0.0
 TITLE_TYPO_RATE = 0.35
 _ORDER = ("rating", "decade", "country", "genre", "title", "director", "cast", "language", "year")
 

@@ -3,6 +3,7 @@ the per-epoch generator is seeded, bf16 only where native, and the model round-t
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,27 @@ def test_cached_lower_activations_give_the_same_loss(run: tuple[Path, Path]) -> 
     cache = ActivationCache(model, batches)
     for index, batch in enumerate(batches):
         assert float(model(batch, cache[index])) == pytest.approx(float(model(batch)), rel=1e-6)
+
+
+def test_the_time_budget_counts_caching_the_frozen_activations(
+    run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building an epoch's cache is training time: a budget shorter than the build stops after one step."""
+    run_dir, base_models = run
+    items, report, scheme = RunLayout(run_dir).load_id_outputs()
+    config = replace(TOP.finetune, time_budget_s=1.0, epoch_repeats=2, eval_every=0)
+    model, tokenizer, _ = prepare_top_layers(
+        base_models / TOP.base_model, scheme, items, config, int(report["rq_levels"])
+    )
+    build = ActivationCache.__init__
+
+    def slow_build(self: ActivationCache, *args: Any) -> None:
+        time.sleep(1.5)
+        build(self, *args)
+
+    monkeypatch.setattr(ActivationCache, "__init__", slow_build)
+    result = train_top_layers(model, tokenizer, QueryGenerator(items, 4, seed=0), config)
+    assert result.steps == 1 and result.train_seconds >= 1.5
 
 
 def test_query_generator_is_seeded_and_differs_between_epochs(run: tuple[Path, Path]) -> None:

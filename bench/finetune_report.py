@@ -18,7 +18,7 @@ from training.run_layout import RunLayout
 
 RESULTS = Path("bench/results/finetune_demo.json")
 UNSEEN = Path("artifacts/bench/quality_unseen.json")
-SYSTEMS = {"llm_semantic_id": "model", "dense_minilm": "dense", "bm25": "bm25"}
+SYSTEMS = {"llm_semantic_id": "generative", "dense_minilm": "dense", "bm25": "bm25"}
 
 
 def collect(run_dir: Path, unseen_path: Path) -> dict[str, Any]:

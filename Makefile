@@ -5,8 +5,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
-PROFILE ?= demo
+# A catalogue of one's own: make demo CATALOGUE=my_items.jsonl [PROFILE=name] [TEMPLATES=my_templates.yaml];
+# the run and the bundle take PROFILE's name (by default the file's name without .jsonl).
+CATALOGUE ?=
+TEMPLATES ?=
+PROFILE ?= $(if $(CATALOGUE),$(basename $(notdir $(CATALOGUE))),demo)
 PORT ?= 8000
+CATALOGUE_ARGS := $(if $(CATALOGUE),--jsonl $(CATALOGUE)) $(if $(TEMPLATES),--templates $(TEMPLATES))
 
 .PHONY: install demo bundle serve test lint typecheck unit slow bench clean
 
@@ -25,7 +30,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	# PASSIVE OpenMP workers keep 2 threads fast even when another process holds a core (bench/RESULTS.md).
-	OMP_WAIT_POLICY=PASSIVE SEMID_THREADS=2 $(BIN)/semid pipeline --profile $(PROFILE)
+	OMP_WAIT_POLICY=PASSIVE SEMID_THREADS=2 $(BIN)/semid pipeline --profile $(PROFILE) $(CATALOGUE_ARGS)
 	$(BIN)/semid-service demo --profile $(PROFILE) --port $(PORT)
 
 lint: install

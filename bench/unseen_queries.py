@@ -10,7 +10,8 @@ be rebuilt for a changed catalogue::
 writes ``bench/queries/demo_unseen.jsonl`` (checked in). Queries with no relevant item are dropped
 and listed. The build fails when a filter names a value the catalogue never has (a typo in a filter
 would otherwise silently make a query "relevant to nothing"), or when a query could have been written
-by one of ``training.llm.phrasing.TEMPLATES`` (its wording and slot values both fit), or when it appears
+by one of the films' fine-tuning templates (``training/llm/templates/films.yaml``; its wording and slot
+values both fit), or when it appears
 verbatim among the generated fine-tuning queries (``--examples``).
 
 Filter keys (all given keys must hold):
@@ -32,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -443,76 +443,43 @@ def unknown_values(items: Sequence[Mapping[str, Any]], filter_: Mapping[str, Any
 
 
 def _slot_vocabulary(items: Sequence[Mapping[str, Any]]) -> dict[str, set[str]]:
-    """Every value each slot kind can take when the fine-tuning templates are filled (lowercased)."""
-    from training.llm.phrasing import CAST_POOL, COUNTRY_WORDS, DECADE_WORDS, GENRE_WORDS
+    """Every value each slot can take when the films' fine-tuning templates are filled (lowercased)."""
+    from training.llm.template_files import films_templates
+    from training.llm.template_spec import decade_spellings
 
-    vocab: dict[str, set[str]] = {k: set() for k in ("title", "director", "year", "genre", "cast")}
-    vocab |= {"country": set(), "language": set(), "rating": set(), "decade": set()}
+    films = films_templates()
+    fields, pool, rating_forms = films.fields, films.slot("cast").pool, films.slot("rating").forms or ("{x}",)
+    vocab: dict[str, set[str]] = {name: set() for name in fields}
     for item in items:
         vocab["title"].add(str(item["title"]))
         vocab["director"].update(_listed(item.get("director"))[:1])
-        vocab["cast"].update(_listed(item.get("cast"))[:CAST_POOL])
+        vocab["cast"].update(_listed(item.get("cast"))[:pool])
         vocab["language"].update(_listed(item.get("language"))[:1])
         if "year" in item:
             year = int(item["year"])
-            decade = year - year % 10
             vocab["year"].add(str(year))
-            vocab["decade"] |= {f"{decade}s", f"{decade % 100:02d}s", f"'{decade % 100:02d}s"}
-            vocab["decade"] |= {DECADE_WORDS[decade]} if decade in DECADE_WORDS else set()
+            spellings = films.slot("decade").spellings
+            vocab["decade"].update(decade_spellings(fields["decade"], year - year % 10, spellings))
         for country in _listed(item.get("country")):
-            vocab["country"].update(COUNTRY_WORDS.get(country, [country]))
+            vocab["country"].update((fields["country"].synonyms or {}).get(country, [country]))
         if "mpaa_rating" in item:
-            rating = str(item["mpaa_rating"])
-            vocab["rating"] |= {rating, f"rated {rating}", f"{rating}-rated"}
+            vocab["rating"] |= {form.format(x=item["mpaa_rating"]) for form in rating_forms}
     for genre in {g for item in items for g in _listed(item.get("genres"))}:
-        vocab["genre"].update(GENRE_WORDS.get(genre, [genre.lower()]))
+        vocab["genre"].update((fields["genre"].synonyms or {}).get(genre, [genre.lower()]))
     return {kind: {_fold(v) for v in values} for kind, values in vocab.items()}
 
 
 def _template_patterns(items: Sequence[Mapping[str, Any]]) -> dict[str, re.Pattern[str]]:
     """Each fine-tuning template as a regex whose slots accept exactly the values the generator writes."""
-    from training.llm.phrasing import TEMPLATES, Slots
-
-    class Marks(Slots):
-        """Slots that write a placeholder naming the slot kind instead of a value."""
-
-        def __init__(self) -> None:
-            super().__init__(CatalogueItem(item_id="", title=""), random.Random(0))
-
-        def title(self) -> str:
-            return "\x00title\x00"
-
-        def director(self) -> str:
-            return "\x00director\x00"
-
-        def year(self) -> str:
-            return "\x00year\x00"
-
-        def decade(self) -> str:
-            return "\x00decade\x00"
-
-        def genre(self) -> str:
-            return "\x00genre\x00"
-
-        def cast(self) -> str:
-            return "\x00cast\x00"
-
-        def country(self) -> str:
-            return "\x00country\x00"
-
-        def language(self) -> str:
-            return "\x00language\x00"
-
-        def rating(self) -> str:
-            return "\x00rating\x00"
+    from training.llm.template_files import films_templates
 
     slots = {
         kind: "(?:" + "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)) + ")"
         for kind, values in _slot_vocabulary(items).items()
     }
     patterns = {}
-    for template in TEMPLATES:
-        parts = re.split(r"\x00(\w+)\x00", template.render(Marks()))
+    for template in films_templates().examples.templates:
+        parts = re.split(r"\{(\w+)\}", template.text)  # odd indexes: slot names
         regex = "".join(
             slots[part]
             if index % 2

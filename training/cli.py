@@ -6,7 +6,8 @@ ends in one line on stderr and exit code 2: domain errors are raised deep and ma
 ``main`` only.
 
 Adding a command is one block: a function decorated with ``@app.command("name")`` that calls a stage
-and finishes with ``_echo(report)``; add the stage's domain error to ``DOMAIN_ERRORS``.
+and finishes with ``_echo(report)``; add the stage's domain error to ``DOMAIN_ERRORS``. Options that
+several commands share are declared once, in ``cli_options.py``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ import torch
 import typer
 
 from semantic_ids.bundle import BundleMismatch
+from training import cli_options as opt
 from training.data.catalogue import CatalogueError
 from training.data.embeddings import EmbeddingError
 from training.eval.evaluate import format_table
 from training.ids.rqvae import RQVAEError
 from training.io import write_json
 from training.llm.base_model import BaseModelError, prepare_base_model
+from training.llm.template_spec import TemplateError
 from training.pipeline import id_stage, stages
 from training.pipeline.config import PipelineError
-from training.pipeline.run import run_pipeline
-from training.profiles import pipeline_config
+from training.pipeline.run import pipeline_inputs, run_pipeline
+from training.profiles import PROFILES, pipeline_config
 from training.run_layout import (
     BASE_MODELS_DIR,
     EMBEDDING_CACHE_DIR,
@@ -51,34 +54,12 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     PipelineError,
     BaseModelError,
     BundleMismatch,
+    TemplateError,
 )
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None
 )
-
-ProfileOption = Annotated[
-    str, typer.Option("--profile", help="Catalogue profile: demo | full (or a run name).")
-]
-RunDirOption = Annotated[Path | None, typer.Option(help="Run folder [default: artifacts/runs/<profile>].")]
-CacheDirOption = Annotated[Path, typer.Option(help="Embedding cache folder.")]
-JsonlOption = Annotated[Path | None, typer.Option(help="A JSONL catalogue instead of the default films.")]
-BaseModelsOption = Annotated[Path, typer.Option(help="Folder of prepared base models.")]
-MaxStepsOption = Annotated[int | None, typer.Option(help="Optimizer steps [profile default].")]
-BatchOption = Annotated[int | None, typer.Option(help="Examples per step [profile default].")]
-LrLoraOption = Annotated[float | None, typer.Option(help="Peak learning rate of the LoRA weights.")]
-LrTokensOption = Annotated[float | None, typer.Option(help="Peak learning rate of the new token rows.")]
-TokenInitOption = Annotated[str | None, typer.Option(help="New-row init: mean | cluster.")]
-RowsOnlyOption = Annotated[int | None, typer.Option(help="First steps that train only the new rows.")]
-RankOption = Annotated[int | None, typer.Option(help="LoRA rank (alpha = 2 x rank).")]
-EvalQueriesOption = Annotated[int | None, typer.Option(help="Held-out queries in the evaluation table.")]
-MethodOption = Annotated[str | None, typer.Option(help="Fine-tuning method: top_layers | lora.")]
-LayersOption = Annotated[int | None, typer.Option(help="top_layers: how many top layers train.")]
-LrLayersOption = Annotated[float | None, typer.Option(help="top_layers: peak learning rate of the layers.")]
-BudgetOption = Annotated[
-    float | None, typer.Option("--time-budget", help="top_layers: seconds of training (0: max-steps).")
-]
-RepeatsOption = Annotated[int | None, typer.Option(help="top_layers: passes over each epoch's queries.")]
 
 
 def _echo(report: dict[str, Any]) -> None:
@@ -97,8 +78,8 @@ def _configure(
 
 @app.command("import-catalogue")
 def import_catalogue(
-    profile: ProfileOption = "demo",
-    jsonl: JsonlOption = None,
+    profile: opt.ProfileOption = "demo",
+    jsonl: opt.JsonlOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Output [default: artifacts/runs/<profile>/catalogue.jsonl].")
     ] = None,
@@ -109,9 +90,9 @@ def import_catalogue(
 
 @app.command("embed")
 def embed(
-    profile: ProfileOption = "demo",
-    run_dir: RunDirOption = None,
-    cache_dir: CacheDirOption = EMBEDDING_CACHE_DIR,
+    profile: opt.ProfileOption = "demo",
+    run_dir: opt.RunDirOption = None,
+    cache_dir: opt.CacheDirOption = EMBEDDING_CACHE_DIR,
     batch_size: int = id_stage.EMBED_BATCH,
 ) -> None:
     """Embed the run's catalogue with MiniLM (cached by content) into embeddings.npy."""
@@ -120,8 +101,8 @@ def embed(
 
 @app.command("train-rqvae")
 def train_rqvae_command(
-    profile: ProfileOption = "demo",
-    run_dir: RunDirOption = None,
+    profile: opt.ProfileOption = "demo",
+    run_dir: opt.RunDirOption = None,
     epochs: Annotated[int | None, typer.Option(help="Override the profile's epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
 ) -> None:
@@ -131,17 +112,17 @@ def train_rqvae_command(
 
 
 @app.command("assign")
-def assign(profile: ProfileOption = "demo", run_dir: RunDirOption = None) -> None:
+def assign(profile: opt.ProfileOption = "demo", run_dir: opt.RunDirOption = None) -> None:
     """Give every item a unique semantic ID (RQ-VAE codes + disambiguation code); writes the ID outputs."""
     _echo(id_stage.assign(RunLayout.for_profile(profile, run_dir)))
 
 
 @app.command("ids")
 def ids(
-    profile: ProfileOption = "demo",
-    jsonl: JsonlOption = None,
-    run_dir: RunDirOption = None,
-    cache_dir: CacheDirOption = EMBEDDING_CACHE_DIR,
+    profile: opt.ProfileOption = "demo",
+    jsonl: opt.JsonlOption = None,
+    run_dir: opt.RunDirOption = None,
+    cache_dir: opt.CacheDirOption = EMBEDDING_CACHE_DIR,
     seed: Annotated[int | None, typer.Option(help="Override the RQ-VAE seed.")] = None,
 ) -> None:
     """The whole ID pipeline: catalogue -> embeddings -> RQ-VAE -> unique semantic IDs."""
@@ -151,7 +132,7 @@ def ids(
 
 @app.command("prepare-base-model")
 def prepare_base_model_command(
-    base_models_dir: BaseModelsOption = BASE_MODELS_DIR,
+    base_models_dir: opt.BaseModelsOption = BASE_MODELS_DIR,
     source: Annotated[
         Path | None, typer.Option(help="A .gguf file or HF model folder [packaged SmolLM2].")
     ] = None,
@@ -170,36 +151,42 @@ def prepare_base_model_command(
 
 
 @app.command("examples")
-def examples_command(profile: ProfileOption = "demo", run_dir: RunDirOption = None) -> None:
+def examples_command(
+    profile: opt.ProfileOption = "demo",
+    run_dir: opt.RunDirOption = None,
+    templates: opt.TemplatesOption = None,
+) -> None:
     """Write the run's seeded fine-tuning examples (train / held-out phrasings) to examples.jsonl."""
     layout = RunLayout.for_profile(profile, run_dir)
-    report = stages.make_examples(layout, pipeline_config(profile).examples)
+    config = pipeline_config(profile, layout.item_count())
+    report = stages.make_examples(layout, config.examples, templates_file=templates)
     write_json(report, layout.report("examples"))
     _echo(report)
 
 
 @app.command("finetune")
 def finetune_command(
-    profile: ProfileOption = "demo",
-    run_dir: RunDirOption = None,
-    base_models_dir: BaseModelsOption = BASE_MODELS_DIR,
-    max_steps: MaxStepsOption = None,
-    batch_size: BatchOption = None,
-    lr_lora: LrLoraOption = None,
-    lr_tokens: LrTokensOption = None,
-    token_init: TokenInitOption = None,
-    rows_only_steps: RowsOnlyOption = None,
-    rank: RankOption = None,
-    method: MethodOption = None,
-    trainable_layers: LayersOption = None,
-    lr_layers: LrLayersOption = None,
-    time_budget_s: BudgetOption = None,
-    epoch_repeats: RepeatsOption = None,
+    profile: opt.ProfileOption = "demo",
+    run_dir: opt.RunDirOption = None,
+    base_models_dir: opt.BaseModelsOption = BASE_MODELS_DIR,
+    max_steps: opt.MaxStepsOption = None,
+    batch_size: opt.BatchOption = None,
+    lr_lora: opt.LrLoraOption = None,
+    lr_tokens: opt.LrTokensOption = None,
+    token_init: opt.TokenInitOption = None,
+    rows_only_steps: opt.RowsOnlyOption = None,
+    rank: opt.RankOption = None,
+    method: opt.MethodOption = None,
+    trainable_layers: opt.LayersOption = None,
+    lr_layers: opt.LrLayersOption = None,
+    time_budget_s: opt.BudgetOption = None,
+    epoch_repeats: opt.RepeatsOption = None,
 ) -> None:
     """LoRA-fine-tune the base model on the run's examples (resumes from the run's checkpoint)."""
     layout = RunLayout.for_profile(profile, run_dir)
     config = pipeline_config(
         profile,
+        layout.item_count(),
         max_steps=max_steps,
         batch_size=batch_size,
         lr_lora=lr_lora,
@@ -221,30 +208,31 @@ def finetune_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    profile: ProfileOption = "demo",
-    run_dir: RunDirOption = None,
-    base_models_dir: BaseModelsOption = BASE_MODELS_DIR,
-    eval_queries: EvalQueriesOption = None,
+    profile: opt.ProfileOption = "demo",
+    run_dir: opt.RunDirOption = None,
+    base_models_dir: opt.BaseModelsOption = BASE_MODELS_DIR,
+    eval_queries: opt.EvalQueriesOption = None,
 ) -> None:
     """Fine-tuned model vs dense (MiniLM) vs BM25 on the same held-out queries: one table."""
     layout = RunLayout.for_profile(profile, run_dir)
-    result = stages.evaluate_run(layout, base_models_dir, pipeline_config(profile, eval_queries=eval_queries))
+    config = pipeline_config(profile, layout.item_count(), eval_queries=eval_queries)
+    result = stages.evaluate_run(layout, base_models_dir, config)
     typer.echo(format_table(result), err=True)
     _echo(result)
 
 
 @app.command("bundle")
 def bundle_command(
-    profile: ProfileOption = "demo",
-    run_dir: RunDirOption = None,
-    base_models_dir: BaseModelsOption = BASE_MODELS_DIR,
+    profile: opt.ProfileOption = "demo",
+    run_dir: opt.RunDirOption = None,
+    base_models_dir: opt.BaseModelsOption = BASE_MODELS_DIR,
     out: Annotated[
         Path | None, typer.Option(help="Bundle folder [default: artifacts/bundles/<profile>].")
     ] = None,
 ) -> None:
     """Write the serving bundle from the run's fine-tuned model and evaluation (atomically)."""
     layout = RunLayout.for_profile(profile, run_dir)
-    config = pipeline_config(profile)
+    config = pipeline_config(profile, layout.item_count())
     report = stages.bundle_run(layout, base_models_dir, config, out or bundle_dir_for(profile))
     write_json(report, layout.report("bundle"))
     _echo(report)
@@ -264,41 +252,42 @@ def dense_index_command(
 
 @app.command("pipeline")
 def pipeline_command(
-    profile: ProfileOption = "demo",
-    base_models_dir: BaseModelsOption = BASE_MODELS_DIR,
+    profile: opt.ProfileOption = "demo",
+    jsonl: opt.JsonlOption = None,
+    templates: opt.TemplatesOption = None,
+    base_models_dir: opt.BaseModelsOption = BASE_MODELS_DIR,
     reuse_ids: Annotated[bool, typer.Option(help="Keep the run's existing semantic IDs.")] = False,
-    max_steps: MaxStepsOption = None,
-    batch_size: BatchOption = None,
-    lr_lora: LrLoraOption = None,
-    lr_tokens: LrTokensOption = None,
-    token_init: TokenInitOption = None,
-    rows_only_steps: RowsOnlyOption = None,
-    rank: RankOption = None,
-    method: MethodOption = None,
-    trainable_layers: LayersOption = None,
-    lr_layers: LrLayersOption = None,
-    time_budget_s: BudgetOption = None,
-    epoch_repeats: RepeatsOption = None,
-    eval_queries: EvalQueriesOption = None,
+    max_steps: opt.MaxStepsOption = None,
+    batch_size: opt.BatchOption = None,
+    lr_lora: opt.LrLoraOption = None,
+    lr_tokens: opt.LrTokensOption = None,
+    token_init: opt.TokenInitOption = None,
+    rows_only_steps: opt.RowsOnlyOption = None,
+    rank: opt.RankOption = None,
+    method: opt.MethodOption = None,
+    trainable_layers: opt.LayersOption = None,
+    lr_layers: opt.LrLayersOption = None,
+    time_budget_s: opt.BudgetOption = None,
+    epoch_repeats: opt.RepeatsOption = None,
+    eval_queries: opt.EvalQueriesOption = None,
 ) -> None:
-    """catalogue -> IDs -> examples -> fine-tune -> evaluate -> bundle (artifacts/bundles/<profile>)."""
-    config = pipeline_config(
-        profile,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr_lora=lr_lora,
-        lr_tokens=lr_tokens,
-        token_init=token_init,
-        rows_only_steps=rows_only_steps,
-        rank=rank,
-        method=method,
-        trainable_layers=trainable_layers,
-        lr_layers=lr_layers,
-        time_budget_s=time_budget_s,
-        epoch_repeats=epoch_repeats,
-        eval_queries=eval_queries,
-    )
-    report = run_pipeline(config, reuse_ids=reuse_ids, base_models_dir=base_models_dir)
+    """catalogue -> IDs -> examples -> fine-tune -> evaluate -> bundle (artifacts/bundles/<profile>).
+
+    With --jsonl, the catalogue is that file and --profile names its run (artifacts/runs/<profile>);
+    a name other than demo or full takes the preset nearest the catalogue's size.
+    """
+    overrides: dict[str, Any] = {
+        "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,
+        "token_init": token_init, "rows_only_steps": rows_only_steps, "rank": rank, "method": method,
+        "trainable_layers": trainable_layers, "lr_layers": lr_layers, "time_budget_s": time_budget_s,
+        "epoch_repeats": epoch_repeats, "eval_queries": eval_queries,
+    }  # fmt: skip
+    # A film profile's overrides are checked before the catalogue is read; another run's need its size.
+    config = pipeline_config(profile, **overrides) if profile in PROFILES else None
+    layout = RunLayout.for_profile(profile)
+    inputs = pipeline_inputs(layout, profile, jsonl=jsonl, templates_file=templates, reuse_ids=reuse_ids)
+    config = config or pipeline_config(profile, len(inputs.items), **overrides)
+    report = run_pipeline(config, inputs=inputs, reuse_ids=reuse_ids, base_models_dir=base_models_dir)
     typer.echo(format_table(report["evaluation"]), err=True)
     _echo({k: v for k, v in report.items() if k != "evaluation"})
 

@@ -7,7 +7,8 @@ genre-like groups an LLM can learn to pick first. demo (1,000 films): 3 x 32. Wi
 level-0 codes would hold about 4 films and nothing would be shared; 32 codes give about 31 films
 each, so every level-0 token is seen often in fine-tuning, and 32^3 = 32k combinations still leave
 few collisions (the disambiguation code resolves the rest). Smaller batches for the small catalogue
-keep enough optimiser steps per epoch. Another catalogue takes the preset nearest its size.
+keep enough optimiser steps per epoch. Another catalogue (a JSONL file, run under a name of its own)
+takes the preset nearest its size, RQ-VAE and pipeline alike.
 """
 
 from __future__ import annotations
@@ -88,16 +89,25 @@ def load_profile(profile: str, db_path: Path | None = None) -> list[CatalogueIte
     return load_films(db_path, limit=PROFILES[profile].catalogue_size)
 
 
+def _nearest(item_count: int | None) -> Profile:
+    return DEMO if item_count is not None and item_count <= SMALL_CATALOGUE else FULL
+
+
 def rqvae_config(profile: str, item_count: int | None = None, **overrides: Any) -> RQVAEConfig:
     """The profile's RQ-VAE preset; another profile takes the preset nearest its catalogue size."""
-    preset = PROFILES.get(profile)
-    if preset is None:
-        preset = DEMO if item_count is not None and item_count <= SMALL_CATALOGUE else FULL
+    preset = PROFILES.get(profile) or _nearest(item_count)
     return RQVAEConfig(**{**preset.rqvae, **overrides})
 
 
-def pipeline_config(profile: str, **overrides: Any) -> PipelineConfig:
-    """The profile's pipeline config with overrides (None keeps the profile's value) checked and applied."""
-    if profile not in PROFILES:
+def pipeline_config(profile: str, item_count: int | None = None, **overrides: Any) -> PipelineConfig:
+    """The profile's pipeline config with overrides (None keeps the profile's value) checked and applied.
+
+    Another name is a run of a catalogue of one's own: with its ``item_count`` it takes the preset
+    nearest that size under its own name (the bundle's profile); without, it is an unknown profile.
+    """
+    preset = PROFILES.get(profile)
+    if preset is not None:
+        return preset.pipeline.with_overrides(**overrides)
+    if item_count is None:
         raise PipelineError(f"unknown profile {profile!r}: use {' or '.join(PROFILES)}")
-    return PROFILES[profile].pipeline.with_overrides(**overrides)
+    return replace(_nearest(item_count).pipeline, profile=profile).with_overrides(**overrides)

@@ -8,6 +8,7 @@
     items_with_ids.jsonl  items with their semantic IDs; written last    (assign)
     id_report.json        collisions, codebook usage, cosine check       (assign)
     examples.jsonl        fine-tuning examples, train and valid splits   (examples)
+    query_templates.json  the query configuration the examples used      (examples)
     checkpoint/           the resumable fine-tuning state                (finetune)
     finetuned/            the fine-tuned adapter between CLI steps       (finetune)
     evaluation.json       model vs dense vs BM25                         (evaluate)
@@ -30,7 +31,9 @@ from semantic_ids.bundle import EVALUATION, RQVAE_WEIGHTS
 from semantic_ids.ids import IdScheme
 from training.data.catalogue import read_catalogue
 from training.data.items import CatalogueItem, items_from_dicts
-from training.io import atomic_path, read_json, read_jsonl, write_jsonl
+from training.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
+from training.llm.template_files import films_templates, templates_from_dict, to_dict
+from training.llm.template_spec import QueryTemplates
 
 ARTIFACTS = Path("artifacts")
 RUNS_DIR = ARTIFACTS / "runs"
@@ -83,6 +86,10 @@ class RunLayout:
     @property
     def examples(self) -> Path:
         return self.folder / "examples.jsonl"
+
+    @property
+    def query_templates(self) -> Path:
+        return self.folder / "query_templates.json"
 
     @property
     def checkpoint(self) -> Path:
@@ -156,6 +163,34 @@ class RunLayout:
         """The train and valid examples, in file order."""
         rows = read_jsonl(self._require(self.examples, "examples", "examples", " for this run"))
         return [r for r in rows if r["split"] == "train"], [r for r in rows if r["split"] == "valid"]
+
+    def item_count(self) -> int | None:
+        """How many items the run's semantic IDs cover; None before ``semid ids``."""
+        if not self.id_report.is_file():
+            return None
+        count = read_json(self.id_report).get("item_count")
+        return None if count is None else int(count)
+
+    def has_film_catalogue(self) -> bool:
+        """Whether the run's catalogue is the default films, as its import report says (a run without
+        one, or with one from before reports said so, is films unless it names a JSONL file)."""
+        path = self.report("import")
+        if not path.is_file():
+            return True
+        report = read_json(path)
+        if "catalogue" in report:
+            return bool(report["catalogue"] == "films")
+        return "movies.db" in str(report.get("source"))
+
+    def save_query_templates(self, templates: QueryTemplates) -> None:
+        write_json(to_dict(templates), self.query_templates)
+
+    def load_query_templates(self) -> QueryTemplates:
+        """The query configuration the run's examples were made with; the films' for a run from before
+        runs kept theirs."""
+        if not self.query_templates.is_file():
+            return films_templates()
+        return templates_from_dict(read_json(self.query_templates), str(self.query_templates))
 
     def load_evaluation(self) -> dict[str, Any]:
         evaluation: dict[str, Any] = read_json(self._require(self.evaluation, "evaluation", "evaluate"))

@@ -1,18 +1,16 @@
 """Seeded fine-tuning examples: free-text query -> semantic ID, plus semantic ID -> attribute.
 
-Queries are built from an item's own fields through named phrasing templates: the title alone or
-with a year, and director, year or decade, genre, cast, country, language and MPAA rating in
-combinations, short and long. Slot values vary too (genre synonyms, decades as "nineties", "90s",
-"1990s"), and some queries are lowercased or get one light typo. Whole templates are held out for
-validation, so validation measures generalisation to wording the model never saw.
+Queries are built from an item's own fields through the named templates of the catalogue's query
+configuration (for films: the title alone or with a year, and director, year or decade, genre, cast,
+country, language and MPAA rating in combinations, short and long). Slot values vary too (genre
+synonyms, decades as "nineties", "90s", "1990s"), and some queries are lowercased or get one light
+typo. Whole templates are held out for validation, so validation measures generalisation to wording
+the model never saw.
 
 Relevance: the target is the item the query was generated from, and evaluation counts that source
 item as the relevant one. Many attribute queries ("a nineties drama by Woody Allen") fit several
 items; each validation example also lists ``matching_item_ids``, every item whose fields satisfy all
 the query's attribute constraints (capped), for a second, lenient "any matching item" metric.
-
-Cast names are drawn from the first six cast entries, the ones ``render_item_text`` shows to the
-dense and BM25 baselines, so all three systems are asked about facts they could all see.
 """
 
 from __future__ import annotations
@@ -26,7 +24,17 @@ from typing import Any
 from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SEM_END
 from training.data.items import CatalogueItem
-from training.llm.phrasing import TEMPLATES, MissingField, Slots, Template, add_noise, first_part
+from training.llm.phrasing import MissingField, Slots, add_noise, render
+from training.llm.template_files import films_templates
+from training.llm.template_spec import (
+    FieldSpec,
+    QueryTemplates,
+    Template,
+    field_values,
+    placeholders,
+    whole_value,
+    year_of,
+)
 
 MATCH_CAP = 200
 
@@ -43,18 +51,23 @@ class ExampleConfig:
 
 
 def _query_examples(
-    item: CatalogueItem, pool: Sequence[Template], count: int, rng: random.Random, config: ExampleConfig
-) -> list[tuple[Template, str, dict[str, Any]]]:
+    item: CatalogueItem,
+    pool: Sequence[Template],
+    count: int,
+    rng: random.Random,
+    config: ExampleConfig,
+    templates: QueryTemplates,
+) -> list[tuple[Template, str, dict[str, list[Any]]]]:
     """Up to ``count`` distinct queries, templates drawn by weight (so titles come up most often)."""
-    out: list[tuple[Template, str, dict[str, Any]]] = []
+    out: list[tuple[Template, str, dict[str, list[Any]]]] = []
     usable, seen = list(pool), set()
     for _ in range(count * 4):  # bounded: an item with few fields cannot fill ``count`` distinct queries
         if len(out) >= count or not usable:
             break
         template = rng.choices(usable, weights=[t.weight for t in usable])[0]
-        slots = Slots(item, rng)
+        slots = Slots(item, rng, templates)
         try:
-            text = add_noise(template.render(slots), rng, config.lowercase_rate, config.typo_rate)
+            text = add_noise(render(template, slots), rng, config.lowercase_rate, config.typo_rate)
         except MissingField:
             usable.remove(template)
             continue
@@ -68,22 +81,30 @@ def example_target(item: CatalogueItem) -> str:
     return "".join(item.sid.code_tokens()) + SEM_END
 
 
-_ATTRIBUTES = ("title", "director", "year", "genres")
+def _index_value(field: FieldSpec, item: CatalogueItem) -> str | None:
+    """A slot's value in the index text: a list's first three entries, a split field's first part."""
+    if field.kind == "title":
+        return item.title
+    raw = item.fields.get(field.key)
+    if field.kind == "decade":
+        year = year_of(raw)
+        return None if year is None else f"{year // 10 * 10}s"
+    values = field_values(field, raw)
+    if not values:
+        return None
+    return ", ".join(values[:3]) if isinstance(raw, list) else values[0]
 
 
-def index_text(item: CatalogueItem) -> str:
-    """A compact profile of the item: every fact the query templates ask about, in one line."""
-    fields = item.fields
-    parts = [f"{item.title}" + (f" ({fields['year']})" if "year" in fields else "")]
-    if fields.get("genres"):
-        parts.append(", ".join(fields["genres"][:3]))
-    if "director" in fields:
-        parts.append(f"directed by {first_part(fields['director'])}")
-    if fields.get("cast"):
-        parts.append("starring " + ", ".join(list(fields["cast"])[:3]))
-    origin = [first_part(fields[key]) for key in ("country", "language") if key in fields]
-    if origin:
-        parts.append(" ".join(origin))
+def index_text(item: CatalogueItem, templates: QueryTemplates | None = None) -> str:
+    """A compact profile of the item: the facts the query templates ask about, in one line."""
+    templates = templates or films_templates()
+    parts = []
+    for alternatives in templates.examples.index_text:
+        for text in alternatives:
+            values = {n: _index_value(templates.fields[n], item) for n in placeholders(text)}
+            if all(value is not None for value in values.values()):
+                parts.append(text.format(**values))
+                break
     return ". ".join(parts)
 
 
@@ -97,34 +118,39 @@ def attribute_example(item: CatalogueItem, attribute: str) -> tuple[str, str] | 
 
 
 class _MatchIndex:
-    """Which items satisfy a query's constraints (inverted index per constraint kind)."""
+    """Which items satisfy a query's constraints (inverted index per slot)."""
 
-    def __init__(self, items: Sequence[CatalogueItem]) -> None:
+    def __init__(self, items: Sequence[CatalogueItem], templates: QueryTemplates) -> None:
         self.index: dict[tuple[str, Any], set[str]] = defaultdict(set)
+        self.title = templates.title_slot  # titles match whatever their case
         for item in items:
-            item_id, fields = item.item_id, item.fields
-            keys: list[tuple[str, Any]] = [("title", item.title.lower())]
-            if "director" in fields:
-                keys.append(("director", first_part(fields["director"])))
-            if "year" in fields:
-                keys += [("year", int(fields["year"])), ("decade", int(fields["year"]) // 10 * 10)]
-            keys += [("genres", g) for g in fields.get("genres", [])]
-            keys += [("cast", c) for c in list(fields.get("cast", []))]
-            keys += [("country", c.strip()) for c in str(fields.get("country", "")).split(",") if c.strip()]
-            if "language" in fields:
-                keys.append(("language", first_part(fields["language"])))
-            if "mpaa_rating" in fields:
-                keys.append(("mpaa_rating", str(fields["mpaa_rating"])))
-            for key in keys:
-                self.index[key].add(item_id)
+            for name, field in templates.fields.items():
+                for value in _match_keys(item, name, field, templates):
+                    self.index[(name, value)].add(item.item_id)
 
-    def matching(self, constraints: Mapping[str, Any]) -> list[str]:
-        sets = []
-        for kind, value in constraints.items():
-            values = value if isinstance(value, list) else [value]
-            for one in values:
-                sets.append(self.index.get((kind, one.lower() if kind == "title" else one), set()))
+    def matching(self, constraints: Mapping[str, list[Any]]) -> list[str]:
+        sets = [
+            self.index.get((name, value.lower() if name == self.title else value), set())
+            for name, values in constraints.items()
+            for value in values
+        ]
         return sorted(set.intersection(*sets))[:MATCH_CAP] if sets else []
+
+
+def _match_keys(item: CatalogueItem, name: str, field: FieldSpec, templates: QueryTemplates) -> list[Any]:
+    """The values a slot can take for this item, as its constraints record them."""
+    if field.kind == "title":
+        return [item.title.lower()]
+    if field.kind in ("year", "decade"):
+        year = year_of(item.fields.get(field.key))
+        return [] if year is None else [year if field.kind == "year" else year // 10 * 10]
+    if field.kind == "text":
+        return []
+    values = field_values(field, item.fields.get(field.key))
+    pick = templates.slot(name).pick
+    if pick == "whole" and values:
+        values = [whole_value(field, item.fields[field.key])]
+    return values[:1] if pick == "first" else values
 
 
 def query_example(split: str, template: str, item_id: str, query: str, target: str) -> dict[str, Any]:
@@ -139,9 +165,11 @@ def query_example(split: str, template: str, item_id: str, query: str, target: s
     }
 
 
-def _attribute_examples(item: CatalogueItem, rng: random.Random, count: int) -> list[dict[str, Any]]:
+def _attribute_examples(
+    item: CatalogueItem, rng: random.Random, count: int, attributes: Sequence[str]
+) -> list[dict[str, Any]]:
     examples = []
-    for attribute in rng.sample(_ATTRIBUTES, k=min(count, len(_ATTRIBUTES))):
+    for attribute in rng.sample(attributes, k=min(count, len(attributes))):
         pair = attribute_example(item, attribute)
         if pair is not None:
             examples.append(
@@ -157,12 +185,16 @@ def _attribute_examples(item: CatalogueItem, rng: random.Random, count: int) -> 
     return examples
 
 
-def build_examples(items: Sequence[CatalogueItem], config: ExampleConfig) -> list[dict[str, Any]]:
-    """All examples for ``items`` (with their semantic IDs), deterministic for a given config."""
+def build_examples(
+    items: Sequence[CatalogueItem], config: ExampleConfig, templates: QueryTemplates | None = None
+) -> list[dict[str, Any]]:
+    """All examples for ``items`` (with their semantic IDs), deterministic for a given config;
+    ``templates`` is the catalogue's query configuration [the films']."""
+    templates = templates or films_templates()
     rng = random.Random(config.seed)
-    train_pool = [t for t in TEMPLATES if not t.held_out]
-    valid_pool = [t for t in TEMPLATES if t.held_out]
-    matcher = _MatchIndex(items)
+    train_pool = [t for t in templates.examples.templates if not t.held_out]
+    valid_pool = [t for t in templates.examples.templates if t.held_out]
+    matcher = _MatchIndex(items, templates)
     examples: list[dict[str, Any]] = []
     for item in items:
         target, item_id = example_target(item), item.item_id
@@ -170,13 +202,14 @@ def build_examples(items: Sequence[CatalogueItem], config: ExampleConfig) -> lis
             ("train", train_pool, config.train_queries_per_item),
             ("valid", valid_pool, config.valid_queries_per_item),
         ):
-            for template, query, constraints in _query_examples(item, pool, count, rng, config):
+            for template, query, constraints in _query_examples(item, pool, count, rng, config, templates):
                 example = query_example(split, template.name, item_id, query, target)
                 if split == "valid":
                     example["matching_item_ids"] = matcher.matching(constraints) or [item_id]
                 examples.append(example)
         for _ in range(config.index_examples_per_item):
-            examples.append(query_example("train", "index", item_id, index_text(item), target))
-        examples.extend(_attribute_examples(item, rng, config.attribute_examples_per_item))
+            examples.append(query_example("train", "index", item_id, index_text(item, templates), target))
+        attributes = templates.examples.attributes
+        examples.extend(_attribute_examples(item, rng, config.attribute_examples_per_item, attributes))
     rng.shuffle(examples)
     return examples

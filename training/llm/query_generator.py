@@ -2,11 +2,16 @@
 
 A fixed list of phrasings repeats the same strings on every pass; here epoch ``e`` draws its queries
 from ``Random(f"{seed}-{e}")``, so passes differ while a run stays reproducible. A query names one to
-three facets of a film in random forms: a title (lower-cased, without its article, one side of a
-colon, truncated), a director by full name or surname, any listed cast member (actors who appear in
-several films of the catalogue more often: those are the names people type), any listed country or
-language, a year or decade in figures or words, genre synonyms. Openers and word order vary; typos
-are added at random. The held-out validation templates of ``phrasing.TEMPLATES`` are never used.
+three facets of an item in random forms; which facets, their forms and weights come from the
+catalogue's query configuration (``template_spec.py``; for films ``templates/films.yaml``: a title
+lower-cased, without its article, one side of a colon, truncated; a director by full name or surname;
+any listed cast member, actors who appear in several films more often; a country or language; a year or
+decade in figures or words; genre synonyms). Openers and word order vary; typos are added at random.
+The configuration's held-out validation templates are never used.
+
+The module-level knobs below apply to every catalogue and are read at call time, so an experiment can
+set them: ``CAST_WEIGHT_POWER`` and ``MULTI_CAST_RATE`` for every facet with ``pick: popular``,
+``TITLE_TYPO_RATE`` for a title typed alone, ``title_form`` for every title.
 """
 
 from __future__ import annotations
@@ -14,41 +19,35 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from training.data.items import CatalogueItem
 from training.llm.examples import example_target, query_example
-from training.llm.phrasing import COUNTRY_WORDS, DECADE_WORDS, GENRE_WORDS, typo
+from training.llm.phrasing import LINKING_WORDS, form, spell, text_words, typo
+from training.llm.template_files import films_templates
+from training.llm.template_spec import (
+    FacetSpec,
+    FieldSpec,
+    QueryTemplates,
+    decade_spellings,
+    field_values,
+    whole_value,
+    year_of,
+)
 
 _ARTICLES = ("the ", "a ", "an ")
-_OPENERS = ("", "", "", "", "a ", "the ", "movie ", "film ", "movies: ", "find ", "show me ", "any ",
-            "i'd like ", "search ", "suggest ", "i want ", "need ", "give me ")  # fmt: skip
-# Facet weights: names bind entities to IDs, so they come up most.
-_FACETS = {"title": 3.0, "director": 1.5, "cast": 2.5, "year": 0.8, "decade": 0.8, "genre": 1.2,
-           "country": 0.6, "language": 0.6, "rating": 0.3}  # fmt: skip
-_NAMES = ("title", "director", "cast")
-# Cast members are drawn with weight (films of theirs in the catalogue) ** CAST_WEIGHT_POWER: the
-# names people type are those of actors in many films; a cast facet names 2-3 of them at MULTI_CAST_RATE.
+# Cast members (any ``pick: popular`` facet's names) are drawn with weight (items of theirs in the
+# catalogue) ** CAST_WEIGHT_POWER: the names people type are those of actors in many films; a cast
+# facet names 2-3 of them at MULTI_CAST_RATE (when the facet has ``multi_forms``).
 CAST_WEIGHT_POWER = 1.5
 MULTI_CAST_RATE = 0.0
 TITLE_TYPO_RATE = 0.35
-_ORDER = ("rating", "decade", "country", "genre", "title", "director", "cast", "language", "year")
-
-
-def _names(value: Any) -> list[str]:
-    parts = value if isinstance(value, list) else str(value or "").split(",")
-    return [str(part).strip() for part in parts if str(part).strip()]
-
-
-_LINKING_WORDS = frozenset(
-    ["the", "a", "an", "of", "and", "in", "on", "at", "to", "for", "with", "from", "by", "part"]
-)
 
 
 def _title_keywords(title: str, rng: random.Random) -> str:
     """Some of the title's content words in order, as people search: "harry potter azkaban"."""
-    words = [w for w in re.sub(r"[^\w\s']", " ", title).split() if w.lower() not in _LINKING_WORDS]
+    words = [w for w in re.sub(r"[^\w\s']", " ", title).split() if w.lower() not in LINKING_WORDS]
     if len(words) < 3:
         return title
     keep = sorted(rng.sample(range(1, len(words)), rng.randint(1, min(3, len(words) - 1))))
@@ -73,111 +72,114 @@ def title_form(title: str, rng: random.Random) -> str:
     return title
 
 
+Counts = Mapping[str, Counter[str]]  # per facet with pick popular: how many items list each name
+
+
 class _Facets:
-    """One film's facets, each rendered in a random form (None when the film lacks the field)."""
+    """One item's facets, each rendered in a random form (None when the item lacks the field)."""
 
-    def __init__(self, item: CatalogueItem, rng: random.Random, cast_counts: Counter[str]) -> None:
-        self.item, self.fields, self.rng, self.cast_counts = item, item.fields, rng, cast_counts
+    def __init__(
+        self, item: CatalogueItem, rng: random.Random, templates: QueryTemplates, counts: Counts
+    ) -> None:
+        self.item, self.rng, self.templates, self.counts = item, rng, templates, counts
 
-    def _form(self, forms: Sequence[str], value: Any) -> str:
-        return self.rng.choice(forms).format(x=value)
+    def render(self, name: str) -> str | None:
+        field, facet = self.templates.fields[name], self.templates.queries.facets[name]
+        raw = self.item.fields.get(field.key)
+        if field.kind == "title":
+            return title_form(self.item.title, self.rng)
+        if field.kind in ("year", "decade"):
+            year = year_of(raw) if raw else None
+            if year is None:
+                return None
+            if field.kind == "year":
+                return form(facet.forms, str(year), self.rng)
+            spelt = self.rng.choice(decade_spellings(field, year // 10 * 10, facet.spellings))
+            return form(facet.forms, spelt, self.rng)
+        if field.kind == "text":
+            words = text_words(" ".join(field_values(field, raw)), self.rng)
+            return None if words is None else form(facet.forms, words, self.rng)
+        if facet.pick == "popular":
+            return self._popular(name, field, facet)
+        return self._value(field, facet, raw)
 
-    def title(self) -> str | None:
-        return title_form(self.item.title, self.rng)
+    def _value(self, field: FieldSpec, facet: FacetSpec, raw: Any) -> str | None:
+        values = field_values(field, raw)
+        if not values:
+            return None
+        if facet.pick == "whole":
+            value = whole_value(field, raw)
+        else:
+            value = values[0] if facet.pick == "first" else self.rng.choice(values)
+        if facet.surname_rate and self.rng.random() < facet.surname_rate and " " in value:
+            value = value.split()[-1]  # "a Nolan film"
+        return form(facet.forms, spell(field, value, self.rng, facet.keep_value), self.rng)
 
-    def director(self) -> str | None:
-        names = _names(self.fields.get("director"))
+    def _popular(self, name: str, field: FieldSpec, facet: FacetSpec) -> str | None:
+        names = field_values(field, self.item.fields.get(field.key))
         if not names:
             return None
-        name = self.rng.choice(names)
-        if self.rng.random() < 0.35 and " " in name:
-            name = name.split()[-1]  # "a Nolan film"
-        return self._form(("{x}", "{x}", "by {x}", "directed by {x}", "{x}'s", "a {x} film"), name)
-
-    def cast(self) -> str | None:
-        names = _names(self.fields.get("cast"))
-        if not names:
-            return None
-        weights = [self.cast_counts[n] ** CAST_WEIGHT_POWER for n in names]
-        if len(names) > 1 and self.rng.random() < MULTI_CAST_RATE:
+        weights = [self.counts[name][n] ** CAST_WEIGHT_POWER for n in names]
+        if facet.multi_forms is not None and len(names) > 1 and self.rng.random() < MULTI_CAST_RATE:
             count = min(len(names), self.rng.choice((2, 2, 3)))
             chosen = list(dict.fromkeys(self.rng.choices(names, weights=weights, k=count * 2)))[:count]
             joined = self.rng.choice((" and ", ", ", " ")).join(chosen)
-            return self._form(("{x}", "with {x}", "starring {x}", "{x} together"), joined)
-        name = self.rng.choices(names, weights=weights)[0]
-        return self._form(("{x}", "{x}", "with {x}", "starring {x}", "{x} movie", "{x} stars in"), name)
-
-    def year(self) -> str | None:
-        year = self.fields.get("year")
-        return self._form(("{x}", "{x}", "from {x}", "released in {x}", "({x})"), year) if year else None
-
-    def decade(self) -> str | None:
-        if not self.fields.get("year"):
-            return None
-        decade = int(self.fields["year"]) // 10 * 10
-        forms = [f"{decade}s", f"{decade % 100:02d}s", f"'{decade % 100:02d}s"]
-        if decade in DECADE_WORDS:
-            forms += [DECADE_WORDS[decade], f"the {DECADE_WORDS[decade]}"]
-        return self._form(("{x}", "{x}", "from the {x}"), self.rng.choice(forms))
-
-    def genre(self) -> str | None:
-        genres = _names(self.fields.get("genres"))
-        if not genres:
-            return None
-        genre = self.rng.choice(genres)
-        return self.rng.choice(GENRE_WORDS.get(genre, [genre.lower()]))
-
-    def country(self) -> str | None:
-        countries = _names(self.fields.get("country"))
-        if not countries:
-            return None
-        country = self.rng.choice(countries)
-        return self.rng.choice([*COUNTRY_WORDS.get(country, []), country])
-
-    def language(self) -> str | None:
-        languages = _names(self.fields.get("language"))
-        if not languages:
-            return None
-        forms = ("in {x}", "{x}-language", "{x} language", "{x} speaking", "spoken in {x}")
-        return self._form(forms, self.rng.choice(languages))
-
-    def rating(self) -> str | None:
-        rating = self.fields.get("mpaa_rating")
-        return self._form(("rated {x}", "{x}", "{x}-rated"), rating) if rating else None
+            return form(facet.multi_forms, joined, self.rng)
+        return form(facet.forms, self.rng.choices(names, weights=weights)[0], self.rng)
 
 
-def _choose_facets(rng: random.Random) -> list[str]:
+def _choose_facets(rng: random.Random, templates: QueryTemplates) -> list[str]:
+    spec, title = templates.queries, templates.title_slot
     count = rng.choices([1, 2, 3], weights=[0.45, 0.35, 0.2])[0]
-    if count == 1:  # one vague facet fits hundreds of films: a lone facet is mostly a name
-        return [rng.choice(_NAMES) if rng.random() < 0.9 else rng.choice(list(_FACETS))]
-    others = [f for f in _FACETS if f != "title"]
-    chosen = ["title"] if rng.random() < 0.2 else []
+    if count == 1:  # one vague facet fits hundreds of items: a lone facet is mostly a name
+        return [rng.choice(spec.lone) if rng.random() < 0.9 else rng.choice(list(spec.facets))]
+    others = [f for f in spec.facets if f != title]
+    chosen = [title] if title in spec.facets and rng.random() < 0.2 else []
+    count = min(count, len(chosen) + len(others))  # a catalogue with few fields
     while len(chosen) < count:
-        facet = rng.choices(others, weights=[_FACETS[f] for f in others])[0]
+        facet = rng.choices(others, weights=[spec.facets[f].weight for f in others])[0]
         if facet not in chosen:
             chosen.append(facet)
-    return sorted(chosen, key=_ORDER.index) if rng.random() < 0.7 else rng.sample(chosen, len(chosen))
+    return sorted(chosen, key=spec.order.index) if rng.random() < 0.7 else rng.sample(chosen, len(chosen))
 
 
-def compose_query(item: CatalogueItem, rng: random.Random, cast_counts: Counter[str]) -> str:
-    facets = _Facets(item, rng, cast_counts)
-    names = _choose_facets(rng)
-    parts = [text for text in (getattr(facets, name)() for name in names) if text]
-    text = rng.choice(_OPENERS) + " ".join(parts or [item.title])
-    if rng.random() < 0.5:
+def compose_query(item: CatalogueItem, rng: random.Random, templates: QueryTemplates, counts: Counts) -> str:
+    facets = _Facets(item, rng, templates, counts)
+    names = _choose_facets(rng, templates)
+    parts = [text for text in (facets.render(name) for name in names) if text]
+    text = rng.choice(templates.queries.openers) + " ".join(parts or [item.title])
+    if rng.random() < templates.queries.lowercase_rate:
         text = text.lower()
     # A title typed alone is where typos hurt most (nothing else in the query to go by).
-    if rng.random() < (TITLE_TYPO_RATE if names == ["title"] else 0.2):
+    alone = names == [templates.title_slot]
+    if rng.random() < (TITLE_TYPO_RATE if alone else templates.queries.typo_rate):
         text = typo(text, rng)
     return re.sub(r"\s+", " ", text).strip()
 
 
-class QueryGenerator:
-    """``epoch(e)``: ``per_item`` fresh query examples for every item, shuffled; seeded by (seed, e)."""
+def popularity(items: Sequence[CatalogueItem], templates: QueryTemplates) -> dict[str, Counter[str]]:
+    """For every facet with pick popular: how many items list each of its values."""
+    return {
+        name: Counter(v for item in items for v in field_values(field, item.fields.get(field.key)))
+        for name, field in templates.fields.items()
+        if name in templates.queries.facets and templates.queries.facets[name].pick == "popular"
+    }
 
-    def __init__(self, items: Sequence[CatalogueItem], per_item: int, seed: int) -> None:
+
+class QueryGenerator:
+    """``epoch(e)``: ``per_item`` fresh query examples for every item, shuffled; seeded by (seed, e).
+    ``templates`` is the catalogue's query configuration [the films']."""
+
+    def __init__(
+        self,
+        items: Sequence[CatalogueItem],
+        per_item: int,
+        seed: int,
+        templates: QueryTemplates | None = None,
+    ) -> None:
         self.items, self.per_item, self.seed = list(items), per_item, seed
-        self.cast_counts: Counter[str] = Counter(n for i in items for n in _names(i.fields.get("cast")))
+        self.templates = templates or films_templates()
+        self.counts = popularity(items, self.templates)
 
     def epoch(self, epoch: int) -> list[dict[str, Any]]:
         rng = random.Random(f"{self.seed}-{epoch}")
@@ -185,7 +187,7 @@ class QueryGenerator:
         for item in self.items:
             target = example_target(item)
             for _ in range(self.per_item):
-                query = compose_query(item, rng, self.cast_counts)
+                query = compose_query(item, rng, self.templates, self.counts)
                 examples.append(query_example("train", "generated", item.item_id, query, target))
         rng.shuffle(examples)
         return examples

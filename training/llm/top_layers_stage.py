@@ -18,6 +18,7 @@ from training.eval.evaluate import model_rankings
 from training.eval.metrics import ranking_metrics
 from training.llm.finetune_config import FinetuneConfig, FinetuneResult
 from training.llm.query_generator import QueryGenerator
+from training.llm.template_spec import QueryTemplates
 from training.llm.tokens import add_semantic_tokens, initialise_new_rows
 from training.llm.top_layers import TopLayersModel
 from training.llm.train_top_layers import Watch, train_top_layers
@@ -74,9 +75,11 @@ def train_top_layers_model(
     held_out: Sequence[Mapping[str, Any]],
     config: FinetuneConfig,
     seed: int,
+    templates: QueryTemplates | None = None,
 ) -> tuple[FinetuneResult, Any, list[int]]:
+    """Train on fresh queries phrased by ``templates`` (the catalogue's query configuration)."""
     model, tokenizer, new_ids = prepare_top_layers(base_dir, scheme, items, config, rq_levels)
-    generator = QueryGenerator(items, config.queries_per_item, seed)
+    generator = QueryGenerator(items, config.queries_per_item, seed, templates)
     first_epoch = generator.epoch(0)
     training = random.Random(seed).sample(first_epoch, min(WATCH_TRAINING_QUERIES, len(first_epoch)))
     watch = _watch(tokenizer, items, scheme, held_out, training, config.eval_beams)

@@ -8,6 +8,7 @@ pipeline do.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,27 @@ def read_items(profile: str, jsonl: Path | None) -> list[CatalogueItem]:
     return load_profile(profile)
 
 
+def _save_catalogue(
+    layout: RunLayout, profile: str, jsonl: Path | None, items: Sequence[CatalogueItem], out: Path
+) -> dict[str, Any]:
+    """The catalogue and the import report beside it, which says where the catalogue came from (the
+    query templates of a film catalogue are not those of another)."""
+    layout.save_catalogue(list(items), out)
+    source = str(jsonl) if jsonl else f"bokeh-sampledata movies.db ({profile})"
+    report = {
+        "source": source,
+        "catalogue": "jsonl" if jsonl else "films",
+        "item_count": len(items),
+        "out": str(out),
+    }
+    write_json(report, RunLayout(out.parent).report("import"))
+    return report
+
+
 def import_catalogue(
     layout: RunLayout, profile: str, jsonl: Path | None, out: Path | None = None
 ) -> dict[str, Any]:
-    items = read_items(profile, jsonl)
-    out = out or layout.catalogue
-    layout.save_catalogue(items, out)
-    source = str(jsonl) if jsonl else f"bokeh-sampledata movies.db ({profile})"
-    report = {"source": source, "item_count": len(items), "out": str(out)}
-    write_json(report, RunLayout(out.parent).report("import"))
-    return report
+    return _save_catalogue(layout, profile, jsonl, read_items(profile, jsonl), out or layout.catalogue)
 
 
 def _embed(items: list[CatalogueItem], cache_dir: Path, batch_size: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -98,16 +110,23 @@ def assign(layout: RunLayout) -> dict[str, Any]:
 
 
 def build_ids(
-    layout: RunLayout, profile: str, *, jsonl: Path | None, cache_dir: Path, seed: int | None = None
+    layout: RunLayout,
+    profile: str,
+    *,
+    jsonl: Path | None,
+    cache_dir: Path,
+    seed: int | None = None,
+    read: Sequence[CatalogueItem] | None = None,
 ) -> dict[str, Any]:
-    """Every ID step in one process; writes the ID outputs and the ID report (with step timings)."""
+    """Every ID step in one process; writes the ID outputs and the ID report (with step timings).
+    ``read``: the catalogue when the caller has read it already (from ``jsonl``, or the profile's)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     def import_items() -> list[CatalogueItem]:
-        items = read_items(profile, jsonl)
-        layout.save_catalogue(items)
-        return items
+        catalogue = list(read) if read is not None else read_items(profile, jsonl)
+        _save_catalogue(layout, profile, jsonl, catalogue, layout.catalogue)
+        return catalogue
 
     items = timed(timings, "import", import_items, digits=2)
     embeddings, embed_report = _embed(items, cache_dir, EMBED_BATCH)

@@ -1,17 +1,25 @@
 """The whole offline pipeline for a profile: IDs -> base model -> examples -> fine-tune -> evaluate ->
 bundle, in one process, with ``<run>/pipeline_report.json`` recording the stage timings and the PNGs
-drawn (training curves, evaluation bars)."""
+drawn (training curves, evaluation bars).
+
+What the user gives (the catalogue, a query templates file) is read and checked first, in
+``pipeline_inputs``: bad input is an error before any stage writes anything.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.data.items import CatalogueItem
 from training.io import write_json
 from training.llm.base_model import prepare_base_model
-from training.pipeline.config import PipelineConfig
-from training.pipeline.id_stage import build_ids
+from training.llm.template_files import choose_templates
+from training.llm.template_spec import QueryTemplates
+from training.pipeline.config import PipelineConfig, PipelineError
+from training.pipeline.id_stage import build_ids, read_items
 from training.pipeline.stages import (
     draw_training_curves,
     evaluate_model,
@@ -24,50 +32,74 @@ from training.pipeline.timing import timed
 from training.run_layout import BASE_MODELS_DIR, EMBEDDING_CACHE_DIR, RunLayout, bundle_dir_for
 
 
+@dataclass(frozen=True)
+class PipelineInputs:
+    """The catalogue (``jsonl``, or the profile's films when None) and its query configuration."""
+
+    items: list[CatalogueItem]
+    templates: QueryTemplates
+    jsonl: Path | None = None
+
+
+def pipeline_inputs(
+    layout: RunLayout,
+    profile: str,
+    *,
+    jsonl: Path | None = None,
+    templates_file: Path | None = None,
+    reuse_ids: bool = False,
+) -> PipelineInputs:
+    """The catalogue and its query configuration, read and checked; nothing is written."""
+    if reuse_ids:
+        if jsonl is not None:
+            raise PipelineError("--reuse-ids keeps the run's catalogue and semantic IDs: leave out --jsonl")
+        items, _, _ = layout.load_id_outputs()
+        films = layout.has_film_catalogue()
+    else:
+        items, films = read_items(profile, jsonl), jsonl is None
+    templates = choose_templates(templates_file, items, films=films, name=profile)
+    return PipelineInputs(items, templates, jsonl)
+
+
 def run_pipeline(
     config: PipelineConfig,
     *,
+    inputs: PipelineInputs | None = None,
     reuse_ids: bool = False,
     base_models_dir: Path = BASE_MODELS_DIR,
     run_dir: Path | None = None,
     bundle_dir: Path | None = None,
     cache_dir: Path = EMBEDDING_CACHE_DIR,
 ) -> dict[str, Any]:
-    """Every stage in order; ``reuse_ids`` keeps the run's semantic IDs instead of building them."""
+    """Every stage in order; ``reuse_ids`` keeps the run's semantic IDs instead of building them.
+    ``inputs`` from ``pipeline_inputs`` [the profile's films, or the run's catalogue with reuse_ids]."""
     layout = RunLayout.for_profile(config.profile, run_dir)
+    given = inputs or pipeline_inputs(layout, config.profile, reuse_ids=reuse_ids)
     bundle_dir = bundle_dir or bundle_dir_for(config.profile)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if not reuse_ids:
-        timed(timings, "ids", lambda: build_ids(layout, config.profile, jsonl=None, cache_dir=cache_dir))
+        timed(timings, "ids", lambda: build_ids(
+            layout, config.profile, jsonl=given.jsonl, cache_dir=cache_dir, read=given.items
+        ))  # fmt: skip
     timed(timings, "base_model", lambda: prepare_base_model(base_models_dir))
-    example_report = timed(timings, "examples", lambda: make_examples(layout, config.examples))
+    examples = timed(timings, "examples", lambda: make_examples(layout, config.examples, given.templates))
     result, tokenizer, new_ids = timed(
         timings, "finetune", lambda: train_model(layout, base_models_dir, config)
     )
     draw_training_curves(layout, result.history)  # before evaluating: curves even if evaluation fails
     evaluation = timed(timings, "evaluate", lambda: evaluate_model(result.model, tokenizer, layout, config))
     training = training_summary(result, config)
-    bundle = timed(
-        timings,
-        "bundle",
-        lambda: write_run_bundle(
-            result.model,
-            tokenizer,
-            new_ids,
-            layout,
-            base_models_dir,
-            config,
-            training,
-            evaluation,
-            bundle_dir,
-        ),
-    )
+    bundle = timed(timings, "bundle", lambda: write_run_bundle(
+        result.model, tokenizer, new_ids, layout, base_models_dir, config, training, evaluation, bundle_dir
+    ))  # fmt: skip
     timings["total"] = round(time.perf_counter() - started, 1)
     report = {
         "profile": config.profile,
+        "catalogue": str(given.jsonl) if given.jsonl else "films",
+        "query_templates": given.templates.name,
         "timings_s": timings,
-        "examples": example_report["counts"],
+        "examples": examples["counts"],
         "training": {k: v for k, v in training.items() if k != "history"},
         "evaluation": evaluation,
         "plots": [str(path) for path in (layout.training_plot, layout.evaluation_plot) if path.is_file()],

@@ -27,6 +27,8 @@ from training.llm.finetune import finetune, prepare_model
 from training.llm.finetune_config import FinetuneResult
 from training.llm.finetuned_model import load_finetuned, save_finetuned
 from training.llm.query_generator import QueryGenerator
+from training.llm.template_files import choose_templates
+from training.llm.template_spec import QueryTemplates
 from training.llm.top_layers_stage import train_top_layers_model
 from training.llm.validator import Validator
 from training.pipeline.config import PipelineConfig, PipelineError
@@ -36,15 +38,34 @@ from training.run_layout import RunLayout
 logger = logging.getLogger(__name__)
 
 
-def make_examples(layout: RunLayout, config: ExampleConfig) -> dict[str, Any]:
+def make_examples(
+    layout: RunLayout,
+    config: ExampleConfig,
+    templates: QueryTemplates | None = None,
+    *,
+    templates_file: Path | None = None,
+) -> dict[str, Any]:
+    """The run's examples file, and beside it the query configuration it was made with: ``templates``,
+    else the file ``templates_file``, else the films' or the generic default (``choose_templates``)."""
     items, _, _ = layout.load_id_outputs()
-    examples = build_examples(items, config)
+    if templates is None:
+        films = layout.has_film_catalogue()
+        templates = choose_templates(templates_file, items, films=films, name=layout.folder.name)
+    examples = build_examples(items, config, templates)
     layout.save_examples(examples)
+    # Fine-tuning on fresh queries and the evaluation read it there, so every stage phrases alike.
+    layout.save_query_templates(templates)
     counts: dict[str, int] = {}
     for example in examples:
         key = f"{example['split']}_{example['kind']}"
         counts[key] = counts.get(key, 0) + 1
-    return {"examples": str(layout.examples), "counts": counts, "config": asdict(config)}
+    return {
+        "examples": str(layout.examples),
+        "query_templates": str(layout.query_templates),
+        "template_set": templates.name,
+        "counts": counts,
+        "config": asdict(config),
+    }
 
 
 def eval_sample(valid: Sequence[Mapping[str, Any]], count: int, seed: int) -> list[Mapping[str, Any]]:
@@ -74,6 +95,7 @@ def train_model(
             held_out[config.eval_queries :],
             config.finetune,
             config.examples.seed,
+            layout.load_query_templates(),
         )
     model, tokenizer, new_ids = prepare_model(
         base_dir, scheme, items, config.finetune, int(report["rq_levels"])
@@ -99,7 +121,10 @@ def evaluate_model(
     decoder = ConstrainedDecoder(model, tokenizer, PrefixTrie([item.sid for item in items], scheme))
     result = evaluate_all(decoder, queries, items, embeddings, beams=config.eval_beams, cache_dir=cache_dir)
     if config.finetune.method == "top_layers":  # it trains on generated queries, not the examples file
-        train = QueryGenerator(items, config.finetune.queries_per_item, config.examples.seed).epoch(0)
+        generator = QueryGenerator(
+            items, config.finetune.queries_per_item, config.examples.seed, layout.load_query_templates()
+        )
+        train = generator.epoch(0)
     seen = eval_sample(train, config.seen_phrasing_queries, config.examples.seed)
     if seen:
         item_of = {item.sid: item.item_id for item in items}

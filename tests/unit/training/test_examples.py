@@ -14,7 +14,8 @@ from tests.helpers.tiny_catalogue import tiny_catalogue, tiny_items
 from tests.helpers.tiny_models import make_tiny_base_model
 from training.eval.metrics import ranking_metrics
 from training.llm.base_model import BaseModelError, prepare_base_model
-from training.llm.examples import TEMPLATES, ExampleConfig, attribute_example, build_examples
+from training.llm.examples import ExampleConfig, attribute_example, build_examples
+from training.llm.template_files import films_templates
 
 CONFIG = ExampleConfig(train_queries_per_item=8, valid_queries_per_item=2, attribute_examples_per_item=2)
 
@@ -32,7 +33,7 @@ def test_examples_are_seeded_and_prompts_come_from_build_prompt() -> None:
 
 def test_validation_uses_only_held_out_templates() -> None:
     examples = build_examples(tiny_catalogue(), CONFIG)
-    held_out = {t.name for t in TEMPLATES if t.held_out}
+    held_out = {t.name for t in films_templates().examples.templates if t.held_out}
     train = {e["template"] for e in examples if e["split"] == "train" and e["kind"] == "query"}
     valid = {e["template"] for e in examples if e["split"] == "valid"}
     assert valid <= held_out and not (train & held_out)

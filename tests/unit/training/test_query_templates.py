@@ -1,0 +1,215 @@
+"""Query configurations: the films' file reproduces the film queries byte for byte, files are checked
+with one-line errors, and a catalogue without a file gets templates from its own fields."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from semantic_ids.ids import SemanticId
+from tests.helpers.book_catalogue import book_rows
+from tests.helpers.tiny_catalogue import tiny_catalogue
+from training.data.catalogue import load_films
+from training.data.items import CatalogueItem
+from training.llm import query_generator
+from training.llm.examples import ExampleConfig, build_examples
+from training.llm.generic_templates import generic_templates
+from training.llm.query_generator import QueryGenerator
+from training.llm.template_files import (
+    check_against,
+    choose_templates,
+    films_templates,
+    load_templates,
+    templates_from_dict,
+    to_dict,
+)
+from training.llm.template_spec import TemplateError
+
+# Computed with the code before the films' phrasing moved into templates/films.yaml (commit dfe7c6c):
+# sha256 of json.dumps(rows, sort_keys=True, ensure_ascii=False).
+PINNED = {
+    "tiny_queries": "c1866436b716be365b8d74c7d6656a12787ddb38343012720a97a915df80f340",
+    "tiny_epoch1": "fabda79e1535bb87d445ba6c547308943083e537879c0a7cfd1e9dbee5f1edab",
+    "tiny_examples": "8932440fc5c0100fd8a645daa78c5f70c5dcfa23ea1138a9a1d6b8e1d6b2f3de",
+    "tiny_examples_index": "02a951cf29377ff69a9d357822d1ccd718f286ab8dc703c3dd4ccebd38ddca2b",
+    "films_queries": "0819d8873144fdd42941e6ce1be87f2d5f98e144d288f92c32298604ff0cb6f3",
+    "films_examples_demo": "91ba9e78956775d42c8ebfe119ccf1a38fdc8cde19654dfed259be031b1c8e7c",
+    "films_knobs": "7a1f7253fdcca14abcc26e34a37bfd31247c56c31f73b0c807fa608a90b925f6",
+}
+FILM_WORDS = ("directed by", "starring", "movie", "film", "stars in")
+
+
+def _sha(rows: Any) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _with_ids(items: list[CatalogueItem]) -> list[CatalogueItem]:
+    return [item.with_id(SemanticId.from_codes([i % 4, i // 4 % 4, i // 16])) for i, item in enumerate(items)]
+
+
+def test_the_tiny_films_get_todays_queries_and_examples_byte_for_byte() -> None:
+    items = tiny_catalogue()
+    assert _sha([e["query"] for e in QueryGenerator(items, 8, 0).epoch(0)]) == PINNED["tiny_queries"]
+    assert _sha(QueryGenerator(items, 8, 0).epoch(1)) == PINNED["tiny_epoch1"]
+    assert _sha(build_examples(items, ExampleConfig())) == PINNED["tiny_examples"]
+    indexed = ExampleConfig(seed=3, index_examples_per_item=1, valid_queries_per_item=2)
+    assert _sha(build_examples(items, indexed)) == PINNED["tiny_examples_index"]
+
+
+def test_the_demo_films_get_todays_queries_and_examples_and_the_knobs_still_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    items = [
+        item.with_id(SemanticId.from_codes([i % 32, i // 32 % 32, i // 1024]))
+        for i, item in enumerate(load_films(limit=1000))
+    ]
+    assert _sha([e["query"] for e in QueryGenerator(items, 8, 0).epoch(0)]) == PINNED["films_queries"]
+    demo = ExampleConfig(train_queries_per_item=12, attribute_examples_per_item=1)
+    assert _sha(build_examples(items, demo)) == PINNED["films_examples_demo"]
+    monkeypatch.setattr(query_generator, "MULTI_CAST_RATE", 0.5)
+    monkeypatch.setattr(query_generator, "CAST_WEIGHT_POWER", 1.0)
+    monkeypatch.setattr(query_generator, "TITLE_TYPO_RATE", 0.9)
+    assert _sha(QueryGenerator(items, 8, 0).epoch(0)) == PINNED["films_knobs"]
+    monkeypatch.setattr(query_generator, "title_form", lambda title, rng: "TITLE")
+    assert any("TITLE" in e["query"].upper() for e in QueryGenerator(items[:20], 4, 0).epoch(0))
+
+
+def test_the_films_file_round_trips_through_its_json_form(tmp_path: Path) -> None:
+    films = films_templates()
+    path = tmp_path / "films.json"
+    path.write_text(json.dumps(to_dict(films)))
+    assert load_templates(path) == films
+    assert [t.name for t in films.examples.templates if t.held_out][:2] == [
+        "v_title_looking",
+        "v_title_watch",
+    ]
+
+
+GOOD: dict[str, Any] = {
+    "fields": {"title": {"kind": "title"}, "author": {"kind": "name"}},
+    "examples": {"train": {"by": "{title} by {author}"}, "held_out": {"v_looking": "looking for {title}"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"examples": {**GOOD["examples"], "held_out": {"v": "{autor}'s books"}}},
+         "template 'v' names unknown field 'autor' (fields: title, author)"),
+        ({"fields": {**GOOD["fields"], "year": {"kind": "date"}}}, "kind must be one of title, name"),
+        ({"fields": {**GOOD["fields"], "year": {"kind": "year", "spelling": 1}}},
+         "unknown option 'spelling'"),
+        ({"queries": {"facets": {"author": {"forms": ["by someone"]}}}}, "must name the value once, as {x}"),
+        ({"queries": {"facets": {"author": {"pick": "pool"}}}}, "pick must be one of any, first"),
+        ({"queries": {"lone": ["isbn"]}}, "queries.lone: 'isbn' is not one of the facets"),
+        ({"examples": {"train": GOOD["examples"]["train"]}}, "needs templates under both train and held_out"),
+        ({"shelves": {}}, "unknown section 'shelves'"),
+        ({"queries": {"facets": {"author": {"weight": "heavy"}}}}, "weight must be float, not 'heavy'"),
+        ({"queries": {"facets": {"author": {"weight": -1}}}}, "weight must be float, not -1"),
+        ({"examples": {**GOOD["examples"], "slots": {"author": {"pool": 2.5}}}}, "pool must be int"),
+        ({"fields": {**GOOD["fields"], "decade": {"kind": "decade", "key": "year", "words": {"90s": "x"}}}},
+         "the keys are decades"),
+    ],
+)  # fmt: skip
+def test_a_bad_file_is_one_line_naming_the_problem(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(TemplateError, match=r"^books\.yaml") as raised:
+        templates_from_dict({**GOOD, **change}, "books.yaml")
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_file_is_checked_against_the_catalogue(tmp_path: Path) -> None:
+    items = [CatalogueItem("b1", "Dune", {"writer": "Frank Herbert"})]
+    path = tmp_path / "books.yaml"
+    path.write_text(
+        "fields:\n  title: {kind: title}\n  author: {kind: name}\n"
+        "examples:\n  train: {by: '{title} by {author}'}\n  held_out: {v_looking: 'looking for {title}'}\n"
+    )
+    with pytest.raises(
+        TemplateError, match="field 'author' reads 'author', which no item of the catalogue has"
+    ):
+        choose_templates(path, items, films=False, name="books")
+    path.write_text(path.read_text().replace("{kind: name}", "{kind: name, key: writer}"))
+    assert choose_templates(path, items, films=False, name="books").fields["author"].key == "writer"
+    with pytest.raises(TemplateError, match="no such query templates file"):
+        choose_templates(tmp_path / "absent.yaml", items, films=False, name="books")
+    (tmp_path / "broken.yaml").write_text("fields: [unclosed")
+    with pytest.raises(TemplateError, match="not a YAML or JSON file"):
+        load_templates(tmp_path / "broken.yaml")
+    check_against(films_templates(), tiny_catalogue(), "films.yaml")  # every film field is there
+
+
+@pytest.fixture(scope="module")
+def books() -> list[CatalogueItem]:
+    return _with_ids([CatalogueItem.from_dict(row) for row in book_rows()])
+
+
+def test_generic_templates_come_from_the_fields_that_exist(books: list[CatalogueItem]) -> None:
+    templates = generic_templates(books, "books")
+    kinds = {name: field.kind for name, field in templates.fields.items()}
+    assert kinds == {"title": "title", "author": "name", "categories": "category", "year": "year",
+                     "decade": "decade", "publisher": "name", "description": "text"}  # fmt: skip
+    # Identifiers, page counts and flags are not what people type.
+    assert not {"isbn", "pages", "in_stock"} & {f.key for f in templates.fields.values()}
+    assert templates.queries.lone == ("title", "author")  # a publisher alone fits too many books
+    held_out = [t for t in templates.examples.templates if t.held_out]
+    assert len(held_out) >= 6 and all(t.name.startswith("v_") for t in held_out)
+    assert templates_from_dict(json.loads(json.dumps(to_dict(templates))), "x") == templates
+
+
+def test_generic_queries_name_the_catalogues_own_fields_and_no_film_words(books: list[CatalogueItem]) -> None:
+    templates = choose_templates(None, books, films=False, name="books")
+    generated = [e["query"].lower() for e in QueryGenerator(books, 6, 0, templates).epoch(0)]
+    examples = build_examples(books, ExampleConfig(valid_queries_per_item=2), templates)
+    written = [e["query"].lower() for e in examples if e["kind"] == "query"]
+    for queries in (generated, written):
+        assert not [q for q in queries if any(word in q for word in FILM_WORDS)]
+        assert sum("agatha christie" in q or "christie" in q for q in queries) >= 3
+        assert any("science fiction" in q for q in queries)
+        assert any(word in q for q in queries for word in ("1960s", "60s", "sixties"))
+    valid = [e for e in examples if e["split"] == "valid"]
+    held_out = {t.name for t in templates.examples.templates if t.held_out}
+    assert {e["template"] for e in valid} <= held_out and len({e["template"] for e in valid}) >= 5
+    trained = {e["query"].lower() for e in examples if e["split"] == "train" and "query" in e} | set(
+        generated
+    )
+    assert not [e["query"] for e in valid if e["query"].lower() in trained]
+    # "everything from Agatha Christie" is relevant to all her books, and only to hers.
+    by_author = {book.item_id: book.fields["author"] for book in books}
+    about_authors = [
+        e for e in valid if e["template"] in ("v_author_only", "v_author_decade", "v_author_year")
+    ]
+    assert about_authors
+    for example in about_authors:
+        authors = {by_author[item_id] for item_id in example["matching_item_ids"]}
+        assert (
+            authors == {by_author[example["item_id"]]} and example["item_id"] in example["matching_item_ids"]
+        )
+    only = [e for e in about_authors if e["template"] == "v_author_only"]
+    assert all(
+        len(e["matching_item_ids"]) == list(by_author.values()).count(by_author[e["item_id"]]) for e in only
+    )
+
+
+def test_a_catalogue_with_only_titles_still_gets_queries() -> None:
+    items = _with_ids([CatalogueItem(f"p{i}", f"Product number {i}") for i in range(6)])
+    templates = generic_templates(items)
+    queries = QueryGenerator(items, 5, 0, templates).epoch(0)
+    assert len(queries) == 30 and all(e["query"] for e in queries)
+    examples = build_examples(items, ExampleConfig(), templates)
+    assert {e["template"] for e in examples if e["split"] == "valid"} == {"v_title_looking"}
+
+
+def test_the_readme_example_is_a_file_that_works(books: list[CatalogueItem], tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Your own catalogue") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
+    (tmp_path / "books.yaml").write_text(example)
+    templates = choose_templates(tmp_path / "books.yaml", books, films=False, name="books")
+    generated = [e["query"].lower() for e in QueryGenerator(books, 4, 0, templates).epoch(0)]
+    assert any("written by" in q for q in generated) and any("sci-fi" in q for q in generated)
+    valid = [e for e in build_examples(books, ExampleConfig(), templates) if e["split"] == "valid"]
+    assert {e["template"] for e in valid} == {"v_looking", "v_author_genre"}

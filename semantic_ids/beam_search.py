@@ -79,11 +79,9 @@ def beam_search(
     on the way (``Beams.forced_log_probs``), as ``score_codes`` would. ``early_finish`` (None: on the
     CPU only) writes the rest of each ID without running the model once no path branches any more.
     """
-    queries, levels = input_ids.shape[0], len(layout.sizes)
-    device = input_ids.device
+    queries, levels, device = input_ids.shape[0], len(layout.sizes), input_ids.device
     lm = CausalLm(model)
-    if early_finish is None:
-        early_finish = device.type == "cpu"
+    early_finish = device.type == "cpu" if early_finish is None else early_finish
     positions = prompt_positions(input_ids, attention_mask)  # (Q, T)
     hidden = lm.forward(input_ids, attention_mask, positions)[:, -1]  # (Q, H): left padding ends every row
     riders = None if forced is None else ForcedIds(forced, layout.sizes, trie)

@@ -184,22 +184,13 @@ def finetune_command(
 ) -> None:
     """LoRA-fine-tune the base model on the run's examples (resumes from the run's checkpoint)."""
     layout = RunLayout.for_profile(profile, run_dir)
-    config = pipeline_config(
-        profile,
-        layout.item_count(),
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr_lora=lr_lora,
-        lr_tokens=lr_tokens,
-        token_init=token_init,
-        rows_only_steps=rows_only_steps,
-        rank=rank,
-        method=method,
-        trainable_layers=trainable_layers,
-        lr_layers=lr_layers,
-        time_budget_s=time_budget_s,
-        epoch_repeats=epoch_repeats,
-    )
+    overrides: dict[str, Any] = {
+        "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,
+        "token_init": token_init, "rows_only_steps": rows_only_steps, "rank": rank, "method": method,
+        "trainable_layers": trainable_layers, "lr_layers": lr_layers, "time_budget_s": time_budget_s,
+        "epoch_repeats": epoch_repeats,
+    }  # fmt: skip
+    config = pipeline_config(profile, layout.item_count(), **overrides)
     summary = stages.finetune_run(layout, base_models_dir, config)
     report = {k: v for k, v in summary.items() if k != "history"}
     write_json(report, layout.training)
@@ -240,8 +231,8 @@ def bundle_command(
 
 @app.command("dense-index")
 def dense_index_command(
-    profile: ProfileOption = "demo",
-    run_dir: RunDirOption = None,
+    profile: opt.ProfileOption = "demo",
+    run_dir: opt.RunDirOption = None,
     bundle: Annotated[
         Path | None, typer.Option(help="Bundle [default: artifacts/bundles/<profile>].")
     ] = None,

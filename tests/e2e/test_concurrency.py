@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 
 from app.main import create_app
 from app.service import Service
+from tests.helpers.decoder_hooks import before_each_decode
 from tests.helpers.live_server import live_server
 from tests.helpers.service import catalogue_ids, metric_value, service_settings
 from tests.helpers.tiny_bundle import TinyBundle
@@ -26,15 +27,12 @@ class DecodeGate:
     def __init__(self, service: Service) -> None:
         self.started = threading.Event()
         self.release = threading.Event()
-        decoder = service.recommender.decoder
-        real_decode: Callable[..., Any] = decoder.decode
 
-        def gated_decode(*args: Any, **kwargs: Any) -> Any:
+        def gate(queries: list[str]) -> None:
             self.started.set()
             self.release.wait(30)
-            return real_decode(*args, **kwargs)
 
-        decoder.decode = gated_decode  # type: ignore[method-assign]
+        before_each_decode(service.recommender.decoder, gate)
 
 
 @pytest.fixture

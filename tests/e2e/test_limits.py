@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from tests.helpers.decoder_hooks import before_each_decode
 from tests.helpers.live_server import live_server
 from tests.helpers.service import metric_value, service_settings
 from tests.helpers.tiny_bundle import TinyBundle
@@ -34,15 +34,12 @@ def test_typed_special_tokens_are_text_not_structure(client: TestClient) -> None
 
 
 def _hold_decoder(service: Any, started: threading.Event, release: threading.Event) -> None:
-    decoder = service.recommender.decoder
-    real_decode: Callable[..., Any] = decoder.decode
 
-    def decode(*args: Any, **kwargs: Any) -> Any:
+    def hold(queries: list[str]) -> None:
         started.set()
         release.wait(30)
-        return real_decode(*args, **kwargs)
 
-    decoder.decode = decode
+    before_each_decode(service.recommender.decoder, hold)
 
 
 def test_a_request_past_its_deadline_gets_a_504(tiny_bundle: TinyBundle, catalogue_url: str) -> None:

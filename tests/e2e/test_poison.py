@@ -4,7 +4,6 @@ query that breaks the decoder fails alone (a JSON 500 with a request id) while i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from tests.helpers.decoder_hooks import before_each_decode
 from tests.helpers.live_server import live_server
 from tests.helpers.service import metric_value, service_settings
 from tests.helpers.tiny_bundle import TinyBundle
@@ -27,17 +27,14 @@ def test_a_lone_surrogate_is_a_422_not_a_500(client: TestClient) -> None:
 
 def _poison_decoder(service: Any, started: threading.Event, release: threading.Event) -> None:
     """The real decoder, held until ``release``, raising for any batch that holds 'poison'."""
-    decoder = service.recommender.decoder
-    real_decode: Callable[..., Any] = decoder.decode
 
-    def decode(queries: list[str], **kwargs: Any) -> Any:
+    def poison(queries: list[str]) -> None:
         started.set()
         release.wait(30)
         if any("poison" in query for query in queries):
             raise RuntimeError("the decoder chokes on this query")
-        return real_decode(queries, **kwargs)
 
-    decoder.decode = decode
+    before_each_decode(service.recommender.decoder, poison)
 
 
 def test_a_poison_query_cannot_fail_its_batch_neighbours(tiny_bundle: TinyBundle, catalogue_url: str) -> None:

@@ -182,7 +182,7 @@ def finetune_command(
     time_budget_s: opt.BudgetOption = None,
     epoch_repeats: opt.RepeatsOption = None,
 ) -> None:
-    """LoRA-fine-tune the base model on the run's examples (resumes from the run's checkpoint)."""
+    """Fine-tune the base model: the top layers on fresh queries (default) or LoRA on the examples file."""
     layout = RunLayout.for_profile(profile, run_dir)
     overrides: dict[str, Any] = {
         "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,

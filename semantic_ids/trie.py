@@ -24,15 +24,15 @@ class PrefixTrie:
         self._ids: frozenset[tuple[int, ...]] = frozenset(scheme.validate(sid).codes for sid in ids)
         if not self._ids:
             raise InvalidSemanticId("cannot build a prefix trie from zero semantic IDs")
-        self.children: list[torch.Tensor] = self._build_tables()
-        self.rest: list[torch.Tensor] = self._build_rest()
-
-    def _build_tables(self) -> list[torch.Tensor]:
-        # node_of[level] maps a prefix of length `level` to its node index at that level.
-        node_of: list[dict[tuple[int, ...], int]] = [{(): 0}]
-        for level in range(1, self.scheme.levels + 1):
+        # node_of[level] maps a prefix of length `level` to its node index at that level (sorted order).
+        node_of: list[dict[tuple[int, ...], int]] = []
+        for level in range(self.scheme.levels + 1):
             prefixes = sorted({codes[:level] for codes in self._ids})
             node_of.append({prefix: index for index, prefix in enumerate(prefixes)})
+        self.children: list[torch.Tensor] = self._build_tables(node_of)
+        self.rest: list[torch.Tensor] = self._build_rest(node_of)
+
+    def _build_tables(self, node_of: list[dict[tuple[int, ...], int]]) -> list[torch.Tensor]:
         tables = []
         for level, size in enumerate(self.scheme.codebook_sizes):
             table = torch.full((len(node_of[level]), size), -1, dtype=torch.int32)  # (nodes_l, K_l)
@@ -41,19 +41,18 @@ class PrefixTrie:
             tables.append(table)
         return tables
 
-    def _build_rest(self) -> list[torch.Tensor]:
+    def _build_rest(self, node_of: list[dict[tuple[int, ...], int]]) -> list[torch.Tensor]:
         """Per level (0 .. levels - 1): (nodes_level, levels - level) codes of the only ID below, or -1s."""
         levels = self.scheme.levels
         tables = []
         for level in range(levels):
-            prefixes = sorted({codes[:level] for codes in self._ids})  # node order, as in _build_tables
-            below: dict[tuple[int, ...], list[tuple[int, ...]]] = {prefix: [] for prefix in prefixes}
+            below: dict[int, list[tuple[int, ...]]] = {node: [] for node in node_of[level].values()}
             for codes in self._ids:
-                below[codes[:level]].append(codes[level:])
-            table = torch.full((len(prefixes), levels - level), -1, dtype=torch.int64)
-            for node, prefix in enumerate(prefixes):
-                if len(below[prefix]) == 1:
-                    table[node] = torch.tensor(below[prefix][0])
+                below[node_of[level][codes[:level]]].append(codes[level:])
+            table = torch.full((len(below), levels - level), -1, dtype=torch.int64)
+            for node, rests in below.items():
+                if len(rests) == 1:
+                    table[node] = torch.tensor(rests[0])
             tables.append(table)
         return tables
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from training.cli import main
+from tests.helpers.semid_cli import run_semid
 from training.data.catalogue import CatalogueError, load_films, read_catalogue
 from training.data.item_text import MAX_CHARS, render_item_text
 from training.data.items import CatalogueItem
@@ -157,21 +156,12 @@ def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
         read_catalogue(path)
 
 
-def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["semid", "--threads", "1", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
 def test_cli_import_error_is_one_line_exit_2_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = _write(tmp_path, [GOOD, GOOD])
     out = tmp_path / "run" / "catalogue.jsonl"
-    assert _run_cli(monkeypatch, "import-catalogue", "--jsonl", str(source), "--out", str(out)) == 2
+    assert run_semid(monkeypatch, "import-catalogue", "--jsonl", str(source), "--out", str(out)) == 2
     stderr = capsys.readouterr().err.strip().splitlines()
     assert stderr == [f"error: {source}:2: duplicate item_id 'a' (first seen on line 1)"]
     assert not out.exists()
@@ -183,7 +173,7 @@ def test_cli_import_writes_normalised_jsonl_and_report(
 ) -> None:
     source = _write(tmp_path, [GOOD, json.dumps({"item_id": "b", "title": "Beta"})])
     out = tmp_path / "run" / "catalogue.jsonl"
-    assert _run_cli(monkeypatch, "import-catalogue", "--jsonl", str(source), "--out", str(out)) == 0
+    assert run_semid(monkeypatch, "import-catalogue", "--jsonl", str(source), "--out", str(out)) == 0
     assert [json.loads(line)["item_id"] for line in out.read_text().splitlines()] == ["a", "b"]
     report = json.loads((out.parent / "import_report.json").read_text())
     assert report["item_count"] == 2

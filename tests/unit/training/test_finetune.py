@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from app.inference.model_loading import load_recommender_model
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
+from tests.helpers.semid_cli import run_semid
 from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
 from tests.helpers.tiny_models import TINY_BASE_NAME, make_tiny_base_model
 from training.llm.examples import ExampleConfig
@@ -143,17 +143,6 @@ def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path: Path)
         assert torch.allclose(a, b, atol=1e-6), name
 
 
-def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    from training.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["semid", "--threads", "1", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -172,7 +161,7 @@ def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 def test_bad_cli_arguments_exit_2_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    assert _run_cli(monkeypatch, *args) == 2
+    assert run_semid(monkeypatch, *args) == 2
     assert capsys.readouterr().err.strip().splitlines() == [message]
 
 
@@ -183,12 +172,12 @@ def test_cli_top_layers_options_reach_the_training_loop(
     monkeypatch.setitem(PROFILES, "tiny", Profile("tiny", catalogue_size=None, rqvae={}, pipeline=CONFIG))
     where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
     top = ["--method", "top_layers", "--time-budget", "0", "--max-steps", "4", "--lr-layers", "5e-3"]
-    assert _run_cli(monkeypatch, "finetune", *where, *top, "--trainable-layers", "3") == 2
+    assert run_semid(monkeypatch, "finetune", *where, *top, "--trainable-layers", "3") == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: --trainable-layers must be at most 2, the base model's layer count"
     )
     one_layer = ["--trainable-layers", "1", "--epoch-repeats", "2"]
-    assert _run_cli(monkeypatch, "finetune", *where, *top, *one_layer) == 0
+    assert run_semid(monkeypatch, "finetune", *where, *top, *one_layer) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["steps"] == 4 and report["config"]["method"] == "top_layers"
     assert (report["config"]["trainable_layers"], report["config"]["lr_layers"]) == (1, 5e-3)
@@ -201,10 +190,10 @@ def test_cli_finetune_then_bundle_writes_a_loadable_bundle(
     run_dir, base_models = make_run(tmp_path)
     monkeypatch.setitem(PROFILES, "tiny", Profile("tiny", catalogue_size=None, rqvae={}, pipeline=CONFIG))
     where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
-    assert _run_cli(monkeypatch, "finetune", *where, "--max-steps", "6") == 0
+    assert run_semid(monkeypatch, "finetune", *where, "--max-steps", "6") == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 6
     (run_dir / "evaluation.json").write_text(json.dumps({"systems": {}}))
-    assert _run_cli(monkeypatch, "bundle", *where, "--out", str(tmp_path / "bundle")) == 0
+    assert run_semid(monkeypatch, "bundle", *where, "--out", str(tmp_path / "bundle")) == 0
     loaded = load_recommender_model(tmp_path / "bundle", base_models, "cpu", precision="fp32")
     assert loaded.manifest.training["steps"] == 6 and len(loaded.trie) == 20
     assert loaded.decoder().decode(["Heat"], num_beams=4, top_k=3)[0]

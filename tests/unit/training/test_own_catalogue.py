@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import MANIFEST
 from tests.helpers.book_catalogue import book_rows, write_books
 from tests.helpers.fake_embedder import FakeEmbedder
+from tests.helpers.semid_cli import run_semid
 from tests.helpers.tiny_models import TINY_BASE_NAME, make_tiny_base_model
 from tests.unit.training.test_query_templates import FILM_WORDS
 from training.llm.examples import ExampleConfig
@@ -46,17 +46,6 @@ TINY_PRESET = replace(
 )  # fmt: skip
 
 
-def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    from training.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["semid", "--threads", "1", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
 def _offline(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     """Run in ``root`` (artifacts/ lands there) with the tiny preset, no MiniLM and no SmolLM2."""
     monkeypatch.chdir(root)
@@ -73,7 +62,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         _offline(monkeypatch, root)
         write_books(root / "books.jsonl")
         args = ["--jsonl", "books.jsonl", "--profile", "books", "--base-models-dir", "base_models"]
-        assert _run_cli(monkeypatch, "pipeline", *args) == 0
+        assert run_semid(monkeypatch, "pipeline", *args) == 0
         yield root
 
 
@@ -129,7 +118,7 @@ def test_the_examples_command_takes_a_templates_file(
     }
     (tmp_path / "shelf.json").write_text(json.dumps(shelf))  # JSON is YAML: either will do
     where = ["--profile", "books", "--run-dir", str(run), "--templates", str(tmp_path / "shelf.json")]
-    assert _run_cli(monkeypatch, "examples", *where) == 0
+    assert run_semid(monkeypatch, "examples", *where) == 0
     assert json.loads(capsys.readouterr().out)["template_set"] == "shelf"
     layout = RunLayout(run)
     train, valid = layout.load_examples()
@@ -174,7 +163,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
         (tmp_path / "books.yaml").write_text(templates)
         extra = ["--templates", "books.yaml"]
     args = ["--jsonl", "books.jsonl", "--profile", "books", "--base-models-dir", "base_models", *extra, *more]
-    assert _run_cli(monkeypatch, "pipeline", *args) == 2
+    assert run_semid(monkeypatch, "pipeline", *args) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
     assert _nothing_written(tmp_path)

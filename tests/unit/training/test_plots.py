@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers.semid_cli import run_semid
 from tests.helpers.tiny_catalogue import tiny_items
-from tests.unit.training.test_finetune import CONFIG, _run_cli, make_run
+from tests.unit.training.test_finetune import CONFIG, make_run
 from training.io import write_plot
 from training.pipeline import plots
 from training.pipeline.run import run_pipeline
@@ -127,10 +128,10 @@ def test_the_commands_draw_their_pictures_and_survive_a_failed_one(
     _no_dense_model(monkeypatch)
     monkeypatch.setitem(PROFILES, "tiny", Profile("tiny", catalogue_size=None, rqvae={}, pipeline=CONFIG))
     where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
-    assert _run_cli(monkeypatch, "finetune", *where, "--method", "lora", "--max-steps", "4") == 0
+    assert run_semid(monkeypatch, "finetune", *where, "--method", "lora", "--max-steps", "4") == 0
     layout = RunLayout(run_dir)
     assert_drawn_png(layout.training_plot, min_bytes=8_000)
-    assert _run_cli(monkeypatch, "evaluate", *where, "--eval-queries", "8") == 0
+    assert run_semid(monkeypatch, "evaluate", *where, "--eval-queries", "8") == 0
     assert_drawn_png(layout.evaluation_plot)
 
     def broken(*_args: Any) -> None:
@@ -140,6 +141,6 @@ def test_the_commands_draw_their_pictures_and_survive_a_failed_one(
     monkeypatch.setattr("training.pipeline.stages.plot_evaluation", broken)
     layout.evaluation.unlink()
     with caplog.at_level(logging.WARNING):
-        assert _run_cli(monkeypatch, "evaluate", *where, "--eval-queries", "8") == 0
+        assert run_semid(monkeypatch, "evaluate", *where, "--eval-queries", "8") == 0
     assert layout.evaluation.is_file() and not layout.evaluation_plot.exists()
     assert "could not draw" in caplog.text and "no fonts on this machine" in caplog.text

@@ -430,7 +430,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         "--queries", type=Path, default=None, help="examples JSONL (valid split queries are used)"
     )
     parser.add_argument("--latency-requests", type=int, default=30)
-    parser.add_argument("--requests-per-client", type=int, default=4)
+    parser.add_argument("--requests-per-client", type=int, default=8)
     parser.add_argument("--items-requests", type=int, default=200)
     parser.add_argument("--decode-queries", type=int, default=30)
     parser.add_argument("--port", type=int, default=8765)

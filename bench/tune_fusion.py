@@ -3,17 +3,18 @@
     .venv/bin/python -m bench.tune_fusion --bundle artifacts/bundles/demo --limit 200 --write
 
 The queries are the run's ``examples.jsonl`` rows with ``split == "valid"`` (phrasings the model never
-trained on, of items it did), never ``bench/queries/``: those stay unseen so the benchmark measures
-what the tuning did not look at. Each query has one relevant item, so Recall@10 is Hit@10.
+trained on, of items it did) and ``--typo-titles`` typo'd catalogue titles, bare and in "looking for
+...", made with another seed than ``bench.typo_titles`` measures with (the training queries typo
+titles too); never ``bench/queries/``: those stay unseen so the benchmark measures what the tuning did
+not look at. Each query has one relevant item, so Recall@10 is Hit@10.
 
 The model runs once per query (``bench.fusion_eval``): its beams and every candidate any setting could
 use (beams ∪ lexical top ``MAX_DEPTH`` ∪ dense top ``MAX_DENSE_DEPTH``), scored teacher-forced in the
-same search. The grid
-(method × lexical depth × weight or RRF k × dense depth × dense weight) is then evaluated offline on
-those numbers, so the whole grid costs one model pass. The dense source is tuned when the bundle has item
-vectors (``semid dense-index`` adds them to a bundle written without). The chosen setting (the rule is
-``choose``'s) is printed, written to ``--out``, and with ``--write`` stored in the bundle's manifest
-(``retrieval.fusion``; the rest of the bundle is untouched).
+same search. The grid (method × lexical depth × weight or RRF k × title weight × dense depth × dense
+weight) is then evaluated offline on those numbers, so the whole grid costs one model pass. The dense
+source is tuned when the bundle has item vectors (``semid dense-index`` adds them to a bundle written
+without). The chosen setting (the rule is ``choose``'s) is printed, written to ``--out``, and with
+``--write`` stored in the bundle's manifest (``retrieval.fusion``; the rest of the bundle is untouched).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.fusion_eval import MODEL_ONLY, Scored, baselines, collect, evaluate
+from bench.typo_titles import title_queries
 from semantic_ids.bundle import (
     MANIFEST,
     SCHEMA_VERSION,
     FusionParams,
     Manifest,
     RetrievalInfo,
+    read_catalogue,
     read_manifest,
     write_manifest,
 )
@@ -47,6 +50,8 @@ RRF_KS = (1.0, 5.0, 10.0, 30.0, 60.0)
 DENSE_DEPTHS = (0, 5, 10)
 DENSE_WEIGHTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # times a cosine similarity (gaps of ~0.1-0.3)
 RRF_DENSE_WEIGHTS = (0.0, 1.0)
+TITLE_WEIGHTS = (0.0, 4.0, 8.0, 16.0, 32.0)  # times a title match in [0, 1]
+TYPO_SEED = 1  # bench.typo_titles measures with seed 0: the tuning's typos are others
 
 
 def valid_examples(
@@ -65,15 +70,32 @@ def valid_examples(
     return held_out
 
 
+def typo_title_pairs(rows: Sequence[Any], limit: int, seed: int = TYPO_SEED) -> list[tuple[str, int]]:
+    """(query, target row): a seeded sample of ``limit`` typo'd titles, half bare, half "looking for ...\"."""
+    made = title_queries(rows, seed)
+    rng = random.Random(seed)
+    bare = rng.sample(made["typo"], min(len(made["typo"]), (limit + 1) // 2))
+    phrased = rng.sample(made["typo_phrased"], min(len(made["typo_phrased"]), limit // 2))
+    return bare + phrased
+
+
 def grid(dense: bool = False) -> list[FusionParams]:
     """The model alone first (so fusion is chosen only where it measures better), then the settings;
     with ``dense``, each also with the dense source's depths and weights."""
     dense_options = [(d, w) for d in DENSE_DEPTHS for w in DENSE_WEIGHTS] if dense else [(0, 0.0)]
     rrf_dense = [(d, w) for d in DENSE_DEPTHS for w in RRF_DENSE_WEIGHTS] if dense else [(0, 0.0)]
     linear = [
-        FusionParams(method="linear", lexical_depth=d, lexical_weight=w, dense_depth=dd, dense_weight=dw)
+        FusionParams(
+            method="linear",
+            lexical_depth=d,
+            lexical_weight=w,
+            title_weight=t,
+            dense_depth=dd,
+            dense_weight=dw,
+        )
         for d in DEPTHS
         for w in WEIGHTS
+        for t in TITLE_WEIGHTS
         for dd, dw in dense_options
     ]
     rrf = [
@@ -87,26 +109,33 @@ def grid(dense: bool = False) -> list[FusionParams]:
 
 def choose(collected: Sequence[Scored]) -> tuple[FusionParams, list[dict[str, Any]]]:
     """The setting that gives the model, then the dense source, the most say among those whose Recall@10
-    is within noise of the best (one standard error, and at least one query), and the table.
+    is within noise of the best (one standard error, rounded up to whole queries) and, where any is, not
+    below the lexical retriever's alone (a user comparing the two should never find lexical ahead), and
+    the table.
 
     Held-out phrasings are template queries (titles, directors, cast) where BM25 is near perfect, so
     Recall@10 saturates and MRR keeps rising with the lexical weight: picking the maximum would tune the
-    model out by a query or two. Within noise, the smallest lexical weight (then the smallest depth: fewer
-    candidates to score) is taken, so paraphrase and other-language queries, where the model and not
-    BM25 is right, keep the model's ranking, and a better model shows through. Then the largest dense
-    weight (then depth) within noise: these template queries name titles and people, where the dense
+    model out by a query or two. Within noise, the smallest lexical weight is taken, so paraphrase and
+    other-language queries, where the model and not BM25 is right, keep the model's ranking, and a better
+    model shows through. Then the largest dense depth (then weight; then the smallest lexical depth: fewer
+    candidates to score) within noise: these template queries name titles and people, where the dense
     source cannot show what it adds (paraphrases and genre synonyms, where dense retrieval measured ahead
     of both the model and BM25 on unseen queries, bench/RESULTS.md), so it gets the most say that they do
-    not measurably reject. RRF is taken only when no linear setting is within noise.
+    not measurably reject. The title weight, like the lexical one, is kept as small as the typo'd titles
+    allow. RRF is taken only when no linear setting is within noise.
     """
     has_dense = bool(collected) and all(s.dense_rank is not None for s in collected)
     settings = grid(dense=has_dense)
-    fields = {"method", "lexical_depth", "lexical_weight", "rrf_k", "dense_depth", "dense_weight"}
+    fields = {"method", "lexical_depth", "lexical_weight", "rrf_k", "title_weight", "dense_depth"}
+    fields.add("dense_weight")
     table = [{"params": p.model_dump(include=fields), **evaluate(collected, p)} for p in settings]
     n = max(1, len(collected))
     best = max(row["recall@10"] for row in table)
-    tolerance = max(math.sqrt(best * (1.0 - best) / n), 1.0 / n)
-    eligible = [i for i, row in enumerate(table) if row["recall@10"] >= best - tolerance - 1e-9]
+    tolerance = noise(best, n)
+    # The figures are rounded to 4 decimals: compare them in whole queries.
+    eligible = [i for i, row in enumerate(table) if row["recall@10"] >= best - tolerance - 0.5 / n]
+    lexical = baselines(collected)["lexical"]["recall@10"]
+    eligible = [i for i in eligible if table[i]["recall@10"] >= lexical - 0.5 / n] or eligible
     linear = [i for i in eligible if settings[i].method == "linear" and settings[i].lexical_weight > 0]
     if linear:
         pick = min(linear, key=lambda i: _say(settings[i]))
@@ -115,9 +144,15 @@ def choose(collected: Sequence[Scored]) -> tuple[FusionParams, list[dict[str, An
     return settings[pick], table
 
 
-def _say(p: FusionParams) -> tuple[float, float, int, int]:
-    """The order ``choose`` prefers among settings within noise: least lexical say, most dense say."""
-    return (p.lexical_weight, -p.dense_weight, p.lexical_depth, -p.dense_depth)
+def noise(recall: float, n: int) -> float:
+    """One standard error of a Recall@10 of ``n`` queries, rounded up to whole queries (at least one)."""
+    return max(1, math.ceil(math.sqrt(recall * (1.0 - recall) / n) * n - 1e-6)) / n
+
+
+def _say(p: FusionParams) -> tuple[float, float, int, float, int]:
+    """The order ``choose`` prefers among settings within noise: least lexical say, most dense say; the
+    dense depth before its weight, since reranking cannot add the finds only the dense source has."""
+    return (p.lexical_weight, p.title_weight, -p.dense_depth, -p.dense_weight, p.lexical_depth)
 
 
 def write_fusion(bundle_dir: Path, fusion: FusionParams) -> Manifest:
@@ -136,22 +171,38 @@ def write_fusion(bundle_dir: Path, fusion: FusionParams) -> Manifest:
 
 
 def tune(
-    ranker: HybridRanker, pairs: Sequence[tuple[str, int]], *, beams: int, batch: int, source: str
+    ranker: HybridRanker,
+    pairs: Sequence[tuple[str, int]],
+    *,
+    beams: int,
+    batch: int,
+    source: str,
+    typo_pairs: Sequence[tuple[str, int]] = (),
 ) -> dict[str, Any]:
-    collected = collect(ranker, pairs, beams=beams, batch=batch)
-    best, table = choose(collected)
+    """Choose on the held-out phrasings and the typo'd titles together; the figures of each set apart."""
+    held_out = collect(ranker, pairs, beams=beams, batch=batch)
+    typos = collect(ranker, typo_pairs, beams=beams, batch=batch) if typo_pairs else []
+    best, table = choose([*held_out, *typos])
     best_recall = max(table, key=lambda row: (row["recall@10"], row["mrr@10"]))
-    figures = {
-        "queries": len(pairs),
-        "hybrid": evaluate(collected, best),
-        **baselines(collected),
+    figures: dict[str, Any] = {
+        "queries": len(pairs) + len(typo_pairs),
+        "hybrid": evaluate([*held_out, *typos], best),
+        **baselines([*held_out, *typos]),
         "best_in_grid": best_recall,
-        "rule": "within one standard error (>= 1 query) of the best Recall@10: the smallest lexical weight, "
-        "then the largest dense weight and depth",
+        "rule": "within one standard error (whole queries) of the best Recall@10, not below lexical alone: "
+        "the smallest lexical weight, then title weight, then the largest dense depth and weight",
+        "held_out_phrasings": {
+            "queries": len(pairs),
+            "hybrid": evaluate(held_out, best),
+            **baselines(held_out),
+        },
     }
-    chosen = best.model_copy(
-        update={"tuned_on": f"{len(pairs)} held-out phrasings ({source}, split=valid)", "figures": figures}
-    )
+    if typos:
+        figures["typo_titles"] = {"queries": len(typos), "hybrid": evaluate(typos, best), **baselines(typos)}
+    tuned_on = f"{len(pairs)} held-out phrasings ({source}, split=valid)"
+    if typos:
+        tuned_on += f" and {len(typos)} typo'd titles (seed {TYPO_SEED})"
+    chosen = best.model_copy(update={"tuned_on": tuned_on, "figures": figures})
     return {"chosen": chosen.model_dump(), "figures": figures, "grid": table}
 
 
@@ -163,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--base-models-dir", type=Path, default=Path("artifacts/base_models"))
     parser.add_argument("--limit", type=int, default=200, help="held-out phrasings sampled (seeded)")
+    parser.add_argument("--typo-titles", type=int, default=100, help="typo'd catalogue titles added")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--beams", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
@@ -182,7 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile = loaded.manifest.catalogue.profile
     examples = args.examples or Path("artifacts/runs") / profile / "examples.jsonl"
     pairs = valid_examples(examples, loaded.lexical.item_ids, args.limit, args.seed)
-    result = tune(loaded.ranker(), pairs, beams=args.beams, batch=args.batch, source=str(examples))
+    typos = typo_title_pairs(list(read_catalogue(args.bundle)), args.typo_titles)
+    result = tune(
+        loaded.ranker(), pairs, beams=args.beams, batch=args.batch, source=str(examples), typo_pairs=typos
+    )
     result = {
         "command": " ".join([Path(sys.executable).name, "-m", "bench.tune_fusion", *sys.argv[1:]]),
         "bundle_id": loaded.manifest.bundle_id,

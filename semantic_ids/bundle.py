@@ -109,6 +109,10 @@ class FusionParams(_Frozen):
     dense_depth: int = Field(default=0, ge=0, description="dense candidates added to the beams")
     # linear: + dense_weight * cosine similarity; rrf: + dense_weight / (rrf_k + dense rank)
     dense_weight: float = Field(default=0.0, ge=0.0)
+    # linear: + title_weight * the fuzzy title match (in [0, 1], ``semantic_ids.lexical``) on its own, on
+    # top of its share in the lexical score: a typo'd title barely registers with BM25, so the lexical
+    # score alone cannot outweigh the model there without outweighing it everywhere. rrf: not used.
+    title_weight: float = Field(default=0.0, ge=0.0)
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 

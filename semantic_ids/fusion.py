@@ -4,8 +4,9 @@ Each candidate carries the model's log-probability of its ID, its lexical score 
 the dense source takes part, its cosine similarity to the query. ``FusionParams.method`` says how they
 combine:
 
-- ``linear``: ``log p_model(ID | query) + lexical_weight * lexical + dense_weight * cosine``: the
-  model's ranking with bonuses for lexical and dense evidence, in the model's own units;
+- ``linear``: ``log p_model(ID | query) + lexical_weight * lexical + title_weight * title match +
+  dense_weight * cosine``: the model's ranking with bonuses for lexical and dense evidence, in the
+  model's own units;
 - ``rrf``: reciprocal-rank fusion over the candidates, ``1 / (rrf_k + model rank) + 1 / (rrf_k +
   lexical rank) + dense_weight / (rrf_k + dense rank)``: blind to the scales, only the orders count.
 """
@@ -33,6 +34,7 @@ class Candidates:
     log_probs: np.ndarray  # (candidates,) model log-probabilities
     lexical: np.ndarray  # (candidates,) lexical scores
     dense: np.ndarray | None = None  # (candidates,) cosine similarities; None: the dense source is off
+    title: np.ndarray | None = None  # (candidates,) fuzzy title matches in [0, 1]; None: not known
 
     def subset(self, index: np.ndarray) -> Candidates:
         """The candidates at ``index`` (positions), in that order."""
@@ -42,6 +44,7 @@ class Candidates:
             log_probs=self.log_probs[index],
             lexical=self.lexical[index],
             dense=None if self.dense is None else self.dense[index],
+            title=None if self.title is None else self.title[index],
         )
 
 
@@ -51,6 +54,8 @@ def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
     dense = candidates.dense if candidates.dense is not None and params.dense_weight > 0.0 else None
     if params.method == "linear":
         fused: np.ndarray = log_probs + params.lexical_weight * candidates.lexical
+        if candidates.title is not None and params.title_weight > 0.0:
+            fused = fused + params.title_weight * candidates.title
         return fused if dense is None else fused + params.dense_weight * dense
     rrf: np.ndarray = 1.0 / (params.rrf_k + _ranks(log_probs)) + 1.0 / (
         params.rrf_k + _ranks(candidates.lexical)

@@ -53,6 +53,7 @@ class _Retrieved:
     """One query's retriever results, before the model."""
 
     lexical: np.ndarray  # (items,) lexical scores
+    title: np.ndarray  # (items,) fuzzy title matches, the part of the lexical score fusion weighs again
     dense: np.ndarray | None  # (items,) cosine similarities; None: the dense source is off
     found: list[tuple[str, list[int]]]  # (source, its evidence rows, best first)
     filler: list[int]  # lexical rows to fill up with, should the candidates fall short
@@ -185,12 +186,14 @@ class HybridRanker:
             timings.dense_s += time.perf_counter() - started
         out = []
         for index, query in enumerate(queries):
-            lexical = self.lexical.scores(query).combined  # (items,)
+            scores = self.lexical.scores(query)
+            lexical = scores.combined  # (items,)
             found = [(LEXICAL, evidence_rows(lexical, lexical_depth))]
             similarity = None if dense is None else dense[index]
             if similarity is not None:
                 found.append((DENSE, evidence_rows(similarity, dense_depth)))
-            out.append(_Retrieved(lexical, similarity, found, best_rows(lexical, max(lexical_depth, k))))
+            filler = best_rows(lexical, max(lexical_depth, k))
+            out.append(_Retrieved(lexical, scores.title, similarity, found, filler))
         return out
 
     def _decode(
@@ -257,4 +260,5 @@ def _candidates(
         log_probs=np.asarray([log_probs[row] for row in rows], dtype=np.float64),
         lexical=retrieved.lexical[rows].astype(np.float64),
         dense=None if retrieved.dense is None else retrieved.dense[rows].astype(np.float64),
+        title=retrieved.title[rows].astype(np.float64),
     )

@@ -13,6 +13,7 @@ encoder regardless, for tuning); the encoder is loaded once, here, like the mode
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def load_recommender_model(
     ids, trie = _build_trie(items, manifest)
     lexical = bundle_lexical_index(bundle_dir, manifest, items)
     dense_index = bundle_dense_index(bundle_dir, manifest, items)
-    base_dir = _verified_base_dir(manifest, base_models_dir)
+    base_dir = _base_dir(manifest, base_models_dir)
     tokenizer: Any = AutoTokenizer.from_pretrained(str(bundle_dir / TOKENIZER_DIR))
     tokenizer.padding_side = "left"
     try:
@@ -103,14 +104,26 @@ def load_recommender_model(
             f"bundle {manifest.bundle_id}: tokenizer does not fit its IDs: {error}"
         ) from error
     target = resolve_device(device)
-    model = _build_model(bundle_dir, base_dir, tokenizer, manifest)
-    dtype = compute_dtype(target, precision)
-    model = model.to(device=target, dtype=dtype).eval()
-    logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, dtype)
     fusion = manifest.retrieval.fusion if manifest.retrieval is not None else FusionParams()
-    dense = None
-    if dense_index is not None and (with_dense or fusion.uses_dense):
-        dense = _dense_retriever(dense_index, query_encoder, manifest, target)
+    wants_dense = dense_index is not None and (with_dense or fusion.uses_dense)
+    # Hashing the base weights and loading the query encoder overlap building the model (cold start).
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
+        base_checked = pool.submit(_check_base_weights, manifest, base_dir)
+        dense_loaded = (
+            pool.submit(_dense_retriever, dense_index, query_encoder, manifest, target)
+            if wants_dense and dense_index is not None
+            else None
+        )
+        try:
+            model = _build_model(bundle_dir, base_dir, tokenizer, manifest)
+        except Exception:
+            base_checked.result()  # changed base weights explain the failure: say that instead
+            raise
+        dtype = compute_dtype(target, precision)
+        model = model.to(device=target, dtype=dtype).eval()
+        base_checked.result()
+        dense = dense_loaded.result() if dense_loaded is not None else None
+    logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, dtype)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -168,20 +181,23 @@ def _build_trie(items: list[dict[str, Any]], manifest: Manifest) -> tuple[list[S
         ) from error
 
 
-def _verified_base_dir(manifest: Manifest, base_models_dir: Path) -> Path:
+def _base_dir(manifest: Manifest, base_models_dir: Path) -> Path:
     base_dir = base_models_dir / manifest.base_model.name
     if not (base_dir / BASE_WEIGHTS).is_file():
         raise BundleMismatch(
             f"bundle {manifest.bundle_id} needs base model {manifest.base_model.name!r}, "
             f"which is not in {base_models_dir} (run `semid prepare-base-model`)"
         )
+    return base_dir
+
+
+def _check_base_weights(manifest: Manifest, base_dir: Path) -> None:
     actual = base_weights_sha256(base_dir)
     if actual != manifest.base_model.weights_sha256:
         raise BundleMismatch(
             f"base model {base_dir} has weights sha256 {actual[:12]}, but bundle {manifest.bundle_id} "
             f"was trained on {manifest.base_model.weights_sha256[:12]}"
         )
-    return base_dir
 
 
 @torch.no_grad()

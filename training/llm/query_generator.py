@@ -10,8 +10,8 @@ decade in figures or words; genre synonyms). Openers and word order vary; typos 
 The configuration's held-out validation templates are never used.
 
 The module-level knobs below apply to every catalogue and are read at call time, so an experiment can
-set them: ``CAST_WEIGHT_POWER`` and ``MULTI_CAST_RATE`` for every facet with ``pick: popular``,
-``TITLE_TYPO_RATE`` for a title typed alone, ``title_form`` for every title.
+set them: ``CAST_WEIGHT_POWER``, ``MULTI_CAST_RATE`` and ``SHOWN_NAME_RATE`` for every facet with
+``pick: popular``, ``TITLE_TYPO_RATE`` for a title typed alone, ``title_form`` for every title.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ _ARTICLES = ("the ", "a ", "an ")
 # facet names 2-3 of them at MULTI_CAST_RATE (when the facet has ``multi_forms``).
 CAST_WEIGHT_POWER = 1.5
 MULTI_CAST_RATE = 0.0
+# At SHOWN_NAME_RATE the name is instead one of those the item text shows (a facet's first ``shown``),
+# uniformly: the facts every retriever can see, and the examples file's templates ask about, one-film
+# actors included, whom popularity alone almost never draws.
+SHOWN_NAME_RATE = 0.0
 TITLE_TYPO_RATE = 0.35
 
 
@@ -125,6 +129,8 @@ class _Facets:
             chosen = list(dict.fromkeys(self.rng.choices(names, weights=weights, k=count * 2)))[:count]
             joined = self.rng.choice((" and ", ", ", " ")).join(chosen)
             return form(facet.multi_forms, joined, self.rng)
+        if SHOWN_NAME_RATE and facet.shown and self.rng.random() < SHOWN_NAME_RATE:
+            return form(facet.forms, self.rng.choice(names[: facet.shown]), self.rng)
         return form(facet.forms, self.rng.choices(names, weights=weights)[0], self.rng)
 
 

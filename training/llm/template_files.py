@@ -119,6 +119,8 @@ def _facet(raw: Any, where: str) -> FacetSpec:
     facet: FacetSpec = _options(FacetSpec, raw, where)
     if facet.pick not in QUERY_PICKS:
         raise TemplateError(f"{where}: pick must be one of {', '.join(QUERY_PICKS)}, got {facet.pick!r}")
+    if facet.shown < 0:
+        raise TemplateError(f"{where}: shown must be 0 or more, got {facet.shown}")
     _check_forms(facet.forms, where)
     _check_forms(facet.multi_forms, where)
     return facet

@@ -66,6 +66,7 @@ class FacetSpec:
     surname_rate: float = 0.0  # name: how often a full name is cut to its last word ("a Nolan film")
     keep_value: bool = False  # with synonyms: the value as written is one of them too
     spellings: tuple[str, ...] = QUERY_DECADES
+    shown: int = 0  # pick popular: the first ``shown`` names are those the item text shows (0: none)
 
 
 @dataclass(frozen=True)

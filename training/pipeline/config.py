@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from semantic_ids.bundle import FusionParams
 from training.llm.base_model import SMOLLM2_NAME
 from training.llm.examples import ExampleConfig
 from training.llm.finetune_config import FinetuneConfig
@@ -27,9 +28,13 @@ class PipelineConfig:
     eval_beams: int = 10
     seen_phrasing_queries: int = 100  # training queries re-asked: memorisation vs generalisation
     base_model: str = SMOLLM2_NAME
+    # hybrid fusion written into the bundle (a tuning of an earlier bundle of the profile); None: the
+    # defaults. ``bench/tune_fusion.py --write`` tunes a bundle on its own held-out phrasings.
+    fusion: FusionParams | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "finetune": self.finetune.to_dict()}
+        fusion = None if self.fusion is None else self.fusion.model_dump(exclude={"figures"})
+        return {**asdict(self), "finetune": self.finetune.to_dict(), "fusion": fusion}
 
     def with_overrides(
         self, *, eval_queries: int | None = None, rank: int | None = None, **finetune: Any

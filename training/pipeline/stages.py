@@ -169,6 +169,7 @@ def write_run_bundle(
         training=dict(training),
         evaluation=dict(evaluation),
         item_embeddings=embeddings,
+        fusion=config.fusion,
     )
     manifest = write_bundle(
         bundle_dir, peft_model=model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs

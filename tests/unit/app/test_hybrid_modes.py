@@ -129,3 +129,25 @@ def test_fusion_time_is_reported(loaded: LoadedModel) -> None:
 def test_an_unknown_mode_is_refused(loaded: LoadedModel) -> None:
     with pytest.raises(ValueError, match="unknown mode 'dense'"):
         loaded.ranker().rank(["Alien"], 5, "dense", num_beams=5)
+
+
+def test_the_title_weight_adds_the_title_match_alone(loaded: LoadedModel) -> None:
+    """A typo'd title ("Frago") barely registers with BM25; the title weight lifts the fuzzy title
+    match on its own, by exactly its weight times the match, and leaves other candidates' scores."""
+    plain = FusionParams(lexical_depth=10, lexical_weight=0.0)
+    titled = FusionParams(lexical_depth=10, lexical_weight=0.0, title_weight=1000.0)
+    (before,) = HybridRanker(loaded.decoder(), loaded.lexical, loaded.ids, plain).rank(
+        ["Frago"], 10, "hybrid", num_beams=4
+    )
+    (after,) = HybridRanker(loaded.decoder(), loaded.lexical, loaded.ids, titled).rank(
+        ["Frago"], 10, "hybrid", num_beams=4
+    )
+    title = loaded.lexical.scores("Frago").title
+    row_of = {semantic_id: row for row, semantic_id in enumerate(loaded.ids)}
+    fargo = row_of[after[0].semantic_id]
+    assert loaded.lexical.item_ids[fargo] == loaded.lexical.item_ids[int(title.argmax())]
+    assert title[fargo] > 0.0
+    for found in after:
+        expected = math.log(found.model_score or 0.0) + 1000.0 * float(title[row_of[found.semantic_id]])
+        assert found.score == pytest.approx(expected, rel=1e-5, abs=1e-4)
+    assert {found.semantic_id for found in before} == {found.semantic_id for found in after}

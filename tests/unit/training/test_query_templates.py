@@ -78,6 +78,29 @@ def test_the_demo_films_get_todays_queries_and_examples_and_the_knobs_still_turn
     assert any("TITLE" in e["query"].upper() for e in QueryGenerator(items[:20], 4, 0).epoch(0))
 
 
+def _cast_mentions(examples: list[dict[str, Any]], items: list[CatalogueItem]) -> tuple[int, int]:
+    """(mentions of the first six listed cast names, mentions of the others) in the queries."""
+    cast = {item.item_id: list(item.fields.get("cast") or []) for item in items}
+    shown = hidden = 0
+    for example in examples:
+        names = cast[example["item_id"]]
+        query = example["query"].lower()
+        shown += sum(name.lower() in query for name in names[:6])
+        hidden += sum(name.lower() in query for name in names[6:])
+    return shown, hidden
+
+
+def test_the_shown_name_rate_draws_the_cast_the_item_text_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    films = [item for item in load_films(limit=300) if len(item.fields.get("cast") or []) > 12]
+    items = [item.with_id(SemanticId.from_codes([i % 32, i // 32, 0])) for i, item in enumerate(films)]
+    assert films_templates().queries.facets["cast"].shown == 6
+    shown, hidden = _cast_mentions(QueryGenerator(items, 8, 0).epoch(0), items)
+    assert hidden > shown  # by popularity alone most names drawn are beyond the six the text shows
+    monkeypatch.setattr(query_generator, "SHOWN_NAME_RATE", 1.0)
+    shown, hidden = _cast_mentions(QueryGenerator(items, 8, 0).epoch(0), items)
+    assert shown > 10 * max(1, hidden)  # others: a director who acts, a name inside a title
+
+
 def test_the_films_file_round_trips_through_its_json_form(tmp_path: Path) -> None:
     films = films_templates()
     path = tmp_path / "films.json"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from app.inference.model_loading import load_recommender_model
+from semantic_ids.bundle import FusionParams, read_manifest
 from semantic_ids.causal_lm import compute_dtype, cpu_has_native_bf16
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.trie import PrefixTrie
@@ -165,13 +166,29 @@ def test_training_learns_and_watches_both_recalls(trained: dict[str, Any]) -> No
     assert watched[-1]["train_recall@10"] >= 0.7 and watched[-1]["heldout_recall@10"] >= 0.6
 
 
-def _bundle(trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path) -> Path:
+def _bundle(
+    trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path, fusion: FusionParams | None = None
+) -> Path:
     bundle = tmp_path / "bundle"
     write_run_bundle(
         trained["result"].model, trained["tokenizer"], trained["new_ids"], RunLayout(run[0]),
-        run[1], trained["config"], {"steps": 1}, {"recall@10": 1.0}, bundle,
+        run[1], replace(trained["config"], fusion=fusion), {"steps": 1}, {"recall@10": 1.0}, bundle,
     )  # fmt: skip
     return bundle
+
+
+PRESET = FusionParams(lexical_depth=7, title_weight=3.0, tuned_on="a preset")
+
+
+@pytest.mark.parametrize("fusion", [None, PRESET])
+def test_the_bundle_gets_the_configs_fusion(
+    trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path, fusion: FusionParams | None
+) -> None:
+    retrieval = read_manifest(_bundle(trained, run, tmp_path, fusion)).retrieval
+    assert retrieval is not None and retrieval.fusion == (fusion or FusionParams())
+    assert replace(trained["config"], fusion=fusion).to_dict()["fusion"] == (
+        None if fusion is None else fusion.model_dump(exclude={"figures"})
+    )
 
 
 def test_top_layers_model_round_trips_through_the_bundle(

@@ -126,9 +126,9 @@ def choose(collected: Sequence[Scored]) -> tuple[FusionParams, list[dict[str, An
     """
     has_dense = bool(collected) and all(s.dense_rank is not None for s in collected)
     settings = grid(dense=has_dense)
-    fields = {"method", "lexical_depth", "lexical_weight", "rrf_k", "title_weight", "dense_depth"}
-    fields.add("dense_weight")
-    table = [{"params": p.model_dump(include=fields), **evaluate(collected, p)} for p in settings]
+    table: list[dict[str, Any]] = [
+        {"params": p.model_dump(exclude={"tuned_on", "figures"}), **evaluate(collected, p)} for p in settings
+    ]
     n = max(1, len(collected))
     best = max(row["recall@10"] for row in table)
     tolerance = noise(best, n)
@@ -182,12 +182,13 @@ def tune(
     """Choose on the held-out phrasings and the typo'd titles together; the figures of each set apart."""
     held_out = collect(ranker, pairs, beams=beams, batch=batch)
     typos = collect(ranker, typo_pairs, beams=beams, batch=batch) if typo_pairs else []
-    best, table = choose([*held_out, *typos])
+    both = [*held_out, *typos]
+    best, table = choose(both)
     best_recall = max(table, key=lambda row: (row["recall@10"], row["mrr@10"]))
     figures: dict[str, Any] = {
-        "queries": len(pairs) + len(typo_pairs),
-        "hybrid": evaluate([*held_out, *typos], best),
-        **baselines([*held_out, *typos]),
+        "queries": len(both),
+        "hybrid": evaluate(both, best),
+        **baselines(both),
         "best_in_grid": best_recall,
         "rule": "within one standard error (whole queries) of the best Recall@10, not below lexical alone: "
         "the smallest lexical weight, then title weight, then the largest dense depth and weight",
@@ -197,10 +198,9 @@ def tune(
             **baselines(held_out),
         },
     }
-    if typos:
-        figures["typo_titles"] = {"queries": len(typos), "hybrid": evaluate(typos, best), **baselines(typos)}
     tuned_on = f"{len(pairs)} held-out phrasings ({source}, split=valid)"
     if typos:
+        figures["typo_titles"] = {"queries": len(typos), "hybrid": evaluate(typos, best), **baselines(typos)}
         tuned_on += f" and {len(typos)} typo'd titles (seed {TYPO_SEED})"
     chosen = best.model_copy(update={"tuned_on": tuned_on, "figures": figures})
     return {"chosen": chosen.model_dump(), "figures": figures, "grid": table}

@@ -105,14 +105,14 @@ def load_recommender_model(
         ) from error
     target = resolve_device(device)
     fusion = manifest.retrieval.fusion if manifest.retrieval is not None else FusionParams()
-    wants_dense = dense_index is not None and (with_dense or fusion.uses_dense)
+    dense_source = dense_index if with_dense or fusion.uses_dense else None
     # Hashing the base weights and loading the query encoder overlap building the model (cold start).
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
         base_checked = pool.submit(_check_base_weights, manifest, base_dir)
         dense_loaded = (
-            pool.submit(_dense_retriever, dense_index, query_encoder, manifest, target)
-            if wants_dense and dense_index is not None
-            else None
+            None
+            if dense_source is None
+            else pool.submit(_dense_retriever, dense_source, query_encoder, manifest, target)
         )
         try:
             model = _build_model(bundle_dir, base_dir, tokenizer, manifest)

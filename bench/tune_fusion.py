@@ -108,21 +108,21 @@ def grid(dense: bool = False) -> list[FusionParams]:
 
 
 def choose(collected: Sequence[Scored]) -> tuple[FusionParams, list[dict[str, Any]]]:
-    """The setting that gives the model, then the dense source, the most say among those whose Recall@10
-    is within noise of the best (one standard error, rounded up to whole queries) and, where any is, not
-    below the lexical retriever's alone (a user comparing the two should never find lexical ahead), and
-    the table.
+    """The setting that gives the dense source the most candidates, then the model the most say, among
+    those whose Recall@10 is within noise of the best (one standard error, rounded up to whole queries)
+    and, where any is, not below the lexical retriever's alone (a user comparing the two should never
+    find lexical ahead), and the table.
 
     Held-out phrasings are template queries (titles, directors, cast) where BM25 is near perfect, so
     Recall@10 saturates and MRR keeps rising with the lexical weight: picking the maximum would tune the
-    model out by a query or two. Within noise, the smallest lexical weight is taken, so paraphrase and
-    other-language queries, where the model and not BM25 is right, keep the model's ranking, and a better
-    model shows through. Then the largest dense depth (then weight; then the smallest lexical depth: fewer
-    candidates to score) within noise: these template queries name titles and people, where the dense
-    source cannot show what it adds (paraphrases and genre synonyms, where dense retrieval measured ahead
-    of both the model and BM25 on unseen queries, bench/RESULTS.md), so it gets the most say that they do
-    not measurably reject. The title weight, like the lexical one, is kept as small as the typo'd titles
-    allow. RRF is taken only when no linear setting is within noise.
+    model out by a query or two. Nor can these queries show what the dense source adds (paraphrases and
+    genre synonyms, where dense retrieval measured ahead of both the model and BM25 on unseen queries,
+    bench/RESULTS.md), and reranking cannot add the finds only it has: so first the largest dense depth
+    they do not measurably reject. Then the smallest lexical weight, so paraphrase and other-language
+    queries, where the model and not BM25 is right, keep the model's ranking, and a better model shows
+    through; the title weight, like the lexical one, as small as the typo'd titles allow; then the largest
+    dense weight, then the smallest lexical depth (fewer candidates to score). RRF is taken only when no
+    linear setting is within noise.
     """
     has_dense = bool(collected) and all(s.dense_rank is not None for s in collected)
     settings = grid(dense=has_dense)
@@ -149,10 +149,10 @@ def noise(recall: float, n: int) -> float:
     return max(1, math.ceil(math.sqrt(recall * (1.0 - recall) / n) * n - 1e-6)) / n
 
 
-def _say(p: FusionParams) -> tuple[float, float, int, float, int]:
-    """The order ``choose`` prefers among settings within noise: least lexical say, most dense say; the
-    dense depth before its weight, since reranking cannot add the finds only the dense source has."""
-    return (p.lexical_weight, p.title_weight, -p.dense_depth, -p.dense_weight, p.lexical_depth)
+def _say(p: FusionParams) -> tuple[int, float, float, float, int]:
+    """The order ``choose`` prefers among settings within noise: the dense source's finds first (reranking
+    cannot add what only it finds), then the least lexical say, then the most dense say."""
+    return (-p.dense_depth, p.lexical_weight, p.title_weight, -p.dense_weight, p.lexical_depth)
 
 
 def write_fusion(bundle_dir: Path, fusion: FusionParams) -> Manifest:
@@ -191,7 +191,7 @@ def tune(
         **baselines(both),
         "best_in_grid": best_recall,
         "rule": "within one standard error (whole queries) of the best Recall@10, not below lexical alone: "
-        "the smallest lexical weight, then title weight, then the largest dense depth and weight",
+        "the largest dense depth, then the smallest lexical and title weights, the largest dense weight",
         "held_out_phrasings": {
             "queries": len(pairs),
             "hybrid": evaluate(held_out, best),

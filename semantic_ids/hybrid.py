@@ -52,7 +52,7 @@ class Recommendation:
 class _Retrieved:
     """One query's retriever results, before the model."""
 
-    lexical: np.ndarray  # (items,) lexical scores
+    lexical: np.ndarray  # (items,) lexical evidence (``LexicalScores.evidence``), what fusion weighs
     title: np.ndarray  # (items,) fuzzy title matches, the part of the lexical score fusion weighs again
     dense: np.ndarray | None  # (items,) cosine similarities; None: the dense source is off
     found: list[tuple[str, list[int]]]  # (source, its evidence rows, best first)
@@ -187,13 +187,13 @@ class HybridRanker:
         out = []
         for index, query in enumerate(queries):
             scores = self.lexical.scores(query)
-            lexical = scores.combined  # (items,)
+            lexical = scores.combined  # (items,) the lexical ranking
             found = [(LEXICAL, evidence_rows(lexical, lexical_depth))]
             similarity = None if dense is None else dense[index]
             if similarity is not None:
                 found.append((DENSE, evidence_rows(similarity, dense_depth)))
             filler = best_rows(lexical, max(lexical_depth, k))
-            out.append(_Retrieved(lexical, scores.title, similarity, found, filler))
+            out.append(_Retrieved(scores.evidence, scores.title, similarity, found, filler))
         return out
 
     def _decode(

@@ -6,10 +6,19 @@ fuzzy match of the query against each title (``rapidfuzz``'s ``WRatio``: edit di
 token-set matching) covers that; ``bench/typo_titles.py`` measures the two against each other.
 
 One item's lexical score is ``(bm25 / best bm25 of the query + 0.5 * title match) / 1.5``, in [0, 1]
-whatever the query (fusion needs that). The threshold and the weight were chosen with
+whatever the query: it ranks the lexical retriever's finds. The threshold and the weight were chosen with
 ``bench/typo_titles.py`` on the demo catalogue's titles and held-out training phrasings (RESULTS.md):
 threshold 70 with the weighted sum gives typo'd titles Hit@10 0.996 (BM25 alone 0.662) and leaves held-out
 phrasings where BM25 has them (0.994); taking the max instead, or threshold 80, does worse on both.
+
+Fusion weighs another score, ``evidence``: the same sum with the BM25 part times the query's
+``coverage``, how much of the query its best document matched: the best document's BM25 over the ideal,
+what a document would score that had every query word at its best (each known word's best score in the
+catalogue; a word the catalogue never uses counts as much as its rarest word, being rarer still). A title
+query matched in full has coverage near 1; "something that will give me nightmares", whose best document
+matches only "nightmares", a fraction. Relative to the best document alone, that junk match had the full
+score, and fusion ranked it above the model's and the dense source's finds (RESULTS.md, issue 9).
+Coverage scales the whole query alike, so the lexical ranking itself is unchanged.
 
 On disk (the bundle's ``lexical/`` folder) the index is bm25s's own pickle-free format (CSC score
 arrays as ``.npy`` read with ``allow_pickle=False``, vocabulary and parameters as JSON), plus our
@@ -47,12 +56,19 @@ TITLE_WEIGHT = 0.5
 class LexicalScores:
     """One query's scores for every catalogue row, each (items,) in [0, 1]."""
 
-    bm25: np.ndarray
+    bm25: np.ndarray  # relative to the query's best document
     title: np.ndarray
+    coverage: float  # how much of the query its best document matched, in [0, 1]
 
     @property
     def combined(self) -> np.ndarray:
+        """The lexical ranking."""
         return (self.bm25 + TITLE_WEIGHT * self.title) / (1.0 + TITLE_WEIGHT)
+
+    @property
+    def evidence(self) -> np.ndarray:
+        """What fusion weighs: the BM25 part scaled by how much of the query the best document matched."""
+        return (self.coverage * self.bm25 + TITLE_WEIGHT * self.title) / (1.0 + TITLE_WEIGHT)
 
 
 def _tokens(texts: Sequence[str]) -> list[list[str]]:
@@ -72,6 +88,7 @@ class LexicalIndex:
         self.item_ids = list(item_ids)
         self.catalogue_hash = catalogue_hash
         self._titles = [utils.default_process(title) for title in titles]  # lower-cased, punctuation gone
+        self._word_best, self._rarest = _best_scores(bm25)
 
     @classmethod
     def build(cls, rows: Sequence[Mapping[str, Any]], catalogue_hash: str) -> LexicalIndex:
@@ -115,7 +132,8 @@ class LexicalIndex:
         return cls(bm25, item_ids, [str(row["title"]) for row in rows], catalogue_hash)
 
     def scores(self, query: str) -> LexicalScores:
-        return LexicalScores(bm25=self._bm25(query), title=self._title(query))
+        bm25, coverage = self._bm25(query)
+        return LexicalScores(bm25=bm25, title=self._title(query), coverage=coverage)
 
     def top(self, query: str, n: int) -> list[tuple[int, float]]:
         """The ``n`` best rows by combined score, best first, rows with score 0 left out."""
@@ -125,19 +143,35 @@ class LexicalIndex:
         ranked = best[np.argsort(-combined[best], kind="stable")]
         return [(int(row), float(combined[row])) for row in ranked if combined[row] > 0.0]
 
-    def _bm25(self, query: str) -> np.ndarray:
-        ids = self.bm25.get_tokens_ids(_tokens([query])[0])
+    def _bm25(self, query: str) -> tuple[np.ndarray, float]:
+        """(items,) BM25 over the query's best document's, and the query's coverage."""
+        words = _tokens([query])[0]
+        ids = self.bm25.get_tokens_ids(words)  # the known words only
         if not ids:
-            return np.zeros(len(self), dtype=np.float32)
+            return np.zeros(len(self), dtype=np.float32), 0.0
         raw = np.asarray(self.bm25.get_scores_from_ids(ids), dtype=np.float32)  # (items,)
         best = float(raw.max())
-        return raw / best if best > 0.0 else raw
+        if best <= 0.0:
+            return raw, 0.0
+        ideal = float(self._word_best[ids].sum()) + (len(words) - len(ids)) * self._rarest
+        return raw / best, min(1.0, best / ideal)
 
     def _title(self, query: str) -> np.ndarray:
         ratios: np.ndarray = process.cdist(
             [utils.default_process(query)], self._titles, scorer=fuzz.WRatio, dtype=np.float32, workers=1
         )[0]  # (items,) in [0, 100]
         return np.clip((ratios - TITLE_THRESHOLD) / (100.0 - TITLE_THRESHOLD), 0.0, 1.0).astype(np.float32)
+
+
+def _best_scores(bm25: Any) -> tuple[np.ndarray, float]:
+    """Each vocabulary word's best score in any document, and the best of all (the rarest word's)."""
+    data = np.asarray(bm25.scores["data"], dtype=np.float32)  # CSC: one column of documents per word
+    indptr = np.asarray(bm25.scores["indptr"], dtype=np.int64)
+    best = np.zeros(len(indptr) - 1, dtype=np.float32)
+    used = np.flatnonzero(indptr[1:] > indptr[:-1])
+    if len(used):
+        best[used] = np.maximum.reduceat(data, indptr[used])
+    return best, float(best.max(initial=0.0))
 
 
 def bundle_lexical_index(

@@ -47,12 +47,12 @@ class Profile:
 # `make demo` serves all three sources at once; `bench.tune_fusion --write` tunes a bundle on its own.
 DEMO_FUSION = FusionParams(
     method="linear",
-    lexical_depth=10,
-    lexical_weight=16.0,
-    title_weight=8.0,
+    lexical_depth=5,
+    lexical_weight=64.0,
+    title_weight=0.0,
     dense_depth=10,
-    dense_weight=16.0,
-    tuned_on="the demo profile's preset: bench.tune_fusion on the demo bundle of 2026-11-25, not this bundle",
+    dense_weight=32.0,
+    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261125T181754Z, not this bundle",
 )
 _DEMO_PIPELINE = PipelineConfig(
     profile="demo",

@@ -70,3 +70,18 @@ def test_scores_lie_in_0_1_and_unknown_words_score_nothing(index: LexicalIndex) 
     assert scores.combined.min() >= 0.0 and scores.combined.max() <= 1.0
     assert index.scores("zzzz qqqq").bm25.max() == 0.0
     assert index.top("zzzz qqqq", 5) == []
+
+
+def test_coverage_says_how_much_of_the_query_the_best_document_matched(index: LexicalIndex) -> None:
+    # The same best document: matched in full, then with words no item uses, then only one word of three.
+    whole, diluted = index.scores("Michael Mann"), index.scores("Michael Mann zzzz qqqq")
+    heat = ROW_OF["Heat"]
+    assert int(np.argmax(whole.bm25)) == int(np.argmax(diluted.bm25)) == heat
+    assert whole.coverage == pytest.approx(1.0, abs=1e-6)  # one document holds every word at its best
+    assert 0.0 < diluted.coverage < 0.7  # two of four words unknown: far from a full match
+    assert 0.0 < index.scores("Michael nightmares spooky").coverage < 0.5  # one word of three
+    assert index.scores("zzzz qqqq").coverage == 0.0
+    # Fusion's evidence scales the BM25 part by it; the lexical ranking does not change.
+    np.testing.assert_allclose(whole.evidence, whole.combined, rtol=1e-6)
+    assert diluted.evidence[heat] < diluted.combined[heat]
+    assert np.array_equal(np.argsort(-diluted.bm25, kind="stable"), np.argsort(-whole.bm25, kind="stable"))

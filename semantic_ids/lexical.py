@@ -20,6 +20,12 @@ matches only "nightmares", a fraction. Relative to the best document alone, that
 score, and fusion ranked it above the model's and the dense source's finds (RESULTS.md, issue 9).
 Coverage scales the whole query alike, so the lexical ranking itself is unchanged.
 
+Queries also wrap what they name in words of their own ("a scary **movie**", "**show me** something"): a
+film whose title holds such a word ("Bee Movie") would match on it alone. The catalogue's query
+configuration lists these framing words (openers, facet forms, training templates:
+``QueryTemplates.framing_text``); the index keeps them and leaves them out of queries, never out of the
+item text, so a title query still finds its title through the fuzzy match and the title's other words.
+
 On disk (the bundle's ``lexical/`` folder) the index is bm25s's own pickle-free format (CSC score
 arrays as ``.npy`` read with ``allow_pickle=False``, vocabulary and parameters as JSON), plus our
 ``index.json``: the catalogue hash and the item order it was built for, checked at load.
@@ -82,20 +88,32 @@ class LexicalIndex:
     """BM25 over ``render_row`` texts and fuzzy matching over titles, rows in catalogue order."""
 
     def __init__(
-        self, bm25: Any, item_ids: Sequence[str], titles: Sequence[str], catalogue_hash: str
+        self,
+        bm25: Any,
+        item_ids: Sequence[str],
+        titles: Sequence[str],
+        catalogue_hash: str,
+        framing: Sequence[str] = (),
     ) -> None:
         self.bm25 = bm25
         self.item_ids = list(item_ids)
         self.catalogue_hash = catalogue_hash
+        self.framing = sorted(set(framing))  # query words left out of BM25 queries (tokens)
+        self._framing = frozenset(self.framing)
         self._titles = [utils.default_process(title) for title in titles]  # lower-cased, punctuation gone
         self._word_best, self._rarest = _best_scores(bm25)
 
     @classmethod
-    def build(cls, rows: Sequence[Mapping[str, Any]], catalogue_hash: str) -> LexicalIndex:
-        """Index bundle catalogue rows (``item_id``, ``title``, ``fields``)."""
+    def build(
+        cls, rows: Sequence[Mapping[str, Any]], catalogue_hash: str, framing_text: Sequence[str] = ()
+    ) -> LexicalIndex:
+        """Index bundle catalogue rows (``item_id``, ``title``, ``fields``); the words of ``framing_text``
+        are left out of every query."""
         bm25 = bm25s.BM25()
         bm25.index(_tokens([render_row(row) for row in rows]), show_progress=False)
-        return cls(bm25, [str(r["item_id"]) for r in rows], [str(r["title"]) for r in rows], catalogue_hash)
+        framing = [word for words in _tokens(framing_text) for word in words] if framing_text else []
+        item_ids, titles = [str(r["item_id"]) for r in rows], [str(r["title"]) for r in rows]
+        return cls(bm25, item_ids, titles, catalogue_hash, framing)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -103,7 +121,12 @@ class LexicalIndex:
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.bm25.save(str(folder), allow_pickle=False)
-        meta = {"format": FORMAT, "catalogue_hash": self.catalogue_hash, "item_ids": self.item_ids}
+        meta = {
+            "format": FORMAT,
+            "catalogue_hash": self.catalogue_hash,
+            "item_ids": self.item_ids,
+            "framing_words": self.framing,
+        }
         (folder / INDEX_META).write_text(json.dumps(meta) + "\n")
 
     @classmethod
@@ -129,7 +152,8 @@ class LexicalIndex:
             raise BundleMismatch(
                 f"lexical index {folder} holds {bm25.scores['num_docs']} documents for {len(rows)} items"
             )
-        return cls(bm25, item_ids, [str(row["title"]) for row in rows], catalogue_hash)
+        framing = [str(word) for word in meta.get("framing_words", [])]  # none in older bundles
+        return cls(bm25, item_ids, [str(row["title"]) for row in rows], catalogue_hash, framing)
 
     def scores(self, query: str) -> LexicalScores:
         bm25, coverage = self._bm25(query)
@@ -145,7 +169,7 @@ class LexicalIndex:
 
     def _bm25(self, query: str) -> tuple[np.ndarray, float]:
         """(items,) BM25 over the query's best document's, and the query's coverage."""
-        words = _tokens([query])[0]
+        words = [word for word in _tokens([query])[0] if word not in self._framing]
         ids = self.bm25.get_tokens_ids(words)  # the known words only
         if not ids:
             return np.zeros(len(self), dtype=np.float32), 0.0

@@ -81,6 +81,7 @@ class BundleInputs:
     fusion: FusionParams | None = None  # tuned hybrid parameters; None: the defaults
     # (items, dimensions) vectors of embedding_model, rows in ``items`` order: the dense index; None: none
     item_embeddings: np.ndarray | None = None
+    framing_text: Sequence[str] = ()  # the query configuration's framing words, left out of lexical queries
 
 
 def new_token_rows(peft_model: Any, new_token_ids: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -185,7 +186,8 @@ def write_bundle(
     manifest = build_manifest(inputs, rows, added_count=len(new_token_ids))
     with atomic_directory(bundle_dir) as staging:
         write_jsonl(rows, staging / CATALOGUE)
-        LexicalIndex.build(rows, manifest.catalogue.content_hash).save(staging / LEXICAL_DIR)
+        lexical = LexicalIndex.build(rows, manifest.catalogue.content_hash, inputs.framing_text)
+        lexical.save(staging / LEXICAL_DIR)
         if vectors is not None:
             dense = DenseIndex.build(vectors, rows, manifest.catalogue.content_hash, inputs.embedding_model)
             dense.save(staging / DENSE_DIR)

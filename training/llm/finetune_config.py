@@ -27,6 +27,7 @@ class FinetuneConfig:
     queries_per_item: int = 8  # top_layers: fresh queries per item per epoch
     epoch_repeats: int = 1  # top_layers: passes over one epoch's queries (> 1: frozen activations cached)
     precision: str = "auto"  # auto | bf16 | fp32 (semantic_ids.causal_lm.compute_dtype)
+    compile: bool = False  # top_layers on CPU: torch.compile the layers (needs a C++ compiler; else eager)
     lora: LoraSettings = field(default_factory=LoraSettings)
     token_init: TokenInit = "cluster"
     loss: LossKind = "restricted"  # see training/llm/target_loss.py
@@ -59,7 +60,7 @@ class FinetuneConfig:
 
     def fingerprint(self, examples: Sequence[Mapping[str, Any]]) -> str:
         """What a checkpoint must match to be resumed: this config (bar logistics) and the same examples."""
-        logistics = {"eval_every", "checkpoint_every", "device"}
+        logistics = {"eval_every", "checkpoint_every", "device", "compile"}
         keep = {k: v for k, v in self.to_dict().items() if k not in logistics}
         digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode())
         for example in examples:

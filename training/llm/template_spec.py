@@ -17,6 +17,7 @@ training queries (``query_generator.py``), ``SlotSpec`` for the examples file's 
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -132,6 +133,22 @@ class QueryTemplates:
 
     def catalogue_keys(self) -> set[str]:
         return {field.key for field in self.fields.values() if field.kind != "title"}
+
+    def framing_text(self) -> list[str]:
+        """The words queries wrap around the values they name: the openers, the facets' forms and the
+        training templates with their slots taken out ("show me", "starring", "a film"). The lexical
+        retriever leaves them out of queries. The held-out templates are not read: they stay unseen."""
+        forms = [
+            form
+            for facet in self.queries.facets.values()
+            for form in (*(facet.forms or ()), *(facet.multi_forms or ()))
+        ]
+        texts = [*self.queries.openers, *forms, *(t.text for t in self.examples.templates if not t.held_out)]
+        texts += [form for slot in self.examples.slots.values() for form in slot.forms or ()]
+        return [cleared for text in texts if (cleared := _SLOT.sub(" ", text).strip())]
+
+
+_SLOT = re.compile(r"\{[^}]*\}")
 
 
 def default_slot(field: FieldSpec) -> SlotSpec:

@@ -81,6 +81,8 @@ def train_top_layers(
     device = resolve_device(config.device)
     dtype = compute_dtype(device, config.precision)
     model.to(device).train()
+    if config.compile:
+        model.compile_layers()
     torch.manual_seed(config.seed)
     optimizer = _optimizer(model, config)
     clock, history, step, seen, epoch = _Clock(config.time_budget_s), [], 0, 0, 0

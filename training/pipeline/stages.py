@@ -170,6 +170,7 @@ def write_run_bundle(
         evaluation=dict(evaluation),
         item_embeddings=embeddings,
         fusion=config.fusion,
+        framing_text=layout.load_query_templates().framing_text(),
     )
     manifest = write_bundle(
         bundle_dir, peft_model=model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs

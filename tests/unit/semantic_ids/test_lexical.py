@@ -85,3 +85,20 @@ def test_coverage_says_how_much_of_the_query_the_best_document_matched(index: Le
     np.testing.assert_allclose(whole.evidence, whole.combined, rtol=1e-6)
     assert diluted.evidence[heat] < diluted.combined[heat]
     assert np.array_equal(np.argsort(-diluted.bm25, kind="stable"), np.argsort(-whole.bm25, kind="stable"))
+
+
+def test_framing_words_are_left_out_of_queries_not_out_of_titles(tmp_path: Path) -> None:
+    bee = {"item_id": "tt9999999", "title": "Bee Movie", "fields": {"year": 2007, "genres": ["Animation"]}}
+    rows = [*ITEMS, bee]
+    plain = LexicalIndex.build(rows, HASH)
+    framed = LexicalIndex.build(rows, HASH, ["a movie", "show me"])
+    assert framed.framing == ["me", "movie", "show"]  # tokenised as queries are
+    assert plain.scores("a scary movie").bm25[len(ITEMS)] > 0.0  # matched on "movie" alone
+    assert framed.scores("a scary movie").bm25.max() == 0.0
+    assert framed.top("Bee Movie", 1)[0][0] == len(ITEMS)  # the title still finds itself
+    framed.save(tmp_path / "lexical")
+    loaded = LexicalIndex.load(tmp_path / "lexical", rows, HASH)
+    assert loaded.framing == framed.framing
+    np.testing.assert_allclose(
+        loaded.scores("a movie by Ridley Scott").bm25, framed.scores("a movie by Ridley Scott").bm25
+    )

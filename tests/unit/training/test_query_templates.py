@@ -236,3 +236,12 @@ def test_the_readme_example_is_a_file_that_works(books: list[CatalogueItem], tmp
     assert any("written by" in q for q in generated) and any("sci-fi" in q for q in generated)
     valid = [e for e in build_examples(books, ExampleConfig(), templates) if e["split"] == "valid"]
     assert {e["template"] for e in valid} == {"v_looking", "v_author_genre"}
+
+
+def test_the_framing_words_come_from_training_phrasing_never_from_held_out_templates_or_values() -> None:
+    films = films_templates()
+    words = " ".join(films.framing_text()).lower().split()
+    assert {"movie", "starring", "show", "directed"} <= set(words)
+    held_out = {"looking", "tonight", "featuring", "alongside", "recommend"}  # held-out template words
+    assert not held_out & set(words)
+    assert not any("{" in text or "}" in text for text in films.framing_text())

@@ -87,6 +87,27 @@ def test_cached_lower_activations_give_the_same_loss(run: tuple[Path, Path]) -> 
         assert float(model(batch, cache[index])) == pytest.approx(float(model(batch)), rel=1e-6)
 
 
+def test_compiled_layers_train_like_eager_ones_and_export_the_plain_model(run: tuple[Path, Path]) -> None:
+    losses = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model, _, batches = _split(run)
+        if compiled:
+            assert model.compile_layers()  # this machine has g++
+        optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+        run_losses = []
+        for batch in [*batches, *batches]:  # widths differ: dynamic shapes, no recompilation per width
+            loss = model(batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            run_losses.append(float(loss.detach()))
+        losses.append(run_losses)
+        assert type(model.export().model) is type(model.lm.model)  # decoding gets the plain body
+        assert not any(name.startswith("_compiled") for name, _ in model.named_parameters())
+    np.testing.assert_allclose(losses[1], losses[0], rtol=2e-3)
+
+
 def test_the_time_budget_counts_caching_the_frozen_activations(
     run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,6 +210,14 @@ def test_the_bundle_gets_the_configs_fusion(
     assert replace(trained["config"], fusion=fusion).to_dict()["fusion"] == (
         None if fusion is None else fusion.model_dump(exclude={"figures"})
     )
+
+
+def test_the_bundle_leaves_the_query_configurations_framing_words_out_of_lexical_queries(
+    trained: dict[str, Any], run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    loaded = load_recommender_model(_bundle(trained, run, tmp_path), run[1], "cpu", precision="fp32")
+    assert {"movie", "film", "starring", "show"} <= set(loaded.lexical.framing)
+    assert loaded.lexical.scores("show me a movie starring").bm25.max() == 0.0  # nothing but framing
 
 
 def test_top_layers_model_round_trips_through_the_bundle(

@@ -174,45 +174,72 @@ def run_modes(
             "or its fusion leaves them out (`python -m bench.tune_fusion --write`)"
         )
     item_of = {SemanticId.from_codes(item["semantic_id"]): str(item["item_id"]) for item in items}
-    runs = {}
-    for mode in (m for m in MODES if m in config.systems):
-        logger.info("%s: %d queries, one at a time, %d beams", mode, len(texts), config.beams)
-        runs[mode] = _run_mode(ranker, mode, texts, item_of, config.beams)
-        runs[mode].extra |= {"bundle_id": loaded.manifest.bundle_id, "device": str(loaded.device)}
-        runs[mode].extra["load_s"] = round(load_s, 2)
+    modes = [m for m in MODES if m in config.systems]
+    logger.info(
+        "%s: %d queries, one at a time, %d beams, interleaved", "+".join(modes), len(texts), config.beams
+    )
+    runs = _interleaved({mode: _ModeRun(ranker, mode, item_of, config.beams) for mode in modes}, texts)
+    for mode, run in runs.items():
+        run.extra |= {"bundle_id": loaded.manifest.bundle_id, "device": str(loaded.device)}
+        run.extra["load_s"] = round(load_s, 2)
         if mode == "hybrid":
-            runs[mode].extra["dense_source"] = dense_source
+            run.extra["dense_source"] = dense_source
     return runs
 
 
-def _run_mode(
-    ranker: Any, mode: str, texts: Sequence[str], item_of: Mapping[Any, str], beams: int
-) -> SystemRun:
-    fusion_s: list[float] = []
-    dense_s: list[float] = []
-    sources: dict[str, int] = {}
+def _interleaved(runners: Mapping[str, _ModeRun], texts: Sequence[str]) -> dict[str, SystemRun]:
+    """Every query through every mode before the next query, the modes' order rotating: the latencies of
+    the modes are side by side in time, so a machine that speeds up or slows down during the run (other
+    load, clocks) moves them alike and their ratio holds."""
+    modes = list(runners)
+    for text in WARMUP_QUERIES:
+        for runner in runners.values():
+            runner.answer(text)
+    rankings: dict[str, list[list[str]]] = {mode: [] for mode in modes}
+    latencies: dict[str, list[float]] = {mode: [] for mode in modes}
+    for index, text in enumerate(texts):
+        shift = index % len(modes)
+        for mode in modes[shift:] + modes[:shift]:
+            started = time.perf_counter()
+            rankings[mode].append(runners[mode].answer(text))
+            latencies[mode].append(time.perf_counter() - started)
+    return {
+        mode: SystemRun(rankings[mode], latencies[mode], extra=runners[mode].extra(rankings[mode]))
+        for mode in modes
+    }
 
-    def answer(text: str) -> list[str]:
-        found = ranker.rank(
-            [text], TOP_K, mode, num_beams=beams, on_fusion=fusion_s.append, on_dense=dense_s.append
-        )[0]
+
+class _ModeRun:
+    """One mode of the loaded ranker: its answers, and what it reports beside them."""
+
+    def __init__(self, ranker: Any, mode: str, item_of: Mapping[Any, str], beams: int) -> None:
+        self.ranker, self.mode, self.item_of, self.beams = ranker, mode, item_of, beams
+        self.fusion_s: list[float] = []
+        self.dense_s: list[float] = []
+        self.sources: dict[str, int] = {}
+
+    def answer(self, text: str) -> list[str]:
+        found = self.ranker.rank(
+            [text], TOP_K, self.mode, num_beams=self.beams, on_fusion=self.fusion_s.append,
+            on_dense=self.dense_s.append,
+        )[0]  # fmt: skip
         for f in found:
             key = "+".join(f.sources)
-            sources[key] = sources.get(key, 0) + 1
-        return [item_of[f.semantic_id] for f in found if f.semantic_id in item_of]
+            self.sources[key] = self.sources.get(key, 0) + 1
+        return [self.item_of[f.semantic_id] for f in found if f.semantic_id in self.item_of]
 
-    run = _timed_each(texts, answer)
-    run.extra = {
-        "beams": beams,
-        "short_lists": sum(len(row) < TOP_K for row in run.rankings),
-        "sources_in_top10": sources,
-    }
-    if mode == "hybrid":
-        run.extra["fusion"] = ranker.fusion.model_dump()
-        run.extra["fusion_latency"] = _latency(fusion_s[len(WARMUP_QUERIES) :] or [0.0])
-        if dense_s:  # part of the fusion time: query embedding and similarities
-            run.extra["dense_latency"] = _latency(dense_s[len(WARMUP_QUERIES) :] or [0.0])
-    return run
+    def extra(self, rankings: Sequence[Sequence[str]]) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "beams": self.beams,
+            "short_lists": sum(len(row) < TOP_K for row in rankings),
+            "sources_in_top10": self.sources,
+        }
+        if self.mode == "hybrid":
+            extra["fusion"] = self.ranker.fusion.model_dump()
+            extra["fusion_latency"] = _latency(self.fusion_s[len(WARMUP_QUERIES) :] or [0.0])
+            if self.dense_s:  # part of the fusion time: query embedding and similarities
+                extra["dense_latency"] = _latency(self.dense_s[len(WARMUP_QUERIES) :] or [0.0])
+        return extra
 
 
 def run_dense(items: Sequence[Mapping[str, Any]], embeddings: np.ndarray, texts: Sequence[str]) -> SystemRun:

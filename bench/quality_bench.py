@@ -12,7 +12,8 @@ the same queries over the same catalogue:
   search inside the trie of existing IDs, 10 beams, top 10), ``lexical`` the bundle's BM25 index plus
   title matching, ``hybrid`` both fused, with the dense source (MiniLM neighbours) as a third when the
   bundle has item vectors and its fusion uses them (``extra.dense_source`` says). One query at a time,
-  so a latency is a single query's, the three side by side in one run;
+  so a latency is a single query's, the three interleaved query by query (their ratio holds when the
+  machine's speed drifts during the run);
 - ``dense``: ``training.eval.baselines.dense_rankings`` (MiniLM query vector, cosine against the run's
   ``embeddings.npy``);
 - ``bm25``: ``training.eval.baselines.bm25_rankings`` (bm25s over ``render_item_text``);
@@ -157,7 +158,7 @@ def _agreement(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float:
 def run_modes(
     config: QualityBenchConfig, items: Sequence[Mapping[str, Any]], texts: Sequence[str]
 ) -> dict[str, SystemRun]:
-    """The bundle's modes that ``config.systems`` names, from one loaded model, one after another."""
+    """The bundle's modes that ``config.systems`` names, from one loaded model, interleaved."""
     from app.inference.model_loading import load_recommender_model
     from semantic_ids.ids import SemanticId
 

@@ -43,7 +43,8 @@ class Profile:
 # epoch) learnt the training strings better but generalised worse: held-out 0.46 vs 0.64 (bench/RESULTS.md).
 # Held-out recall still climbs steeply at the end of the budget (watch: 0.47 at 500 steps, 0.75 at 747),
 # so the budget takes what the 25 minutes leave: 1,260 s of training, ~2.5 minutes for the other stages.
-# The layers run compiled where a C++ compiler is there (+27 % examples per step, ~100 s to compile).
+# The layers run compiled where a C++ compiler is there: +27 % examples per step in a probe, +15 % over the
+# whole budget after ~50 s of compiling (bench/RESULTS.md).
 # What `bench.tune_fusion` chose on the demo bundle of 2026-11-25 (bench/results/fusion_tuning.json), so
 # `make demo` serves all three sources at once; `bench.tune_fusion --write` tunes a bundle on its own.
 DEMO_FUSION = FusionParams(

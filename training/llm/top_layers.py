@@ -8,7 +8,7 @@ trained weight and ``lower`` is a pure function of the input ids (``ActivationCa
 The model is therefore served with an untied head whose new-token rows are ``code_rows``.
 
 ``compile_layers`` runs the layers through ``torch.compile`` during training (the demo on the 2-core CPU:
-+27 % examples per step after ~100 s of compilation, bench/RESULTS.md); ``export`` still hands out the
++15 % examples over the budget, ~50 s of it compiling, bench/RESULTS.md); ``export`` still hands out the
 plain model, so decoding never goes through (or recompiles) the training graphs.
 """
 

@@ -7,9 +7,11 @@ input rows of the new tokens stay at their initial values, so nothing below the 
 trained weight and ``lower`` is a pure function of the input ids (``ActivationCache`` relies on it).
 The model is therefore served with an untied head whose new-token rows are ``code_rows``.
 
-``compile_layers`` runs the layers through ``torch.compile`` during training (the demo on the 2-core CPU:
-+15 % examples over the budget, ~50 s of it compiling, bench/RESULTS.md); ``export`` still hands out the
-plain model, so decoding never goes through (or recompiles) the training graphs.
+``compile_layers`` runs each decoder layer through ``torch.compile`` during training (regional
+compilation: the layers share one class, so their code is compiled once per grad mode and reused by every
+layer, where compiling the body unrolled all 30 of them: minutes of compiling on a slow 2-core CPU, which the
+time budget pays; bench/RESULTS.md). ``export`` still hands out the plain model, so decoding never goes
+through (or recompiles) the training graphs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -62,7 +64,7 @@ class TopLayersModel(nn.Module):
         causal_lm.model.norm.requires_grad_(True)
         rows = causal_lm.get_input_embeddings().weight[ids]
         self.code_rows = nn.Parameter(rows.detach().clone())  # (new tokens, hidden): the output rows
-        self._compiled: Callable[..., Any] | None = None  # the body compiled, once compile_layers ran
+        self._compiled: tuple[nn.ModuleList, nn.ModuleList] | None = None  # (lower, upper), once compiled
 
     def compile_layers(self) -> bool:
         """Run the model body compiled from now on, on CPU when a C++ compiler is there (inductor's
@@ -73,27 +75,28 @@ class TopLayersModel(nn.Module):
             reason = "no C++ compiler (set CXX)" if compiler is None else f"only on CPU, not {device.type}"
             logger.warning("training eager, not compiled: %s", reason)
             return False
-        # Same parameters, another entry point (attribute writes, the layer swap below, reach the body);
-        # kept out of the module tree so no parameter is registered twice (state dicts, optimizer).
-        object.__setattr__(self, "_compiled", torch.compile(self.lm.model, dynamic=True))
+        # Wrappers over the same layers (same parameters), swapped in by lower() and upper() only; kept
+        # out of the module tree so no parameter is registered twice (state dicts, optimizer).
+        lower, upper = ([torch.compile(layer, dynamic=True) for layer in part] for part in self._parts())
+        object.__setattr__(self, "_compiled", (nn.ModuleList(lower), nn.ModuleList(upper)))
         return True
 
-    def _run_body(self, **inputs: Any) -> Any:
-        body = self.lm.model if self._compiled is None else self._compiled
-        return body(**inputs)
+    def _parts(self) -> tuple[nn.ModuleList, nn.ModuleList]:
+        """The (lower, upper) layers to run: the compiled wrappers once ``compile_layers`` made them."""
+        return self._compiled or (self.lower_layers, self.upper_layers)
 
     def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, width, hidden) after the frozen layers; no final norm."""
-        with _only_layers(self.lm.model, self.lower_layers, nn.Identity()):
-            out = self._run_body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        with _only_layers(self.lm.model, self._parts()[0], nn.Identity()):
+            out = self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         hidden: torch.Tensor = out.last_hidden_state
         return hidden
 
     def upper(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, width, hidden) after the trainable layers and the final norm."""
         body = self.lm.model
-        with _only_layers(body, self.upper_layers, body.norm):
-            out = self._run_body(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False)
+        with _only_layers(body, self._parts()[1], body.norm):
+            out = body(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False)
         states: torch.Tensor = out.last_hidden_state
         return states
 

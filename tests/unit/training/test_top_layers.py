@@ -3,6 +3,7 @@ the per-epoch generator is seeded, bf16 only where native, and the model round-t
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -106,6 +107,30 @@ def test_compiled_layers_train_like_eager_ones_and_export_the_plain_model(run: t
         assert type(model.export().model) is type(model.lm.model)  # decoding gets the plain body
         assert not any(name.startswith("_compiled") for name, _ in model.named_parameters())
     np.testing.assert_allclose(losses[1], losses[0], rtol=2e-3)
+
+
+def test_compiling_reuses_one_graph_for_every_layer(run: tuple[Path, Path]) -> None:
+    """Regional compilation: the layers share their compiled code (one graph with grad, one without),
+    where compiling the body unrolled every layer; the tiny model is deepened to 12 layers to tell."""
+    run_dir, base_models = run
+    items, report, scheme = RunLayout(run_dir).load_id_outputs()
+    base = base_models / TOP.base_model
+    small, _, new_ids = prepare_top_layers(base, scheme, items, TOP.finetune, int(report["rq_levels"]))
+    lm = small.lm
+    for _ in range(5):
+        lm.model.layers.extend(copy.deepcopy(layer) for layer in list(lm.model.layers[:2]))
+    for index, layer in enumerate(lm.model.layers):
+        layer.self_attn.layer_idx = index
+    lm.config.num_hidden_layers = len(lm.model.layers)
+    model = TopLayersModel(lm, 6, new_ids)
+    batches = _split(run)[2]
+    torch._dynamo.reset()
+    assert model.compile_layers()
+    for batch in batches[:2]:
+        model(batch).backward()
+    # Without grad (below the cut), then with grad for the first layer above it (its input needs none)
+    # and for the others, with a graph break or two: a handful, where a graph per layer would be 12.
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 6
 
 
 def test_the_time_budget_counts_caching_the_frozen_activations(

@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -77,8 +77,8 @@ class TopLayersModel(nn.Module):
             return False
         # Wrappers over the same layers (same parameters), swapped in by lower() and upper() only; kept
         # out of the module tree so no parameter is registered twice (state dicts, optimizer).
-        lower, upper = ([torch.compile(layer, dynamic=True) for layer in part] for part in self._parts())
-        object.__setattr__(self, "_compiled", (nn.ModuleList(lower), nn.ModuleList(upper)))
+        lower, upper = (_compiled(part) for part in self._parts())
+        object.__setattr__(self, "_compiled", (lower, upper))
         return True
 
     def _parts(self) -> tuple[nn.ModuleList, nn.ModuleList]:
@@ -132,6 +132,11 @@ class TopLayersModel(nn.Module):
         head = self.lm.get_output_embeddings().weight
         head[self.first : self.first + self.code_rows.shape[0]] = self.code_rows.to(head.dtype)
         return self.lm
+
+
+def _compiled(layers: nn.ModuleList) -> nn.ModuleList:
+    """Each layer through ``torch.compile``: a module over the same parameters (``OptimizedModule``)."""
+    return nn.ModuleList(cast(nn.Module, torch.compile(layer, dynamic=True)) for layer in layers)
 
 
 class ActivationCache:

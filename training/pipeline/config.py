@@ -31,6 +31,21 @@ class PipelineConfig:
     # hybrid fusion written into the bundle (a tuning of an earlier bundle of the profile); None: the
     # defaults. ``bench/tune_fusion.py --write`` tunes a bundle on its own held-out phrasings.
     fusion: FusionParams | None = None
+    # The whole run's time, when the profile promises one (the demo: under 25 minutes): fine-tuning gets
+    # what the stages before it leave, less the reserve for the stages after it (model set-up and the
+    # last watch, evaluation, bundle), and never more than its own budget. 0: the budget as configured.
+    total_budget_s: float = 0.0
+    after_training_s: float = 150.0
+
+    def with_training_time(self, elapsed_s: float) -> PipelineConfig:
+        """This config with the fine-tuning budget cut to what ``total_budget_s`` leaves after
+        ``elapsed_s``; at least half the configured budget, so a slow machine still trains a model."""
+        budget = self.finetune.time_budget_s
+        if not self.total_budget_s or not budget:
+            return self
+        left = self.total_budget_s - elapsed_s - self.after_training_s
+        fitted = max(budget / 2, min(budget, left))
+        return replace(self, finetune=replace(self.finetune, time_budget_s=fitted))
 
     def to_dict(self) -> dict[str, Any]:
         fusion = None if self.fusion is None else self.fusion.model_dump(exclude={"figures"})
@@ -62,5 +77,9 @@ class PipelineConfig:
         if tuned.max_steps < 1 or tuned.batch_size < 1:
             raise PipelineError("--max-steps and --batch-size must be at least 1")
         return replace(
-            self, finetune=tuned, eval_queries=eval_queries if eval_queries is not None else self.eval_queries
+            self,
+            finetune=tuned,
+            eval_queries=eval_queries if eval_queries is not None else self.eval_queries,
+            # A budget given on the command line is taken as given.
+            total_budget_s=0.0 if "time_budget_s" in changes else self.total_budget_s,
         )

@@ -84,6 +84,7 @@ def run_pipeline(
         ))  # fmt: skip
     timed(timings, "base_model", lambda: prepare_base_model(base_models_dir))
     examples = timed(timings, "examples", lambda: make_examples(layout, config.examples, given.templates))
+    config = config.with_training_time(time.perf_counter() - started)
     result, tokenizer, new_ids = timed(
         timings, "finetune", lambda: train_model(layout, base_models_dir, config)
     )

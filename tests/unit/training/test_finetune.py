@@ -197,3 +197,19 @@ def test_cli_finetune_then_bundle_writes_a_loadable_bundle(
     loaded = load_recommender_model(tmp_path / "bundle", base_models, "cpu", precision="fp32")
     assert loaded.manifest.training["steps"] == 6 and len(loaded.trie) == 20
     assert loaded.decoder().decode(["Heat"], num_beams=4, top_k=3)[0]
+
+
+def test_the_training_budget_shrinks_to_keep_the_whole_run_within_its_total() -> None:
+    demo = PROFILES["demo"].pipeline
+    assert demo.total_budget_s and demo.finetune.time_budget_s == 1260
+    # A fast machine: the stages before took 43 s; the training budget stays as configured.
+    assert demo.with_training_time(43.0).finetune.time_budget_s == 1260
+    # A slow one: 112 s before; training gets what the total leaves after the reserve for what follows.
+    slow = demo.with_training_time(112.0).finetune.time_budget_s
+    assert slow == demo.total_budget_s - 112.0 - demo.after_training_s < 1260
+    # Never below half the budget: a very slow machine still trains a model.
+    assert demo.with_training_time(1_000.0).finetune.time_budget_s == 630
+    # A budget given on the command line is taken as given; no total, no change.
+    given = demo.with_overrides(time_budget_s=300)
+    assert given.with_training_time(1_000.0).finetune.time_budget_s == 300
+    assert replace(demo, total_budget_s=0.0).with_training_time(1_000.0) == replace(demo, total_budget_s=0.0)

@@ -39,7 +39,13 @@ from semantic_ids.bundle import (
     read_catalogue,
     read_manifest,
 )
-from semantic_ids.causal_lm import compute_dtype, resize_for_tokens, resolve_device, untie_head
+from semantic_ids.causal_lm import (
+    inference_precision,
+    resize_for_tokens,
+    resolve_device,
+    store_linear_weights_fp16,
+    untie_head,
+)
 from semantic_ids.decoding import CodeTokenIds, ConstrainedDecoder
 from semantic_ids.dense import DenseIndex, DenseRetriever, QueryEncoder, bundle_dense_index
 from semantic_ids.hybrid import HybridRanker
@@ -119,11 +125,13 @@ def load_recommender_model(
         except Exception:
             base_checked.result()  # changed base weights explain the failure: say that instead
             raise
-        dtype = compute_dtype(target, precision)
-        model = model.to(device=target, dtype=dtype).eval()
+        runs_as = inference_precision(target, precision)
+        model = model.to(device=target, dtype=torch.bfloat16 if runs_as == "bf16" else torch.float32).eval()
+        if runs_as == "fp16-weights":
+            store_linear_weights_fp16(model.get_decoder())
         base_checked.result()
         dense = dense_loaded.result() if dense_loaded is not None else None
-    logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, dtype)
+    logger.info("loaded bundle %s on %s (%s)", manifest.bundle_id, target, runs_as)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,

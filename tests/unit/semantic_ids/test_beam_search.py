@@ -11,6 +11,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from semantic_ids.beam_search import beam_search, score_codes
+from semantic_ids.causal_lm import cpu_runs_fp16_weights, inference_precision, store_linear_weights_fp16
 from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
 from semantic_ids.ids import IdScheme, InvalidSemanticId, SemanticId
 from semantic_ids.trie import PrefixTrie
@@ -107,6 +108,33 @@ def test_bf16_matches_generate(tied: tuple[Any, Any, list[int]]) -> None:
     )
     expected = bf16.decode(QUERIES, num_beams=10, top_k=10, method="generate")
     _assert_same(expected, bf16.decode(QUERIES, num_beams=10, top_k=10), rel=1e-3)
+
+
+@pytest.mark.skipif(not cpu_runs_fp16_weights(), reason="fbgemm's fp16 GEMM needs an x86 CPU with AVX2")
+def test_fp16_weights_match_generate_and_keep_the_fp32_ranking(tied: tuple[Any, Any, list[int]]) -> None:
+    model, tokenizer, _ = tied
+    trie = PrefixTrie(TINY_IDS, TINY_SCHEME)
+    stored = copy.deepcopy(model)
+    store_linear_weights_fp16(stored.get_decoder())
+    assert type(stored.get_decoder().layers[0].mlp.up_proj) is not torch.nn.Linear
+    assert type(stored.get_output_embeddings()) is torch.nn.Linear  # the search reads the head's rows
+    fp16 = ConstrainedDecoder(stored, tokenizer, trie)
+    found = fp16.decode(QUERIES, num_beams=10, top_k=10)
+    _assert_same(fp16.decode(QUERIES, num_beams=10, top_k=10, method="generate"), found)
+    reference = ConstrainedDecoder(model, tokenizer, trie).decode(QUERIES, num_beams=10, top_k=10)
+    assert [row[0].semantic_id for row in found] == [row[0].semantic_id for row in reference]
+    assert all(c.semantic_id in trie for row in found for c in row)
+
+
+def test_the_service_precision_follows_the_cpu() -> None:
+    cpu, avx2 = torch.device("cpu"), "flags : fpu sse avx2 f16c"
+    fbgemm = "fbgemm" in torch.backends.quantized.supported_engines
+    assert inference_precision(cpu, cpuinfo="flags : avx512f avx512_bf16 avx2 f16c") == "bf16"
+    assert inference_precision(cpu, cpuinfo=avx2) == ("fp16-weights" if fbgemm else "fp32")
+    assert inference_precision(cpu, cpuinfo="flags : fpu sse avx") == "fp32"  # no AVX2: no fbgemm kernel
+    assert inference_precision(cpu, "fp32", cpuinfo=avx2) == "fp32"
+    assert inference_precision(cpu, "bf16", cpuinfo=avx2) == "bf16"
+    assert inference_precision(cpu, "fp16-weights", cpuinfo="flags : fpu") == "fp16-weights"
 
 
 def _search(

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -227,6 +226,8 @@ def _build_model(bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Man
         head[ids] = rows["lm_head"].to(head.dtype)
     if (bundle_dir / FINETUNED_LAYERS).is_file():
         return _with_layers(model, bundle_dir / FINETUNED_LAYERS, manifest)
+    from peft import PeftModel  # only LoRA bundles need it: importing it costs ~1 s of every cold start
+
     peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
     return peft_model.merge_and_unload()
 

@@ -91,7 +91,7 @@ def store_linear_weights_fp16(body: torch.nn.Module) -> None:
 
     with warnings.catch_warnings():  # torch.ao's note that eager quantisation is moving to torchao
         warnings.simplefilter("ignore")
-        quantize_dynamic(body, {torch.nn.Linear}, dtype=torch.float16, inplace=True)
+        quantize_dynamic(body, {torch.nn.Linear}, dtype=torch.float16, inplace=True)  # type: ignore[no-untyped-call]
 
 
 def compute_dtype(

@@ -75,6 +75,8 @@ def inference_precision(device: torch.device, requested: str = "auto", *, cpuinf
     an AVX2-only 2-core CPU, 25 % less time per query than fp32 at the same held-out recall
     (bench/RESULTS.md; bf16 there would be emulated); fp32 elsewhere."""
     if requested == "fp16-weights":
+        if device.type != "cpu":  # torch.ao's dynamic fp16 linear layers are CPU kernels
+            raise ValueError(f"precision fp16-weights runs on the CPU only, not on {device.type}")
         return requested
     dtype = compute_dtype(device, requested, cpuinfo=cpuinfo)
     if dtype == torch.bfloat16:

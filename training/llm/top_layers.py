@@ -67,7 +67,7 @@ class TopLayersModel(nn.Module):
         self._compiled: tuple[nn.ModuleList, nn.ModuleList] | None = None  # (lower, upper), once compiled
 
     def compile_layers(self) -> bool:
-        """Run the model body compiled from now on, on CPU when a C++ compiler is there (inductor's
+        """Run each decoder layer compiled from now on, on CPU when a C++ compiler is there (inductor's
         CPU code is C++); False, with the reason logged, where it stays eager."""
         device = next(self.parameters()).device
         compiler = shutil.which(os.environ.get("CXX") or "g++") or shutil.which("clang++")
@@ -77,7 +77,7 @@ class TopLayersModel(nn.Module):
             return False
         # Wrappers over the same layers (same parameters), swapped in by lower() and upper() only; kept
         # out of the module tree so no parameter is registered twice (state dicts, optimizer).
-        lower, upper = (_compiled(part) for part in self._parts())
+        lower, upper = (_compile_each(part) for part in self._parts())
         object.__setattr__(self, "_compiled", (lower, upper))
         return True
 
@@ -134,7 +134,7 @@ class TopLayersModel(nn.Module):
         return self.lm
 
 
-def _compiled(layers: nn.ModuleList) -> nn.ModuleList:
+def _compile_each(layers: nn.ModuleList) -> nn.ModuleList:
     """Each layer through ``torch.compile``: a module over the same parameters (``OptimizedModule``)."""
     return nn.ModuleList(cast(nn.Module, torch.compile(layer, dynamic=True)) for layer in layers)
 

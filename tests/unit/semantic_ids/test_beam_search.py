@@ -135,6 +135,8 @@ def test_the_service_precision_follows_the_cpu() -> None:
     assert inference_precision(cpu, "fp32", cpuinfo=avx2) == "fp32"
     assert inference_precision(cpu, "bf16", cpuinfo=avx2) == "bf16"
     assert inference_precision(cpu, "fp16-weights", cpuinfo="flags : fpu") == "fp16-weights"
+    with pytest.raises(ValueError, match="CPU only"):
+        inference_precision(torch.device("cuda"), "fp16-weights")
 
 
 def _search(

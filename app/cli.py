@@ -247,3 +247,7 @@ def demo(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # python -m app.cli: the semid-service script, where it is not installed
+    main()

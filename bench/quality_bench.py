@@ -263,11 +263,12 @@ def run_dense(items: Sequence[Mapping[str, Any]], embeddings: np.ndarray, texts:
 
 
 def run_bm25(items: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> SystemRun:
-    import bm25s
-
+    from semantic_ids.lexical import import_bm25s
     from training.data.item_text import render_item_text
     from training.data.items import items_from_dicts
     from training.eval.baselines import bm25_rankings
+
+    bm25s = import_bm25s()
 
     catalogue = items_from_dicts(items)
     rankings = bm25_rankings(texts, catalogue, top_k=TOP_K)

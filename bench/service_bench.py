@@ -2,9 +2,11 @@
 
     .venv/bin/python -m bench.service_bench --bundle artifacts/bundles/demo
 
-1. cold start: ``semid-service serve`` process start -> /readyz 200 (PostgreSQL catalogue);
+1. cold start: ``semid-service serve`` process start -> /readyz 200 (PostgreSQL catalogue, or SQLite
+   with ``--sqlite`` where no PostgreSQL server runs, e.g. on a GPU machine);
 2. /recommend latency p50/p95 (k=10, 10 beams) through that real uvicorn server, one client;
-3. throughput at concurrency 1, 4, 8, 16, with micro-batching and without (a second server, batch size 1);
+3. throughput at concurrency 1, 4, 8, 16 (``--concurrency``), with micro-batching and without (a second
+   server, batch size 1);
 4. /items p50/p95 (compact IDs and item ids) against PostgreSQL;
 5. in process: constrained vs unconstrained beam search with the same beams (time ratio, valid IDs);
 6. a dense-retrieval baseline (MiniLM query embedding + cosine over the catalogue), per query.
@@ -55,7 +57,7 @@ PARTS = ("http", "decoding", "dense")
 class BenchConfig:
     bundle_dir: Path
     base_models_dir: Path
-    postgres_admin_url: str
+    postgres_admin_url: str | None  # None: a fresh SQLite file
     queries_file: Path | None
     latency_requests: int
     requests_per_client: int
@@ -64,6 +66,7 @@ class BenchConfig:
     port: int
     out: Path
     parts: tuple[str, ...]
+    concurrency: tuple[int, ...] = CONCURRENCY_LEVELS
 
 
 def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
@@ -105,14 +108,18 @@ def bench_queries(config: BenchConfig, items: list[dict[str, Any]], count: int) 
     return made, "made from catalogue fields"
 
 
-def prepare_postgres(admin_url: str, bundle_dir: Path, manifest: Manifest) -> str:
-    """A fresh database holding the bundle's catalogue; returns its URL."""
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{BENCH_DATABASE}"'))
-    admin.dispose()
-    url = make_url(admin_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
+def prepare_database(admin_url: str | None, bundle_dir: Path, manifest: Manifest) -> str:
+    """A fresh database holding the bundle's catalogue; returns its URL. ``admin_url``: a PostgreSQL
+    server where the bench may (re)create its database; None: a new SQLite file."""
+    if admin_url is None:
+        url = f"sqlite:///{tempfile.mkdtemp(prefix='semid-bench-')}/{BENCH_DATABASE}.db"
+    else:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{BENCH_DATABASE}"'))
+        admin.dispose()
+        url = make_url(admin_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
     upgrade(url)
     engine = create_db_engine(url)
     try:
@@ -134,7 +141,7 @@ def prepare_postgres(admin_url: str, bundle_dir: Path, manifest: Manifest) -> st
 def served(config: BenchConfig, database_url: str, port: int, **env: str) -> Iterator[tuple[str, float]]:
     """Start ``semid-service serve``; yield (base URL, seconds from process start to /readyz 200)."""
     command = [
-        str(Path(sys.executable).parent / "semid-service"),
+        sys.executable, "-m", "app.cli",  # what the semid-service script runs, where no script is installed
         "serve",
         "--bundle", str(config.bundle_dir),
         "--base-models-dir", str(config.base_models_dir),
@@ -311,7 +318,7 @@ def http_figures(
             figures["recommend_latency"] = recommend_latency(batched_url, queries, config.latency_requests)
             figures["items_latency"] = items_latency(batched_url, items, config.items_requests)
             figures["throughput_batched"], figures["throughput_unbatched"] = [], []
-            for concurrency in CONCURRENCY_LEVELS:
+            for concurrency in config.concurrency:
                 for key, url in (
                     ("throughput_batched", batched_url),
                     ("throughput_unbatched", unbatched_url),
@@ -325,7 +332,8 @@ def http_figures(
 def run(config: BenchConfig) -> dict[str, Any]:
     manifest = read_manifest(config.bundle_dir)
     items = list(read_catalogue(config.bundle_dir))
-    needed = max(config.latency_requests, config.decode_queries, 8 * config.requests_per_client)
+    most_clients = max(config.concurrency)
+    needed = max(config.latency_requests, config.decode_queries, most_clients * config.requests_per_client)
     queries, queries_source = bench_queries(config, items, needed)
     results: dict[str, Any] = {
         "command": "python -m bench.service_bench " + " ".join(sys.argv[1:]),
@@ -346,13 +354,13 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "settings": {
             "k": 10,
             "num_beams": 10,
-            "database": "postgresql",
-            "concurrency": list(CONCURRENCY_LEVELS),
+            "database": "sqlite" if config.postgres_admin_url is None else "postgresql",
+            "concurrency": list(config.concurrency),
         },
     }
     if "http" in config.parts:
         results |= http_figures(
-            config, prepare_postgres(config.postgres_admin_url, config.bundle_dir, manifest), queries, items
+            config, prepare_database(config.postgres_admin_url, config.bundle_dir, manifest), queries, items
         )
     if "decoding" in config.parts:
         results["decoding"] = decoding_overhead(config, queries[: config.decode_queries])
@@ -367,6 +375,7 @@ Row = tuple[str, str, str]  # what, figure, target or comparison
 def _http_rows(results: dict[str, Any]) -> list[Row]:
     latency, items = results["recommend_latency"], results["items_latency"]
     by_sid = items["by_semantic_id"]
+    database = "SQLite" if results["settings"]["database"] == "sqlite" else "PostgreSQL"
     rows = [
         (
             "/recommend, 1 client (k=10, 10 beams)",
@@ -385,11 +394,11 @@ def _http_rows(results: dict[str, Any]) -> list[Row]:
     invalid = str(results["metrics_batched"]["semid_invalid_decodes_total"])
     rows += [
         (
-            "/items/{semantic_id} (PostgreSQL)",
+            f"/items/{{semantic_id}} ({database})",
             f"p50 {by_sid['p50_ms']} ms, p95 {by_sid['p95_ms']} ms",
             "target <= 5 ms",
         ),
-        ("/items/by-item-id/{item_id} (PostgreSQL)", f"p50 {items['by_item_id']['p50_ms']} ms", ""),
+        (f"/items/by-item-id/{{item_id}} ({database})", f"p50 {items['by_item_id']['p50_ms']} ms", ""),
         ("cold start: process start -> ready", f"{results['cold_start_s']} s", "target <= 15 s"),
         ("invalid decodes (server counter)", invalid, "must be 0"),
     ]
@@ -427,6 +436,14 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         help=f"a server where the bench may (re)create the database {BENCH_DATABASE!r}",
     )
     parser.add_argument(
+        "--sqlite", action="store_true", help="serve the catalogue from a new SQLite file, not PostgreSQL"
+    )
+    parser.add_argument(
+        "--concurrency",
+        default=",".join(map(str, CONCURRENCY_LEVELS)),
+        help="comma-separated client counts for the throughput table",
+    )
+    parser.add_argument(
         "--queries", type=Path, default=None, help="examples JSONL (valid split queries are used)"
     )
     parser.add_argument("--latency-requests", type=int, default=30)
@@ -442,7 +459,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     return BenchConfig(
         bundle_dir=args.bundle,
         base_models_dir=args.base_models_dir,
-        postgres_admin_url=args.postgres_admin_url,
+        postgres_admin_url=None if args.sqlite else args.postgres_admin_url,
         queries_file=args.queries,
         latency_requests=args.latency_requests,
         requests_per_client=args.requests_per_client,
@@ -451,6 +468,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         port=args.port,
         out=args.out,
         parts=tuple(part for part in args.parts.split(",") if part in PARTS),
+        concurrency=tuple(int(level) for level in args.concurrency.split(",")),
     )
 
 

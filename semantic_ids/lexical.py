@@ -33,14 +33,16 @@ arrays as ``.npy`` read with ``allow_pickle=False``, vocabulary and parameters a
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import bm25s
 import numpy as np
 from rapidfuzz import fuzz, process, utils
 
@@ -56,6 +58,17 @@ STOPWORDS = "en"  # what the BM25 baseline uses, so lexical mode and the baselin
 # match is rescaled to [0, 1]. The weight keeps a fuzzy title below an exact BM25 match.
 TITLE_THRESHOLD = 70.0
 TITLE_WEIGHT = 0.5
+
+
+def import_bm25s() -> ModuleType:
+    """``bm25s``, imported with JAX kept on the CPU.
+
+    Where JAX is installed, importing bm25s runs a JAX operation (``bm25s.selection`` probes
+    ``jax.lax.top_k``); on a GPU machine that starts JAX's CUDA backend, which takes 75 % of the GPU's
+    memory by default. Measured on an H200: 106 GiB held by one service process, so a second one could
+    not load its model. Nothing here uses JAX; ``JAX_PLATFORMS`` set by the caller is left alone."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    return importlib.import_module("bm25s")
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,7 @@ class LexicalScores:
 
 
 def _tokens(texts: Sequence[str]) -> list[list[str]]:
-    tokens: list[list[str]] = bm25s.tokenize(
+    tokens: list[list[str]] = import_bm25s().tokenize(
         list(texts), stopwords=STOPWORDS, return_ids=False, show_progress=False
     )
     return tokens
@@ -109,7 +122,7 @@ class LexicalIndex:
     ) -> LexicalIndex:
         """Index bundle catalogue rows (``item_id``, ``title``, ``fields``); the words of ``framing_text``
         are left out of every query."""
-        bm25 = bm25s.BM25()
+        bm25 = import_bm25s().BM25()
         bm25.index(_tokens([render_row(row) for row in rows]), show_progress=False)
         framing = [word for words in _tokens(framing_text) for word in words] if framing_text else []
         item_ids, titles = [str(r["item_id"]) for r in rows], [str(r["title"]) for r in rows]
@@ -147,7 +160,7 @@ class LexicalIndex:
             raise BundleMismatch(
                 f"lexical index {folder} lists its items in another order than the catalogue"
             )
-        bm25 = bm25s.BM25.load(str(folder), allow_pickle=False, show_progress=False, verbosity=0)
+        bm25 = import_bm25s().BM25.load(str(folder), allow_pickle=False, show_progress=False, verbosity=0)
         if int(bm25.scores["num_docs"]) != len(rows):
             raise BundleMismatch(
                 f"lexical index {folder} holds {bm25.scores['num_docs']} documents for {len(rows)} items"

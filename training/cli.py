@@ -298,3 +298,7 @@ def main() -> None:
     except DOMAIN_ERRORS as error:
         typer.echo(f"error: {_one_line(error)}", err=True)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":  # python -m training.cli: the semid script, where it is not installed
+    main()

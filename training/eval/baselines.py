@@ -37,8 +37,9 @@ def dense_rankings(
 def bm25_rankings(
     queries: Sequence[str], items: Sequence[CatalogueItem], *, top_k: int = 10
 ) -> list[list[str]]:
-    import bm25s
+    from semantic_ids.lexical import import_bm25s
 
+    bm25s = import_bm25s()
     corpus = [render_item_text(item) for item in items]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from semantic_ids.bundle import BundleMismatch, catalogue_hash
-from semantic_ids.lexical import INDEX_META, LexicalIndex
+from semantic_ids.lexical import INDEX_META, LexicalIndex, import_bm25s
 from tests.helpers.tiny_catalogue import tiny_items
 
 ITEMS = tiny_items()
@@ -102,3 +103,13 @@ def test_framing_words_are_left_out_of_queries_not_out_of_titles(tmp_path: Path)
     np.testing.assert_allclose(
         loaded.scores("a movie by Ridley Scott").bm25, framed.scores("a movie by Ridley Scott").bm25
     )
+
+
+def test_bm25s_is_imported_with_jax_kept_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bm25s runs a JAX op at import where JAX is installed; on a GPU that would take 75 % of its memory.
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    assert import_bm25s().BM25 is not None
+    assert os.environ["JAX_PLATFORMS"] == "cpu"
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")  # an operator's own choice is kept
+    import_bm25s()
+    assert os.environ["JAX_PLATFORMS"] == "cuda"

@@ -84,7 +84,12 @@ def test_bad_training_input_is_a_domain_error() -> None:
 
 def test_profile_presets() -> None:
     demo, full = rqvae_config("demo"), rqvae_config("full")
-    assert demo.codebook_size < full.codebook_size and demo.levels == full.levels == 3
-    assert rqvae_config("mine", item_count=800).codebook_size == demo.codebook_size
+    assert demo.codebook_size < full.codebook_size and (demo.levels, full.levels) == (2, 3)
+    assert rqvae_config("demo", item_count=1000) == demo  # the demo's own 1,000 films: 4,096 IDs
+    mine = rqvae_config("mine", item_count=800)
+    assert (mine.codebook_size, mine.levels) == (demo.codebook_size, 2)
+    # A larger small catalogue gets a level more rather than crowding 4,096 IDs.
+    assert rqvae_config("mine", item_count=3000).levels == 3
+    assert rqvae_config("mine", item_count=3000, levels=2).levels == 2  # unless asked for
     assert rqvae_config("full", epochs=2).epochs == 2
     assert RQVAEConfig.from_json(full.to_json()) == full

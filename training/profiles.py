@@ -121,15 +121,20 @@ def _nearest(item_count: int | None) -> Profile:
 
 def rqvae_config(profile: str, item_count: int | None = None, **overrides: Any) -> RQVAEConfig:
     """The profile's RQ-VAE preset; another profile takes the preset nearest its catalogue size, with
-    as many levels as give ``MIN_IDS_PER_ITEM`` possible IDs per item."""
+    no more codes than items (halved until they fit) and as many levels as give ``MIN_IDS_PER_ITEM``
+    possible IDs per item."""
     preset = PROFILES.get(profile) or _nearest(item_count)
     config = RQVAEConfig(**{**preset.rqvae, **overrides})
     if profile in PROFILES or item_count is None or "levels" in overrides:
         return config
+    size = config.codebook_size
+    if "codebook_size" not in overrides:  # a codebook needs at least as many items as codes
+        while size > 2 and size > item_count:
+            size //= 2
     levels = config.levels
-    while config.codebook_size**levels < MIN_IDS_PER_ITEM * item_count:
+    while size**levels < MIN_IDS_PER_ITEM * item_count:
         levels += 1
-    return replace(config, levels=levels)
+    return replace(config, codebook_size=size, levels=levels)
 
 
 def pipeline_config(profile: str, item_count: int | None = None, **overrides: Any) -> PipelineConfig:

@@ -91,5 +91,8 @@ def test_profile_presets() -> None:
     # A larger small catalogue gets a level more rather than crowding 4,096 IDs.
     assert rqvae_config("mine", item_count=3000).levels == 3
     assert rqvae_config("mine", item_count=3000, levels=2).levels == 2  # unless asked for
+    # Fewer items than codes: the codebook halves until the items can fill it.
+    small = rqvae_config("mine", item_count=40)
+    assert (small.codebook_size, small.levels) == (32, 2)
     assert rqvae_config("full", epochs=2).epochs == 2
     assert RQVAEConfig.from_json(full.to_json()) == full

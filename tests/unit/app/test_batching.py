@@ -27,7 +27,8 @@ class RecordingDecoder:
 
     It records every call, and can hold the decode thread until ``release`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
         self.calls: list[tuple[list[str], int]] = []
         self.modes: list[str] = []
         self.thread_names: set[str] = set()
@@ -41,6 +42,7 @@ class RecordingDecoder:
         self.thread_names.add(threading.current_thread().name)
         self.started.set()
         self.release.wait(10)
+        time.sleep(self.delay_s)
         if "boom" in queries:
             raise RuntimeError("decoder failed")
         return [[Candidate(SemanticId((len(q), i)), 1.0 / (i + 1)) for i in range(k)] for q in queries]
@@ -79,6 +81,37 @@ async def test_batches_are_capped_at_max_size() -> None:
     await asyncio.gather(*(batcher.submit(f"q{n}", 1) for n in range(5)))
     await batcher.stop()
     assert [len(queries) for queries, _ in decoder.calls] == [2, 2, 1]
+
+
+async def test_clients_coming_back_after_their_answer_rejoin_one_batch() -> None:
+    # Six clients in a loop, each back 5-35 ms after its answer (the spread of real clients): with only
+    # a 5 ms wait for company the batches split, the first to return in one, the rest in the next.
+    decoder = RecordingDecoder(delay_s=0.2)
+    batcher = make_batcher(decoder, max_wait_s=0.005)
+    await batcher.start()
+
+    async def client(index: int) -> None:
+        for _ in range(4):
+            await batcher.submit(f"q{index}", 1)
+            await asyncio.sleep(0.005 + 0.006 * index)
+
+    await asyncio.gather(*(client(index) for index in range(6)))
+    await batcher.stop()
+    assert [len(queries) for queries, _ in decoder.calls] == [6, 6, 6, 6]
+
+
+async def test_a_request_after_a_pause_waits_for_no_one() -> None:
+    decoder = RecordingDecoder(delay_s=0.2)
+    batcher = make_batcher(decoder, max_wait_s=0.005)
+    await batcher.start()
+    await asyncio.gather(*(batcher.submit(f"q{n}", 1) for n in range(6)))
+    await asyncio.sleep(0.1)  # longer than the wait for returning clients (a quarter of 0.2 s)
+    began = time.perf_counter()
+    await batcher.submit("alone", 1)
+    waited = time.perf_counter() - began - decoder.delay_s
+    await batcher.stop()
+    assert [len(queries) for queries, _ in decoder.calls] == [6, 1]
+    assert waited < 0.04, waited
 
 
 async def test_each_request_gets_its_own_k_and_beam_groups_are_decoded_apart() -> None:

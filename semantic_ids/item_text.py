@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_CHARS = 900
-# movies.db lists cast alphabetically, not by billing, so a few more names than "the top 3" are shown
-# to give the lead a fair chance of being among them.
+# movies.db has no billing order (the import puts the actors of most films first,
+# training.data.catalogue), so a few more names than "the top 3" are shown.
 _CAST_SHOWN = 6
 _CONSENSUS_CHARS = 240
 _FIELD_CHARS = 120

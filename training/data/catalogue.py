@@ -13,6 +13,8 @@ import importlib.util
 import json
 import logging
 import sqlite3
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +121,20 @@ def load_films(db_path: Path | None = None, *, limit: int | None = None) -> list
         films.append(record)
         if limit is not None and len(films) >= limit:
             break
-    return films
+    films_of = Counter(name for row in rows for name in set(_split_list(row["Cast"])))
+    return [_cast_by_prominence(film, films_of) for film in films]
+
+
+def _cast_by_prominence(film: CatalogueItem, films_of: Counter[str]) -> CatalogueItem:
+    """The film with its cast ordered by how many films of the database list each name, most first
+    (ties as listed). movies.db lists a cast alphabetically, not by billing: The Matrix began "Ada
+    Nicodemou, Anthony Ray Parker, ..." and its item text, which shows the first six, never named Keanu
+    Reeves. An actor in many films is the best stand-in for billing the database offers."""
+    cast = film.fields.get("cast")
+    if not cast:
+        return film
+    ordered = sorted(cast, key=lambda name: -films_of[name])  # stable: ties keep their order
+    return replace(film, fields={**film.fields, "cast": ordered})
 
 
 def _normalise_line(path: Path, number: int, line: str) -> CatalogueItem:

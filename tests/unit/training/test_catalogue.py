@@ -84,6 +84,26 @@ def test_film_fields_are_normalised_and_missing_values_dropped(films_db: Path) -
     assert all(value not in ("N/A", "", None, []) for value in first.values())
 
 
+def test_cast_lists_put_the_actors_of_most_films_first(tmp_path: Path) -> None:
+    path = tmp_path / "movies.db"
+    rows = [
+        _film(1, "tt0000001", "Speedy", 90, cast="Ada Minor, Keanu Lead, Zed Extra"),
+        _film(2, "tt0000002", "Other", 80, cast="Keanu Lead, Zed Extra"),
+        _film(3, "tt0000003", "Third", 70, cast="Bea Once, Keanu Lead"),
+    ]
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"CREATE TABLE omdb ({_OMDB_COLUMNS})")
+        connection.execute(f"CREATE TABLE tomatoes ({_TOMATOES_COLUMNS})")
+        connection.executemany(f"INSERT INTO omdb VALUES ({','.join('?' * 14)})", [omdb for omdb, _ in rows])
+        connection.executemany("INSERT INTO tomatoes VALUES (?,?,?,?,?,?)", [tom for _, tom in rows])
+    connection.close()
+    films = {film.title: film.fields["cast"] for film in load_films(path)}
+    assert films["Speedy"] == ["Keanu Lead", "Zed Extra", "Ada Minor"]  # 3 films, 2 films, then 1
+    assert films["Third"] == ["Keanu Lead", "Bea Once"]
+    # counted over the whole database, not the films a limit keeps
+    assert load_films(path, limit=1)[0].fields["cast"] == ["Keanu Lead", "Zed Extra", "Ada Minor"]
+
+
 def test_not_a_films_database_is_a_catalogue_error(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     sqlite3.connect(path).execute("CREATE TABLE x (a)").connection.close()

@@ -26,12 +26,12 @@ def collect(run_dir: Path, unseen_path: Path) -> dict[str, Any]:
     unseen = json.loads(unseen_path.read_text())["systems"]
     evaluation = report["evaluation"]
     systems: dict[str, Any] = {}
+    seen = evaluation.get("llm_on_training_phrasings", {})
+    on_seen = {"llm_semantic_id": seen, **evaluation.get("baselines_on_training_phrasings", {})}
     for name, bench_name in SYSTEMS.items():
         systems[name] = {
             "heldout_recall@10": evaluation["systems"][name]["recall@10"],
-            "training_phrasings_recall@10": (
-                evaluation["llm_on_training_phrasings"]["recall@10"] if name == "llm_semantic_id" else None
-            ),
+            "training_phrasings_recall@10": on_seen.get(name, {}).get("recall@10"),
             "unseen_recall@10": round(unseen[bench_name]["all"]["recall@10"], 4),
             "unseen_hit@10": round(unseen[bench_name]["all"]["hit@10"], 4),
             "unseen_recall@10_by_category": {
@@ -48,6 +48,12 @@ def collect(run_dir: Path, unseen_path: Path) -> dict[str, Any]:
         "steps": training["steps"],
         "examples_seen": training["examples_seen"],
         "final_watch": training["final"],
+        # What ambiguous training phrasings let any system reach (training.eval.metrics.ambiguity_metrics).
+        "training_phrasings_ceiling": {
+            key: seen[key]
+            for key in ("oracle_recall@10", "specific_queries", "specific_recall@10")
+            if key in seen
+        },
         "systems": systems,
     }
 

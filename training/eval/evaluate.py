@@ -83,8 +83,10 @@ def evaluate_all(
     beams: int = 10,
     batch_size: int = 8,
     cache_dir: Path | None = None,
+    with_rankings: bool = False,
 ) -> dict[str, Any]:
-    """One table: every metric for the three systems on ``queries`` (validation query examples)."""
+    """One table: every metric for the three systems on ``queries`` (validation query examples);
+    ``with_rankings`` adds each system's ranked item ids (``rankings``)."""
     item_ids = [item.item_id for item in items]
     sid_of = {item.item_id: item.sid for item in items}
     item_of = {sid: item_id for item_id, sid in sid_of.items()}
@@ -114,7 +116,10 @@ def evaluate_all(
         system: _per_template(rows, queries)
         for system, rows in (("llm_semantic_id", ranked), ("dense_minilm", dense), ("bm25", bm25))
     }
-    return {"queries": len(texts), "beams": beams, "systems": table, "recall@10_by_template": by_template}
+    result = {"queries": len(texts), "beams": beams, "systems": table, "recall@10_by_template": by_template}
+    if with_rankings:
+        result["rankings"] = {"llm_semantic_id": ranked, "dense_minilm": dense, "bm25": bm25}
+    return result
 
 
 def _per_template(ranked: Sequence[Sequence[str]], queries: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -143,4 +148,12 @@ def format_table(result: Mapping[str, Any]) -> str:
             f"LLM on {seen['queries']} training phrasings (memorisation): recall@1 {seen['recall@1']:.3f}, "
             f"recall@10 {seen['recall@10']:.3f}"
         )
+        if "oracle_recall@10" in seen:
+            baselines = result.get("baselines_on_training_phrasings", {})
+            others = ", ".join(f"{name} {row['recall@10']:.3f}" for name, row in baselines.items())
+            lines.append(
+                f"  ceiling of any system on them (ambiguous queries) {seen['oracle_recall@10']:.3f}; on the "
+                f"{seen['specific_queries']} that fit at most 10 items: {seen['specific_recall@10']:.3f}"
+                + (f"; baselines: {others}" if others else "")
+            )
     return "\n".join(lines)

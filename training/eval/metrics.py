@@ -34,3 +34,24 @@ def ranking_metrics(
     if matching is not None:
         metrics["any_match@10"] = any_hits / len(sources)
     return {name: round(value, 4) for name, value in metrics.items()}
+
+
+def ambiguity_metrics(
+    ranked: Sequence[Sequence[str]], sources: Sequence[str], matching: Sequence[Sequence[str]], k: int = 10
+) -> dict[str, float]:
+    """What ambiguous queries let Recall@k be. A query made from one item but fitting ``m`` items (every
+    facet it names fits them all) has that item in an ideal top ``k`` with chance ``min(1, k / m)`` at
+    best, for nothing in the query tells the ``m`` apart: ``oracle_recall@k`` is the mean of that, the
+    ceiling of any system's Recall@k on these queries (a generous one where the lists are capped, as
+    ``MATCH_CAP`` caps them). ``specific_recall@k`` is Recall@k over the
+    ``specific_queries``, those that fit at most ``k`` items, where the ceiling is 1."""
+    if not (len(ranked) == len(sources) == len(matching)) or not sources:
+        raise ValueError(f"{len(ranked)} rankings, {len(sources)} sources, {len(matching)} matching lists")
+    oracle = sum(min(1.0, k / max(1, len(m))) for m in matching) / len(sources)
+    specific = [i for i, m in enumerate(matching) if len(m) <= k]
+    hits = sum(int(sources[i] in list(ranked[i])[:k]) for i in specific)
+    return {
+        f"oracle_recall@{k}": round(oracle, 4),
+        "specific_queries": len(specific),
+        f"specific_recall@{k}": round(hits / len(specific), 4) if specific else float("nan"),
+    }

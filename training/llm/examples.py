@@ -117,15 +117,19 @@ def attribute_example(item: CatalogueItem, attribute: str) -> tuple[str, str] | 
     return f"{item.sid.tokens} {attribute}:", f" {answer}"
 
 
-class _MatchIndex:
-    """Which items satisfy a query's constraints (inverted index per slot)."""
+class MatchIndex:
+    """Which items satisfy a query's constraints (inverted index per slot). The examples file's
+    constraints hold the values its slots pick (a director's first name listed, say); ``every_value``
+    indexes every listed value, for the generated queries, which name any of them."""
 
-    def __init__(self, items: Sequence[CatalogueItem], templates: QueryTemplates) -> None:
+    def __init__(
+        self, items: Sequence[CatalogueItem], templates: QueryTemplates, *, every_value: bool = False
+    ) -> None:
         self.index: dict[tuple[str, Any], set[str]] = defaultdict(set)
         self.title = templates.title_slot  # titles match whatever their case
         for item in items:
             for name, field in templates.fields.items():
-                for value in _match_keys(item, name, field, templates):
+                for value in _match_keys(item, name, field, templates, every_value):
                     self.index[(name, value)].add(item.item_id)
 
     def matching(self, constraints: Mapping[str, list[Any]]) -> list[str]:
@@ -137,7 +141,9 @@ class _MatchIndex:
         return sorted(set.intersection(*sets))[:MATCH_CAP] if sets else []
 
 
-def _match_keys(item: CatalogueItem, name: str, field: FieldSpec, templates: QueryTemplates) -> list[Any]:
+def _match_keys(
+    item: CatalogueItem, name: str, field: FieldSpec, templates: QueryTemplates, every_value: bool
+) -> list[Any]:
     """The values a slot can take for this item, as its constraints record them."""
     if field.kind == "title":
         return [item.title.lower()]
@@ -147,6 +153,8 @@ def _match_keys(item: CatalogueItem, name: str, field: FieldSpec, templates: Que
     if field.kind == "text":
         return []
     values = field_values(field, item.fields.get(field.key))
+    if every_value:
+        return [*values, whole_value(field, item.fields[field.key])] if values else []
     pick = templates.slot(name).pick
     if pick == "whole" and values:
         values = [whole_value(field, item.fields[field.key])]
@@ -194,7 +202,7 @@ def build_examples(
     rng = random.Random(config.seed)
     train_pool = [t for t in templates.examples.templates if not t.held_out]
     valid_pool = [t for t in templates.examples.templates if t.held_out]
-    matcher = _MatchIndex(items, templates)
+    matcher = MatchIndex(items, templates)
     examples: list[dict[str, Any]] = []
     for item in items:
         target, item_id = example_target(item), item.item_id

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from training.data.items import CatalogueItem
-from training.llm.examples import example_target, query_example
+from training.llm.examples import MATCH_CAP, MatchIndex, example_target, query_example
 from training.llm.phrasing import LINKING_WORDS, form, spell, text_words, typo
 from training.llm.template_files import films_templates
 from training.llm.template_spec import (
@@ -80,22 +80,33 @@ Counts = Mapping[str, Counter[str]]  # per facet with pick popular: how many ite
 
 
 class _Facets:
-    """One item's facets, each rendered in a random form (None when the item lacks the field)."""
+    """One item's facets, each rendered in a random form (None when the item lacks the field).
+
+    ``constraints`` records what each rendered facet asks of a matching item, as ``MatchIndex(...,
+    every_value=True)`` keys them: the title itself (a shortened or typo'd title still means this one),
+    the year, the decade, the value named (by its full name when only a surname was written). Recording
+    draws no random numbers: the queries are the same with or without anyone reading it."""
 
     def __init__(
         self, item: CatalogueItem, rng: random.Random, templates: QueryTemplates, counts: Counts
     ) -> None:
         self.item, self.rng, self.templates, self.counts = item, rng, templates, counts
+        self.constraints: dict[str, list[Any]] = {}
+
+    def _constrain(self, name: str, *values: Any) -> None:
+        self.constraints.setdefault(name, []).extend(values)
 
     def render(self, name: str) -> str | None:
         field, facet = self.templates.fields[name], self.templates.queries.facets[name]
         raw = self.item.fields.get(field.key)
         if field.kind == "title":
+            self._constrain(name, self.item.title.lower())
             return title_form(self.item.title, self.rng)
         if field.kind in ("year", "decade"):
             year = year_of(raw) if raw else None
             if year is None:
                 return None
+            self._constrain(name, year if field.kind == "year" else year // 10 * 10)
             if field.kind == "year":
                 return form(facet.forms, str(year), self.rng)
             spelt = self.rng.choice(decade_spellings(field, year // 10 * 10, facet.spellings))
@@ -105,9 +116,9 @@ class _Facets:
             return None if words is None else form(facet.forms, words, self.rng)
         if facet.pick == "popular":
             return self._popular(name, field, facet)
-        return self._value(field, facet, raw)
+        return self._value(name, field, facet, raw)
 
-    def _value(self, field: FieldSpec, facet: FacetSpec, raw: Any) -> str | None:
+    def _value(self, name: str, field: FieldSpec, facet: FacetSpec, raw: Any) -> str | None:
         values = field_values(field, raw)
         if not values:
             return None
@@ -115,6 +126,7 @@ class _Facets:
             value = whole_value(field, raw)
         else:
             value = values[0] if facet.pick == "first" else self.rng.choice(values)
+        self._constrain(name, value)
         if facet.surname_rate and self.rng.random() < facet.surname_rate and " " in value:
             value = value.split()[-1]  # "a Nolan film"
         return form(facet.forms, spell(field, value, self.rng, facet.keep_value), self.rng)
@@ -128,10 +140,14 @@ class _Facets:
             count = min(len(names), self.rng.choice((2, 2, 3)))
             chosen = list(dict.fromkeys(self.rng.choices(names, weights=weights, k=count * 2)))[:count]
             joined = self.rng.choice((" and ", ", ", " ")).join(chosen)
+            self._constrain(name, *chosen)
             return form(facet.multi_forms, joined, self.rng)
         if SHOWN_NAME_RATE and facet.shown and self.rng.random() < SHOWN_NAME_RATE:
-            return form(facet.forms, self.rng.choice(names[: facet.shown]), self.rng)
-        return form(facet.forms, self.rng.choices(names, weights=weights)[0], self.rng)
+            chosen_name = self.rng.choice(names[: facet.shown])
+        else:
+            chosen_name = self.rng.choices(names, weights=weights)[0]
+        self._constrain(name, chosen_name)
+        return form(facet.forms, chosen_name, self.rng)
 
 
 def _choose_facets(rng: random.Random, templates: QueryTemplates) -> list[str]:
@@ -150,6 +166,13 @@ def _choose_facets(rng: random.Random, templates: QueryTemplates) -> list[str]:
 
 
 def compose_query(item: CatalogueItem, rng: random.Random, templates: QueryTemplates, counts: Counts) -> str:
+    return compose_constrained_query(item, rng, templates, counts)[0]
+
+
+def compose_constrained_query(
+    item: CatalogueItem, rng: random.Random, templates: QueryTemplates, counts: Counts
+) -> tuple[str, dict[str, list[Any]]]:
+    """A query for ``item`` and the constraints it puts on a matching item (``_Facets``)."""
     facets = _Facets(item, rng, templates, counts)
     names = _choose_facets(rng, templates)
     parts = [text for text in (facets.render(name) for name in names) if text]
@@ -160,7 +183,8 @@ def compose_query(item: CatalogueItem, rng: random.Random, templates: QueryTempl
     alone = names == [templates.title_slot]
     if rng.random() < (TITLE_TYPO_RATE if alone else templates.queries.typo_rate):
         text = typo(text, rng)
-    return re.sub(r"\s+", " ", text).strip()
+    constraints = facets.constraints if parts else {templates.title_slot: [item.title.lower()]}
+    return re.sub(r"\s+", " ", text).strip(), constraints
 
 
 def popularity(items: Sequence[CatalogueItem], templates: QueryTemplates) -> dict[str, Counter[str]]:
@@ -187,13 +211,22 @@ class QueryGenerator:
         self.templates = templates or films_templates()
         self.counts = popularity(items, self.templates)
 
-    def epoch(self, epoch: int) -> list[dict[str, Any]]:
+    def epoch(self, epoch: int, *, with_matching: bool = False) -> list[dict[str, Any]]:
+        """The epoch's examples; ``with_matching`` adds ``matching_item_ids`` (every item that fits all
+        of a query's facets, as in the examples file's held-out rows) for evaluation, not training."""
         rng = random.Random(f"{self.seed}-{epoch}")
+        matcher = MatchIndex(self.items, self.templates, every_value=True) if with_matching else None
         examples = []
         for item in self.items:
             target = example_target(item)
             for _ in range(self.per_item):
-                query = compose_query(item, rng, self.templates, self.counts)
-                examples.append(query_example("train", "generated", item.item_id, query, target))
+                query, constraints = compose_constrained_query(item, rng, self.templates, self.counts)
+                example = query_example("train", "generated", item.item_id, query, target)
+                if matcher is not None:  # capped at MATCH_CAP: the source item stays in
+                    found = matcher.matching(constraints)
+                    example["matching_item_ids"] = (
+                        found if item.item_id in found else [item.item_id, *found][:MATCH_CAP]
+                    )
+                examples.append(example)
         rng.shuffle(examples)
         return examples

@@ -12,7 +12,7 @@ from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SemanticId
 from tests.helpers.tiny_catalogue import tiny_catalogue, tiny_items
 from tests.helpers.tiny_models import make_tiny_base_model
-from training.eval.metrics import ranking_metrics
+from training.eval.metrics import ambiguity_metrics, ranking_metrics
 from training.llm.base_model import BaseModelError, prepare_base_model
 from training.llm.examples import ExampleConfig, attribute_example, build_examples
 from training.llm.template_files import films_templates
@@ -74,6 +74,17 @@ def test_ranking_metrics_by_hand() -> None:
     assert metrics["mrr"] == pytest.approx((1 + 0 + 0.5) / 3, abs=1e-4)
     assert metrics["ndcg@10"] == pytest.approx((1 + 0 + 1 / 1.58496) / 3, abs=1e-4)
     assert metrics["any_match@10"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_ambiguity_metrics_by_hand() -> None:
+    ranked = [["a", "b"], ["x", "y"], ["c", "q"]]
+    matching = [["a"], [f"m{i}" for i in range(40)] + ["q"], ["c", "q"]]
+    figures = ambiguity_metrics(ranked, ["a", "q", "q"], matching, k=10)
+    assert figures["oracle_recall@10"] == pytest.approx((1 + 10 / 41 + 1) / 3, abs=1e-4)
+    assert figures["specific_queries"] == 2  # the query that fits 41 items is not specific
+    assert figures["specific_recall@10"] == 1.0
+    with pytest.raises(ValueError, match="matching lists"):
+        ambiguity_metrics(ranked, ["a"], matching)
 
 
 def test_prepare_base_model_is_idempotent_and_records_the_hash(tmp_path: Path) -> None:

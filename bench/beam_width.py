@@ -1,11 +1,12 @@
-"""Beam count against recall and latency: the model alone, one query at a time, side by side in one run.
+"""Beam count and precision against recall and latency: the model alone, one query at a time, side by side.
 
     .venv/bin/python -m bench.beam_width --bundle artifacts/bundles/demo --beams 5,10,16,20,32
+    .venv/bin/python -m bench.beam_width --beams 10 --precisions bf16,fp16-weights,fp32 --held-out 100
 
-For each beam count the constrained beam search returns its best 10 IDs; Recall@10 is measured on the
-run's held-out phrasings (the evaluation's seeded sample: templates never trained on) and on
-``bench/queries/demo_unseen.jsonl``, with the p50 latency per query at the service's precision.
-Writes ``bench/results/beam_width.json``.
+For each precision (``SEMID_PRECISION``'s values; default: the service's ``auto``) and beam count the
+constrained beam search returns its best 10 IDs; Recall@10 is measured on the run's held-out phrasings
+(the evaluation's seeded sample: templates never trained on) and on ``bench/queries/demo_unseen.jsonl``,
+with the p50 latency per query. Writes ``bench/results/beam_width.json``.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ def _recall(answer: Callable[[str], list[str]], queries: Sequence[dict[str, Any]
     return statistics.fmean(recalls), statistics.median(seconds)
 
 
-def run(bundle: Path, run_dir: Path, beam_counts: Sequence[int], held_out: int) -> dict[str, Any]:
+def run(
+    bundle: Path, run_dir: Path, beam_counts: Sequence[int], held_out: int, precision: str = "auto"
+) -> dict[str, Any]:
     from app.inference.model_loading import load_recommender_model
 
-    loaded = load_recommender_model(bundle, BASE_MODELS_DIR, "auto")
+    loaded = load_recommender_model(bundle, BASE_MODELS_DIR, "auto", precision=precision)
     decoder = loaded.decoder()
     item_of = dict(zip(loaded.ids, loaded.lexical.item_ids, strict=True))
     sets = {"heldout": _held_out(run_dir, held_out), "unseen": read_jsonl(DEFAULT_OUT)}
@@ -60,13 +63,13 @@ def run(bundle: Path, run_dir: Path, beam_counts: Sequence[int], held_out: int) 
             found = decoder.decode([text], num_beams=beams, top_k=TOP_K)[0]
             return [item_of[c.semantic_id] for c in found]
 
-        row: dict[str, Any] = {"beams": beams}
+        row: dict[str, Any] = {"precision": loaded.precision, "beams": beams}
         for name, queries in sets.items():
             recall, p50 = _recall(answer, queries)
             row[f"{name}_recall@10"], row[f"{name}_p50_ms"] = round(recall, 4), round(1000 * p50, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    return {"bundle": loaded.manifest.bundle_id, "precision": str(loaded.model.dtype), "rows": rows}
+    return {"bundle": loaded.manifest.bundle_id, "precision": loaded.precision, "rows": rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=RunLayout.for_profile("demo").folder)
     parser.add_argument("--beams", default="5,10,16,20,32", help="comma-separated beam counts")
     parser.add_argument("--held-out", type=int, default=300, help="held-out phrasings to ask")
+    parser.add_argument("--precisions", default="auto", help="comma-separated: auto bf16 fp16-weights fp32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/results/beam_width.json"))
     args = parser.parse_args(argv)
@@ -86,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not counts or min(counts) < 1:
         print("error: --beams takes positive comma-separated counts, e.g. 5,10,20", file=sys.stderr)
         return 2
-    result = run(args.bundle, args.run_dir, counts, args.held_out)
+    precisions = [part.strip() for part in args.precisions.split(",") if part.strip()]
+    results = [run(args.bundle, args.run_dir, counts, args.held_out, precision) for precision in precisions]
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = results[0] if len(results) == 1 else {"command": " ".join(sys.argv), "runs": results}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 

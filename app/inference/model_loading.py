@@ -66,6 +66,7 @@ class LoadedModel:
     ids: list[SemanticId]  # in catalogue order, the lexical index's rows
     lexical: LexicalIndex
     dense: DenseRetriever | None = None  # the item vectors and the query encoder; None: no dense source
+    precision: str = "fp32"  # how the model runs: bf16, fp32 or fp16-weights (``inference_precision``)
 
     @property
     def fusion(self) -> FusionParams:
@@ -140,6 +141,7 @@ def load_recommender_model(
         ids=ids,
         lexical=lexical,
         dense=dense,
+        precision=runs_as,
     )
 
 

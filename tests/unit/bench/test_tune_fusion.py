@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from app.inference.model_loading import load_recommender_model
+from bench.fusion_eval import Scored
 from bench.tune_fusion import (
     MODEL_ONLY,
+    choose,
     collect,
     evaluate,
     grid,
@@ -18,6 +22,7 @@ from bench.tune_fusion import (
     write_fusion,
 )
 from semantic_ids.bundle import FusionParams, read_manifest
+from semantic_ids.fusion import Candidates
 from tests.helpers.tiny_bundle import make_tiny_bundle
 from tests.helpers.tiny_encoder import HashingEncoder
 
@@ -45,12 +50,16 @@ def test_tuning_reads_held_out_phrasings_and_stores_its_choice(tmp_path: Path) -
     collected = collect(ranker, pairs, beams=4, batch=16)
     assert evaluate(collected, MODEL_ONLY) == evaluate(collected, MODEL_ONLY)  # deterministic
     typos = typo_title_pairs(bundle.items, 10)
-    assert len(typos) == 10 and all(query != item["title"] for query, _ in typos for item in bundle.items)
+    assert [len(typos["typo"]), len(typos["typo_phrased"])] == [5, 5]
+    typoed = [query for kind in typos.values() for query, _ in kind]
+    assert all(query != item["title"] for query in typoed for item in bundle.items)
+    assert all(query.startswith("looking for ") for query, _ in typos["typo_phrased"])
     result = tune(ranker, pairs, beams=4, batch=16, source="examples.jsonl", typo_pairs=typos)
     chosen = FusionParams.model_validate(result["chosen"])
     figures = result["figures"]
     assert len(result["grid"]) == len(grid())
-    assert figures["held_out_phrasings"]["queries"] == 40 and figures["typo_titles"]["queries"] == 10
+    assert figures["held_out_phrasings"]["queries"] == 40
+    assert figures["typo"]["queries"] == figures["typo_phrased"]["queries"] == 5
     # never below the lexical retriever alone on what it was tuned on, when any setting is not
     floor = min(figures["lexical"]["recall@10"], figures["best_in_grid"]["recall@10"])
     assert figures["hybrid"]["recall@10"] >= floor
@@ -97,3 +106,29 @@ def test_tuning_weighs_the_dense_source_of_a_bundle_with_item_vectors(tmp_path: 
         bundle.bundle_dir, bundle.base_models_dir, "cpu", query_encoder=HashingEncoder()
     )
     assert again.fusion == chosen and (again.dense is not None) == chosen.uses_dense
+
+
+def _scored(target_log_prob: float, title: float, reachable: bool = True) -> Scored:
+    """A query whose 11 candidates are all beams: the target (row 0) with ``target_log_prob`` and title
+    match ``title``, and ten others the model puts between -0.1 and -1.0; no lexical evidence."""
+    log_probs = np.asarray([target_log_prob] + [-0.1 * (i + 1) for i in range(10)])
+    candidates = Candidates(
+        rows=list(range(11)),
+        sources=[("model",)] * 11,
+        log_probs=log_probs,
+        lexical=np.zeros(11),
+        title=np.asarray([title] + [0.0] * 10),
+    )
+    return Scored(candidates, np.ones(11, dtype=bool), np.arange(11) + 100, 0 if reachable else 99, 500)
+
+
+def test_a_small_kind_of_query_is_not_traded_away_within_the_pools_noise() -> None:
+    easy = [_scored(0.0, 0.0) for _ in range(300)]  # the model's first choice
+    unreachable = [_scored(0.0, 0.0, reachable=False) for _ in range(100)]
+    titles = [_scored(-20.0, 1.0) for _ in range(4)]  # found only by a title weight of 32
+    pooled = [*easy, *unreachable, *titles]
+    # Pooled, losing the 4 is within one standard error (9 queries of 404): the smallest title weight wins.
+    assert choose(pooled)[0].title_weight == 0.0
+    chosen, _ = choose(pooled, {"held_out_phrasings": [*easy, *unreachable], "typo_phrased": titles})
+    assert chosen.title_weight == 32.0
+    assert evaluate(titles, chosen)["recall@10"] == 1.0

@@ -119,6 +119,9 @@ def test_the_pipeline_draws_both_pictures_next_to_its_report(
     assert assert_drawn_png(layout.training_plot)[1] == round(2 * 3.4 * DPI)  # the recalls were watched
     assert_drawn_png(layout.evaluation_plot)
     assert json.loads((run_dir / "pipeline_report.json").read_text())["plots"] == report["plots"]
+    seen = report["evaluation"]["llm_on_training_phrasings"]
+    assert seen["queries"] == 8 and 0.0 < seen["oracle_recall@10"] <= 1.0
+    assert set(report["evaluation"]["baselines_on_training_phrasings"]) == {"dense_minilm", "bm25"}
 
 
 def test_the_commands_draw_their_pictures_and_survive_a_failed_one(

@@ -23,6 +23,7 @@ import torch
 import typer
 
 from semantic_ids.bundle import BundleMismatch
+from semantic_ids.causal_lm import flush_denormals
 from training import cli_options as opt
 from training.data.catalogue import CatalogueError
 from training.data.embeddings import EmbeddingError
@@ -73,6 +74,7 @@ def _configure(
     """Semantic-ID recommender: offline training pipeline."""
     # One thread by default: the RQ-VAE's matrices are small, and on a busy machine OpenMP workers
     # spin-wait for a core, which made 2 threads about 25x slower than 1 here. Raise it on a free box.
+    flush_denormals()  # before any parallel work, so the OpenMP workers start with it
     torch.set_num_threads(max(1, threads))
 
 

@@ -17,6 +17,7 @@ import torch
 
 from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import Manifest
+from semantic_ids.causal_lm import flush_denormals
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
 from semantic_ids.hybrid import HybridRanker, Recommendation
 from semantic_ids.ids import IdScheme
@@ -58,6 +59,7 @@ class Recommender:
         expected_catalogue_hash: str | None = None,
     ) -> Recommender:
         """Load the bundle; ``BundleMismatch`` when it does not fit the base model or the catalogue."""
+        flush_denormals()  # before the first parallel work where it can be (semantic_ids.causal_lm)
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         started = time.perf_counter()

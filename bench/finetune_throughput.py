@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from semantic_ids.causal_lm import cpu_has_native_bf16
+from semantic_ids.causal_lm import cpu_has_native_bf16, flush_denormals
 from training.llm.batches import collate, encode_examples
 from training.llm.finetune import prepare_model
 from training.llm.finetune_config import FinetuneConfig
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=2560)
     parser.add_argument("--held-out", type=int, default=256)
     args = parser.parse_args(argv)
+    flush_denormals()  # as the training CLI does, before the thread pool starts
     torch.set_num_threads(2)
     layout = RunLayout(Path("artifacts/runs/demo"))
     items, _, _ = layout.load_id_outputs()

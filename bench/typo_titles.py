@@ -91,8 +91,8 @@ def hit_at_k(index: LexicalIndex, queries: Sequence[tuple[str, int]]) -> dict[st
         scores = index.scores(text)
         for name, pick in VARIANTS.items():
             values = pick(scores)
-            # ties count against the target: it must beat every other row with its score
-            better = int((values > values[target]).sum())
+            # ties count against the target: rows with its score rank ahead of it too
+            better = int((values >= values[target]).sum()) - 1
             hits[name] += int(values[target] > 0 and better < TOP_K)
     return {name: round(count / max(1, len(queries)), 4) for name, count in hits.items()}
 

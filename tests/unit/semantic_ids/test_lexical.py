@@ -88,6 +88,18 @@ def test_coverage_says_how_much_of_the_query_the_best_document_matched(index: Le
     assert np.array_equal(np.argsort(-diluted.bm25, kind="stable"), np.argsort(-whole.bm25, kind="stable"))
 
 
+def test_a_typod_title_inside_a_phrase_beats_titles_that_share_only_a_stopword() -> None:
+    rows = [
+        {"item_id": f"tt{row:07d}", "title": title, "fields": {"year": 2000}}
+        for row, title in enumerate(["The Rover", "The Lookout", "The Matrix", "The Drop", "Into the Woods"])
+    ]
+    index = LexicalIndex.build(rows, "hash")
+    title = index.scores("looking for the marix").title  # no BM25 help: "marix" is in no document
+    assert int(np.argmax(title)) == 2 and title[2] > 0.0
+    assert (np.delete(title, 2) < title[2]).all()  # WRatio over all words scored every "The ..." alike
+    assert int(np.argmax(index.scores("into the").title)) == 4  # stopwords alone: matched whole
+
+
 def test_framing_words_are_left_out_of_queries_not_out_of_titles(tmp_path: Path) -> None:
     bee = {"item_id": "tt9999999", "title": "Bee Movie", "fields": {"year": 2007, "genres": ["Animation"]}}
     rows = [*ITEMS, bee]

@@ -50,16 +50,16 @@ class Profile:
 # so the budget takes what the 25 minutes leave: up to 1,260 s of training, less on a machine whose other
 # stages take longer (``total_budget_s``). The layers run compiled where a C++ compiler is there, one layer
 # at a time (+29 % examples per second on an AVX2-only CPU after a 30 s compile, bench/RESULTS.md).
-# What `bench.tune_fusion` chose on the demo bundle of 2026-11-25 (bench/results/fusion_tuning.json), so
+# What `bench.tune_fusion` chose on the demo bundle of 2026-11-26 (bench/results/fusion_tuning.json), so
 # `make demo` serves all three sources at once; `bench.tune_fusion --write` tunes a bundle on its own.
 DEMO_FUSION = FusionParams(
     method="linear",
-    lexical_depth=5,
+    lexical_depth=10,
     lexical_weight=64.0,
-    title_weight=0.0,
+    title_weight=32.0,
     dense_depth=10,
-    dense_weight=32.0,
-    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261125T181754Z, not this bundle",
+    dense_weight=8.0,
+    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261126T021620Z, not this bundle",
 )
 _DEMO_PIPELINE = PipelineConfig(
     profile="demo",

@@ -11,7 +11,7 @@ not look at. Each query has one relevant item, so Recall@10 is Hit@10.
 The model runs once per query (``bench.fusion_eval``): its beams and every candidate any setting could
 use (beams ∪ lexical top ``MAX_DEPTH`` ∪ dense top ``MAX_DENSE_DEPTH``), scored teacher-forced in the
 same search. The grid (method × lexical depth × weight or RRF k × title weight × dense depth × dense
-weight) is then evaluated offline on those numbers, so the whole grid costs one model pass. The dense
+weight, gated or not) is then evaluated offline on those numbers, so the whole grid costs one model pass. The dense
 source is tuned when the bundle has item vectors (``semid dense-index`` adds them to a bundle written
 without). The chosen setting (the rule is ``choose``'s) is printed, written to ``--out``, and with
 ``--write`` stored in the bundle's manifest (``retrieval.fusion``; the rest of the bundle is untouched).
@@ -86,7 +86,10 @@ def typo_title_pairs(
 def grid(dense: bool = False) -> list[FusionParams]:
     """The model alone first (so fusion is chosen only where it measures better), then the settings;
     with ``dense``, each also with the dense source's depths and weights."""
-    dense_options = [(d, w) for d in DENSE_DEPTHS for w in DENSE_WEIGHTS] if dense else [(0, 0.0)]
+    dense_options = (
+        [(d, w, False) for d in DENSE_DEPTHS for w in DENSE_WEIGHTS] if dense else [(0, 0.0, False)]
+    )
+    dense_options += [(d, w, True) for d, w, _ in dense_options if w > 0.0]  # the gated dense term too
     rrf_dense = [(d, w) for d in DENSE_DEPTHS for w in RRF_DENSE_WEIGHTS] if dense else [(0, 0.0)]
     linear = [
         FusionParams(
@@ -96,11 +99,12 @@ def grid(dense: bool = False) -> list[FusionParams]:
             title_weight=t,
             dense_depth=dd,
             dense_weight=dw,
+            dense_gated=gated,
         )
         for d in DEPTHS
         for w in WEIGHTS
         for t in TITLE_WEIGHTS
-        for dd, dw in dense_options
+        for dd, dw, gated in dense_options
     ]
     rrf = [
         FusionParams(method="rrf", lexical_depth=d, rrf_k=k, dense_depth=dd, dense_weight=dw)
@@ -184,10 +188,18 @@ def noise(recall: float, n: int) -> float:
     return max(1, math.ceil(math.sqrt(recall * (1.0 - recall) / n) * n - 1e-6)) / n
 
 
-def _say(p: FusionParams) -> tuple[int, float, float, float, int]:
+def _say(p: FusionParams) -> tuple[int, bool, float, float, float, int]:
     """The order ``choose`` prefers among settings within noise: the dense source's finds first (reranking
-    cannot add what only it finds), then the least lexical say, then the most dense say."""
-    return (-p.dense_depth, p.lexical_weight, p.title_weight, -p.dense_weight, p.lexical_depth)
+    cannot add what only it finds), then its gated term (it speaks where the query matched little
+    lexically, the queries these kinds cannot show), then the least lexical say, then the most dense say."""
+    return (
+        -p.dense_depth,
+        not p.dense_gated,
+        p.lexical_weight,
+        p.title_weight,
+        -p.dense_weight,
+        p.lexical_depth,
+    )
 
 
 def write_fusion(bundle_dir: Path, fusion: FusionParams) -> Manifest:

@@ -113,6 +113,10 @@ class FusionParams(_Frozen):
     # top of its share in the lexical score: a typo'd title barely registers with BM25, so the lexical
     # score alone cannot outweigh the model there without outweighing it everywhere. rrf: not used.
     title_weight: float = Field(default=0.0, ge=0.0)
+    # linear: the dense term times (1 - the query's best lexical evidence among the candidates): the dense
+    # neighbours weigh in where the query matched little lexically (a paraphrase, a genre in other words)
+    # and stand back where it named a title or a person. rrf: not used.
+    dense_gated: bool = False
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 

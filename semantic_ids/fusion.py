@@ -6,7 +6,8 @@ combine:
 
 - ``linear``: ``log p_model(ID | query) + lexical_weight * lexical + title_weight * title match +
   dense_weight * cosine``: the model's ranking with bonuses for lexical and dense evidence, in the
-  model's own units;
+  model's own units; with ``dense_gated`` the dense weight shrinks as the query's best lexical evidence
+  grows (``dense_weight``);
 - ``rrf``: reciprocal-rank fusion over the candidates, ``1 / (rrf_k + model rank) + 1 / (rrf_k +
   lexical rank) + dense_weight / (rrf_k + dense rank)``: blind to the scales, only the orders count.
 """
@@ -56,11 +57,22 @@ def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
         fused: np.ndarray = log_probs + params.lexical_weight * candidates.lexical
         if candidates.title is not None and params.title_weight > 0.0:
             fused = fused + params.title_weight * candidates.title
-        return fused if dense is None else fused + params.dense_weight * dense
+        if dense is None:
+            return fused
+        return fused + dense_weight(candidates, params) * dense
     rrf: np.ndarray = 1.0 / (params.rrf_k + _ranks(log_probs)) + 1.0 / (
         params.rrf_k + _ranks(candidates.lexical)
     )
     return rrf if dense is None else rrf + params.dense_weight / (params.rrf_k + _ranks(dense))
+
+
+def dense_weight(candidates: Candidates, params: FusionParams) -> float:
+    """The linear dense weight for this query: ``dense_weight``, or with ``dense_gated`` that times one
+    minus the best lexical evidence among its candidates (in [0, 1])."""
+    if not params.dense_gated:
+        return params.dense_weight
+    evidence = float(candidates.lexical.max()) if len(candidates.lexical) else 0.0
+    return params.dense_weight * (1.0 - min(1.0, max(0.0, evidence)))
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

@@ -58,7 +58,8 @@ DEMO_FUSION = FusionParams(
     lexical_weight=64.0,
     title_weight=32.0,
     dense_depth=10,
-    dense_weight=8.0,
+    dense_weight=16.0,
+    dense_gated=True,
     tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261126T021620Z, not this bundle",
 )
 _DEMO_PIPELINE = PipelineConfig(

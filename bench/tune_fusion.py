@@ -11,10 +11,11 @@ not look at. Each query has one relevant item, so Recall@10 is Hit@10.
 The model runs once per query (``bench.fusion_eval``): its beams and every candidate any setting could
 use (beams ∪ lexical top ``MAX_DEPTH`` ∪ dense top ``MAX_DENSE_DEPTH``), scored teacher-forced in the
 same search. The grid (method × lexical depth × weight or RRF k × title weight × dense depth × dense
-weight, gated or not) is then evaluated offline on those numbers, so the whole grid costs one model pass. The dense
-source is tuned when the bundle has item vectors (``semid dense-index`` adds them to a bundle written
-without). The chosen setting (the rule is ``choose``'s) is printed, written to ``--out``, and with
-``--write`` stored in the bundle's manifest (``retrieval.fusion``; the rest of the bundle is untouched).
+weight, gated or not) is then evaluated offline on those numbers, so the whole grid costs one model
+pass. The dense source is tuned when the bundle has item vectors (``semid dense-index`` adds them to a
+bundle written without). The chosen setting (the rule is ``choose``'s) is printed, written to
+``--out``, and with ``--write`` stored in the bundle's manifest (``retrieval.fusion``; the rest of the
+bundle is untouched).
 """
 
 from __future__ import annotations

@@ -25,7 +25,11 @@ print(int((torch.mm(a, b) != 0).sum()))
 
 def _nonzero_results(flush: bool) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(flush=flush)], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", SCRIPT.format(flush=flush)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(done.stdout.split()[-1])
 

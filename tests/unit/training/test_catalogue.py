@@ -48,6 +48,10 @@ def films_db(tmp_path: Path) -> Path:
         _film(5, "tt0000001", "First (re-release)", 10),  # same IMDb id, fewer reviews: dropped
         _film(6, "tt0000005", "No reviews", None),
     ]
+    return _write_db(path, rows)
+
+
+def _write_db(path: Path, rows: list[tuple[tuple[Any, ...], ...]]) -> Path:
     with sqlite3.connect(path) as connection:
         connection.execute(f"CREATE TABLE omdb ({_OMDB_COLUMNS})")
         connection.execute(f"CREATE TABLE tomatoes ({_TOMATOES_COLUMNS})")
@@ -91,12 +95,7 @@ def test_cast_lists_put_the_actors_of_most_films_first(tmp_path: Path) -> None:
         _film(2, "tt0000002", "Other", 80, cast="Keanu Lead, Zed Extra"),
         _film(3, "tt0000003", "Third", 70, cast="Bea Once, Keanu Lead"),
     ]
-    with sqlite3.connect(path) as connection:
-        connection.execute(f"CREATE TABLE omdb ({_OMDB_COLUMNS})")
-        connection.execute(f"CREATE TABLE tomatoes ({_TOMATOES_COLUMNS})")
-        connection.executemany(f"INSERT INTO omdb VALUES ({','.join('?' * 14)})", [omdb for omdb, _ in rows])
-        connection.executemany("INSERT INTO tomatoes VALUES (?,?,?,?,?,?)", [tom for _, tom in rows])
-    connection.close()
+    _write_db(path, rows)
     films = {film.title: film.fields["cast"] for film in load_films(path)}
     assert films["Speedy"] == ["Keanu Lead", "Zed Extra", "Ada Minor"]  # 3 films, 2 films, then 1
     assert films["Third"] == ["Keanu Lead", "Bea Once"]

@@ -45,10 +45,6 @@ def resize_for_tokens(model: Any, tokenizer: Any) -> int:
 # AMX alone: on a CPU with AVX512-BF16 but no AMX (a Xeon whose hypervisor hides the AMX tiles), bf16
 # autocast trained the top layers 1.7x slower than fp32 (14.6 vs 25.4 examples/s, bench/RESULTS.md).
 _BF16_CPU_FLAGS = ("amx_bf16",)
-# Decoding is another matter: there AVX512-BF16's dot products keep bf16 level with fp16-stored weights
-# (held-out p50 238 vs 251 ms, unseen 240 vs 234 ms, same recall) and spare the 2.9 s that storing the
-# weights in fp16 adds to every cold start (bench/RESULTS.md).
-_BF16_DECODE_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def flush_denormals() -> bool:
@@ -80,11 +76,6 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return any(flag in flags for flag in _BF16_CPU_FLAGS)
 
 
-def _decodes_bf16(cpuinfo: str | None) -> bool:
-    flags = _cpu_flags(cpuinfo)
-    return any(flag in flags for flag in _BF16_DECODE_FLAGS)
-
-
 def cpu_runs_fp16_weights(cpuinfo: str | None = None) -> bool:
     """True where fbgemm's fp16-weight GEMM runs: an x86 CPU with AVX2 and F16C (it converts the weights
     in registers) and a torch built with fbgemm."""
@@ -94,8 +85,7 @@ def cpu_runs_fp16_weights(cpuinfo: str | None = None) -> bool:
 
 def inference_precision(device: torch.device, requested: str = "auto", *, cpuinfo: str | None = None) -> str:
     """How the service runs the model: ``bf16``, ``fp32``, or ``fp16-weights`` (fp32 compute over linear
-    weights stored in fp16). ``auto``: bf16 on CUDA and on CPUs with AMX or AVX512-BF16 (for decoding the
-    latter is enough, unlike training: ``_BF16_DECODE_FLAGS``);
+    weights stored in fp16). ``auto``: bf16 on CUDA and on CPUs with AMX (``compute_dtype``);
     fp16 weights on other x86 CPUs with AVX2, where decoding is bound by reading the weights: measured on
     an AVX2-only 2-core CPU, 25 % less time per query than fp32 at the same held-out recall
     (bench/RESULTS.md; bf16 there would be emulated); fp32 elsewhere."""
@@ -103,8 +93,6 @@ def inference_precision(device: torch.device, requested: str = "auto", *, cpuinf
         if device.type != "cpu":  # torch.ao's dynamic fp16 linear layers are CPU kernels
             raise ValueError(f"precision fp16-weights runs on the CPU only, not on {device.type}")
         return requested
-    if requested == "auto" and device.type == "cpu" and _decodes_bf16(cpuinfo):
-        return "bf16"
     dtype = compute_dtype(device, requested, cpuinfo=cpuinfo)
     if dtype == torch.bfloat16:
         return "bf16"

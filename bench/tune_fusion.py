@@ -241,9 +241,9 @@ def tune(
         "hybrid": evaluate(pooled, best),
         **baselines(pooled),
         "best_in_grid": best_recall,
-        "rule": "within one standard error (whole queries) of the best Recall@10 on all queries and on each "
-        "kind apart, not below lexical alone: the largest dense depth, then the smallest lexical and title "
-        "weights, the largest dense weight",
+        "rule": "within one standard error (whole queries) of the best Recall@10 on all queries, not below "
+        "lexical alone: the largest dense depth; then, each kind within noise of its own best at that depth, "
+        "the gated dense term, the smallest lexical and title weights, the largest dense weight",
     }
     for kind, members in groups.items():
         figures[kind] = {"queries": len(members), "hybrid": evaluate(members, best), **baselines(members)}

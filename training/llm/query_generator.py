@@ -165,11 +165,7 @@ def _choose_facets(rng: random.Random, templates: QueryTemplates) -> list[str]:
     return sorted(chosen, key=spec.order.index) if rng.random() < 0.7 else rng.sample(chosen, len(chosen))
 
 
-def compose_query(item: CatalogueItem, rng: random.Random, templates: QueryTemplates, counts: Counts) -> str:
-    return compose_constrained_query(item, rng, templates, counts)[0]
-
-
-def compose_constrained_query(
+def compose_query(
     item: CatalogueItem, rng: random.Random, templates: QueryTemplates, counts: Counts
 ) -> tuple[str, dict[str, list[Any]]]:
     """A query for ``item`` and the constraints it puts on a matching item (``_Facets``)."""
@@ -220,7 +216,7 @@ class QueryGenerator:
         for item in self.items:
             target = example_target(item)
             for _ in range(self.per_item):
-                query, constraints = compose_constrained_query(item, rng, self.templates, self.counts)
+                query, constraints = compose_query(item, rng, self.templates, self.counts)
                 example = query_example("train", "generated", item.item_id, query, target)
                 if matcher is not None:  # capped at MATCH_CAP: the source item stays in
                     found = matcher.matching(constraints)

@@ -2,6 +2,8 @@
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.finetune_throughput --examples 2560
     .venv/bin/python -m bench.finetune_throughput --variants top8_fp32_b64,top8_bf16_b64 --examples 640
+    .venv/bin/python -m bench.finetune_throughput --examples 1280 \
+        --variants top8_fp32_b64,top8_fp32_b64_frozen_fp16,top8_bf16_b64
 
 Each variant trains SmolLM2 from the same initial state on the same generated queries (fresh
 queries, ~17 tokens each) for ``--examples`` examples, timing the steps after the first two; then
@@ -45,11 +47,13 @@ class Variant:
     bf16: bool = False
     layers: int = 8
     cached: bool = False
+    frozen_fp16: bool = False  # the frozen layers over fp16-stored weights (training/llm/frozen_precision.py)
 
 
 VARIANTS = (
     Variant("lora_all_fp32_b16", "lora", 16),
     Variant("top8_fp32_b64", "top_layers", 64),
+    Variant("top8_fp32_b64_frozen_fp16", "top_layers", 64, frozen_fp16=True),
     Variant("top8_bf16_b64", "top_layers", 64, bf16=True),
     Variant("top8_bf16_b64_cached", "top_layers", 64, bf16=True, cached=True),
     Variant("top4_bf16_b64_cached", "top_layers", 64, bf16=True, layers=4, cached=True),
@@ -76,6 +80,8 @@ def run_variant(variant: Variant, examples: list[dict[str, Any]], held_out: list
     torch.manual_seed(0)
     setup = prepare(base, scheme, items, config, int(report["rq_levels"]))
     tokenizer = setup[1]
+    if variant.frozen_fp16:
+        setup[0].store_frozen_fp16()
     loss_of, params = _step_fn(variant, setup)
     optimizer = torch.optim.AdamW(params, lr=1e-3 if variant.method == "lora" else 2e-3)
     encoded = encode_examples(tokenizer, examples[:count], 64)

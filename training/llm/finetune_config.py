@@ -26,7 +26,9 @@ class FinetuneConfig:
     time_budget_s: float = 0.0  # top_layers: seconds of training; 0 = until max_steps
     queries_per_item: int = 8  # top_layers: fresh queries per item per epoch
     epoch_repeats: int = 1  # top_layers: passes over one epoch's queries (> 1: frozen activations cached)
-    precision: str = "auto"  # auto | bf16 | fp32 (semantic_ids.causal_lm.compute_dtype)
+    # auto | bf16 | fp32 | fp32-frozen-fp16 (top_layers: the frozen layers over fp16-stored weights).
+    # auto: bf16 on CUDA; on a CPU the fastest of a timed step (training/llm/step_precision.py).
+    precision: str = "auto"
     compile: bool = False  # top_layers on CPU: torch.compile the layers (needs a C++ compiler; else eager)
     lora: LoraSettings = field(default_factory=LoraSettings)
     token_init: TokenInit = "cluster"
@@ -76,6 +78,7 @@ class FinetuneResult:
     examples_seen: int
     train_seconds: float
     train_examples: int = 0  # examples available to the loop (one pass = this many seen)
+    precision: str = "fp32"  # top_layers: how the steps computed (training/llm/step_precision.py)
 
     @property
     def examples_per_second(self) -> float:

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from semantic_ids.causal_lm import compute_dtype, resolve_device
+from semantic_ids.causal_lm import resolve_device
 from training.llm.batches import Encoded, collate, encode_examples, length_grouped_batches
 from training.llm.finetune_config import FinetuneConfig, FinetuneResult
 from training.llm.query_generator import QueryGenerator
+from training.llm.step_precision import choose_step_precision
 from training.llm.top_layers import ActivationCache, TopLayersModel
 
 logger = logging.getLogger(__name__)
@@ -79,20 +80,21 @@ def train_top_layers(
 ) -> FinetuneResult:
     """Train in place until the time budget (or ``max_steps``) is spent; the result holds the exported LM."""
     device = resolve_device(config.device)
-    dtype = compute_dtype(device, config.precision)
     model.to(device).train()
+    clock = _Clock(config.time_budget_s)  # from here: the probe below is part of what training costs
+    precision = choose_step_precision(model, config.precision, device, config.batch_size)
     if config.compile:
         model.compile_layers()
     torch.manual_seed(config.seed)
     optimizer = _optimizer(model, config)
-    clock, history, step, seen, epoch = _Clock(config.time_budget_s), [], 0, 0, 0
+    history, step, seen, epoch = [], 0, 0, 0
     progress = tqdm(desc="fine-tune", unit="step")
     while not _finished(clock, step, config):
         encoded = encode_examples(tokenizer, generator.epoch(epoch), config.max_length)
         for batch, lower in _batches(model, encoded, tokenizer.pad_token_id, config, epoch):
             factor = _lr_factor(step, clock.progress(step, config.max_steps), config)
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = _step(model, optimizer, batch, lower, factor, dtype, config.max_grad_norm)
+            loss = _step(model, optimizer, batch, lower, factor, precision.dtype, config.max_grad_norm)
             step, seen = step + 1, seen + len(batch["input_ids"])
             record: dict[str, Any] = {"step": step, "epoch": epoch, "loss": round(loss, 4)}
             record["seconds"] = round(clock.spent, 1)
@@ -110,7 +112,14 @@ def train_top_layers(
     if watch is not None and history and not any(key.endswith("recall@10") for key in history[-1]):
         history[-1] |= _watched(model, watch)
     lm = model.export().eval()
-    logger.info("trained %d steps, %d examples, %d epochs, %.0f s", step, seen, epoch, train_seconds)
+    logger.info(
+        "trained %d steps, %d examples, %d epochs, %.0f s (%s)",
+        step,
+        seen,
+        epoch,
+        train_seconds,
+        precision.name,
+    )
     return FinetuneResult(
         model=lm,
         history=history,
@@ -118,6 +127,7 @@ def train_top_layers(
         examples_seen=seen,
         train_seconds=train_seconds,
         train_examples=len(generator.items) * generator.per_item,
+        precision=precision.name,
     )
 
 

@@ -215,6 +215,7 @@ def training_summary(result: FinetuneResult, config: PipelineConfig) -> dict[str
         "examples_seen": result.examples_seen,
         "train_seconds": round(result.train_seconds, 1),
         "examples_per_second": round(result.examples_per_second, 2),
+        "precision": result.precision,
         "final": result.history[-1] if result.history else {},
         "history": result.history,
     }

@@ -22,6 +22,7 @@ from tests.helpers.tiny_catalogue import TINY_SCHEME, tiny_catalogue
 from tests.unit.training.test_finetune import CONFIG, make_run
 from training.llm.batches import collate, encode_examples
 from training.llm.query_generator import QueryGenerator, title_form
+from training.llm.step_precision import choose_step_precision
 from training.llm.top_layers import ActivationCache, TopLayersModel
 from training.llm.top_layers_stage import prepare_top_layers
 from training.llm.train_top_layers import train_top_layers
@@ -39,7 +40,7 @@ TOP = replace(
         max_steps=240,
         queries_per_item=16,
         eval_every=120,
-        precision="fp32",
+        precision="fp32",  # the timed choice (auto) could differ run to run; tested on its own below
     ),
     eval_queries=12,  # the other 8 held-out queries are watched during training
 )
@@ -86,6 +87,49 @@ def test_cached_lower_activations_give_the_same_loss(run: tuple[Path, Path]) -> 
     cache = ActivationCache(model, batches)
     for index, batch in enumerate(batches):
         assert float(model(batch, cache[index])) == pytest.approx(float(model(batch)), rel=1e-6)
+
+
+def test_fp16_frozen_weights_give_fp32s_loss_and_leave_the_saved_model_fp32(run: tuple[Path, Path]) -> None:
+    torch.manual_seed(0)
+    model, _, batches = _split(run)
+    reference = [float(model(batch).detach()) for batch in batches]
+    model.store_frozen_fp16()
+    assert type(model._parts()[0][0].mlp.down_proj) is not torch.nn.Linear  # the fp16-weight copy runs
+    np.testing.assert_allclose([float(model(batch).detach()) for batch in batches], reference, rtol=2e-3)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        for batch in batches:
+            loss = model(batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    exported = model.export()
+    linears = [m for m in exported.model.layers.modules() if "Linear" in type(m).__name__]
+    assert linears and all(type(m) is torch.nn.Linear for m in linears)  # what is saved stays fp32
+    assert not any("_frozen" in name for name, _ in model.named_parameters())
+
+
+def test_step_precision_is_taken_as_asked_or_timed_on_the_cpu(run: tuple[Path, Path]) -> None:
+    cpu, model = torch.device("cpu"), _split(run)[0]
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert choose_step_precision(model, "fp32", cpu, 8).dtype == torch.float32
+    assert choose_step_precision(model, "bf16", cpu, 8).dtype == torch.bfloat16
+    assert model._frozen_fp16 is None
+    with pytest.raises(ValueError, match="unknown precision"):
+        choose_step_precision(model, "int8", cpu, 8)
+    with pytest.raises(ValueError, match="CPU only"):
+        choose_step_precision(model, "fp32-frozen-fp16", torch.device("cuda"), 8)
+    chosen = choose_step_precision(model, "fp32-frozen-fp16", cpu, 8)
+    assert (chosen.dtype, chosen.frozen_fp16) == (torch.float32, True) and model._frozen_fp16 is not None
+    model.drop_frozen_fp16()
+    timed = choose_step_precision(model, "auto", cpu, 8)  # the fastest here: any of the three, as stored
+    assert timed.name in ("fp32", "bf16", "fp32-frozen-fp16")
+    assert (model._frozen_fp16 is not None) == timed.frozen_fp16
+    for name, param in model.named_parameters():  # the probe's steps leave no trace
+        assert param.grad is None and torch.equal(param, frozen[name]), name
 
 
 def test_compiled_layers_train_like_eager_ones_and_export_the_plain_model(run: tuple[Path, Path]) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from semantic_ids.bundle import (
     ADAPTER_DIR,
@@ -112,6 +113,10 @@ def load_recommender_model(
     target = resolve_device(device)
     fusion = manifest.retrieval.fusion if manifest.retrieval is not None else FusionParams()
     dense_source = dense_index if with_dense or fusion.uses_dense else None
+    # The model's code first, alone: importing it (transformers' loading machinery pulls in
+    # torch.distributed) while the encoder's thread imports sentence-transformers cost ~1 s of every cold
+    # start more than one after the other (bench/RESULTS.md).
+    model_class = _model_class(base_dir)
     # Hashing the base weights and loading the query encoder overlap building the model (cold start).
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
         base_checked = pool.submit(_check_base_weights, manifest, base_dir)
@@ -121,7 +126,7 @@ def load_recommender_model(
             else pool.submit(_dense_retriever, dense_source, query_encoder, manifest, target)
         )
         try:
-            model = _build_model(bundle_dir, base_dir, tokenizer, manifest)
+            model = _build_model(model_class, bundle_dir, base_dir, tokenizer, manifest)
         except Exception:
             base_checked.result()  # changed base weights explain the failure: say that instead
             raise
@@ -209,9 +214,17 @@ def _check_base_weights(manifest: Manifest, base_dir: Path) -> None:
         )
 
 
+def _model_class(base_dir: Path) -> Any:
+    """The causal-LM class of the base model's config, its module imported."""
+    config = AutoConfig.from_pretrained(str(base_dir))
+    return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+
+
 @torch.no_grad()
-def _build_model(bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Manifest) -> Any:
-    model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+def _build_model(
+    model_class: Any, bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Manifest
+) -> Any:
+    model: Any = model_class.from_pretrained(str(base_dir), dtype=torch.float32)
     size = resize_for_tokens(model, tokenizer)
     rows = load_file(str(bundle_dir / NEW_TOKEN_ROWS))
     ids = rows["token_ids"].long()

@@ -222,6 +222,9 @@ def test_bf16_is_chosen_only_where_the_cpu_has_it() -> None:
     cpu = torch.device("cpu")
     assert compute_dtype(cpu, cpuinfo="flags : fpu sse avx2") == torch.float32
     assert compute_dtype(cpu, cpuinfo="flags : fpu avx512f avx512_bf16") == torch.float32  # no AMX
+    amd = "vendor_id : AuthenticAMD\nflags : fpu avx512f avx512_bf16"  # Zen runs AVX512-BF16 natively
+    assert compute_dtype(cpu, cpuinfo=amd) == torch.bfloat16
+    assert compute_dtype(cpu, cpuinfo="vendor_id : AuthenticAMD\nflags : fpu avx2") == torch.float32
     assert compute_dtype(cpu, cpuinfo="flags : amx_bf16 amx_tile") == torch.bfloat16
     assert compute_dtype(cpu, "fp32", cpuinfo="flags : amx_bf16") == torch.float32
     assert cpu_has_native_bf16("flags : avx512f") is False

@@ -28,9 +28,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "SEMID_DATABASE_URL", "database_url"),
     )
     device: Device = "auto"  # CUDA when present, else CPU
-    # auto: bf16 on CUDA and on CPUs with AMX, where it halves decode time at equal held-out recall; fp32
-    # compute over fp16-stored linear weights on other AVX2 CPUs (25 % less than fp32 on an AVX2-only one,
-    # level with bf16 on an AVX512-BF16 one without AMX); fp32 elsewhere
+    # auto: bf16 on CUDA, on CPUs with AMX, where it halves decode time at equal held-out recall, and on AMD
+    # CPUs with AVX512-BF16 (half fp32's time, 5 % under fp16 weights'); fp32 compute over fp16-stored linear
+    # weights on other AVX2 CPUs (25 % less than fp32 on an AVX2-only one, level with bf16 on an Intel
+    # AVX512-BF16 one without AMX); fp32 elsewhere
     # (semantic_ids.causal_lm.inference_precision, bench/RESULTS.md).
     precision: Literal["auto", "bf16", "fp32", "fp16-weights"] = "auto"
 

@@ -88,7 +88,7 @@ def cpu_runs_fp16_weights(cpuinfo: str | None = None) -> bool:
 
 def inference_precision(device: torch.device, requested: str = "auto", *, cpuinfo: str | None = None) -> str:
     """How the service runs the model: ``bf16``, ``fp32``, or ``fp16-weights`` (fp32 compute over linear
-    weights stored in fp16). ``auto``: bf16 on CUDA and on CPUs with AMX (``compute_dtype``);
+    weights stored in fp16). ``auto``: bf16 where ``compute_dtype`` takes it (CUDA, AMX, AMD's AVX512-BF16);
     fp16 weights on other x86 CPUs with AVX2, where decoding is bound by reading the weights: measured on
     an AVX2-only 2-core CPU, 25 % less time per query than fp32 at the same held-out recall
     (bench/RESULTS.md; bf16 there would be emulated); fp32 elsewhere."""
@@ -117,10 +117,12 @@ def store_linear_weights_fp16(body: torch.nn.Module) -> None:
 def compute_dtype(
     device: torch.device, requested: str = "auto", *, cpuinfo: str | None = None
 ) -> torch.dtype:
-    """The dtype to compute in: bf16 on CUDA and on CPUs with AMX, fp32 elsewhere.
+    """The dtype to compute in: bf16 on CUDA, on CPUs with AMX and on AMD CPUs with AVX512-BF16; fp32
+    elsewhere.
 
     Measured on 2-core CPUs (bench/RESULTS.md): bf16 autocast trains the top layers 2.6x faster on one
-    with AMX, and 1.7x slower on one with AVX512-BF16 but no AMX, hence the detection.
+    with AMX, 2.4x faster on an AMD EPYC, and 1.7x slower on a Xeon with AVX512-BF16 but no AMX, hence
+    the detection. (Training on a CPU times the candidates instead: training/llm/step_precision.py.)
     """
     if requested not in ("auto", "bf16", "fp32"):
         raise ValueError(f"unknown precision {requested!r}: use auto, bf16 or fp32")

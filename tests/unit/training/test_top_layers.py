@@ -62,20 +62,26 @@ def _split(run: tuple[Path, Path]) -> tuple[TopLayersModel, Any, list[dict[str, 
     return model, tokenizer, batches
 
 
-def test_frozen_layers_stay_bit_identical_while_the_loss_falls(run: tuple[Path, Path]) -> None:
-    torch.manual_seed(0)
-    model, _, batches = _split(run)
-    frozen = {n: p.detach().clone() for n, p in model.lm.named_parameters() if not p.requires_grad}
-    assert any(".layers.0." in n for n in frozen) and not any(".layers.1." in n for n in frozen)
+def _train(model: TopLayersModel, batches: list[dict[str, torch.Tensor]], passes: int) -> list[float]:
+    """``passes`` passes of AdamW steps over ``batches``; the loss of each step."""
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
     losses = []
-    for _ in range(15):
+    for _ in range(passes):
         for batch in batches:
             loss = model(batch)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
             losses.append(float(loss.detach()))
+    return losses
+
+
+def test_frozen_layers_stay_bit_identical_while_the_loss_falls(run: tuple[Path, Path]) -> None:
+    torch.manual_seed(0)
+    model, _, batches = _split(run)
+    frozen = {n: p.detach().clone() for n, p in model.lm.named_parameters() if not p.requires_grad}
+    assert any(".layers.0." in n for n in frozen) and not any(".layers.1." in n for n in frozen)
+    losses = _train(model, batches, passes=15)
     assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])
     for name, param in model.lm.named_parameters():
         if name in frozen:
@@ -96,15 +102,7 @@ def test_fp16_frozen_weights_give_fp32s_loss_and_leave_the_saved_model_fp32(run:
     model.store_frozen_fp16()
     assert type(model._parts()[0][0].mlp.down_proj) is not torch.nn.Linear  # the fp16-weight copy runs
     np.testing.assert_allclose([float(model(batch).detach()) for batch in batches], reference, rtol=2e-3)
-    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
-    losses = []
-    for _ in range(8):
-        for batch in batches:
-            loss = model(batch)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+    losses = _train(model, batches, passes=8)
     assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
     exported = model.export()
     linears = [m for m in exported.model.layers.modules() if "Linear" in type(m).__name__]

@@ -9,7 +9,7 @@ with no model, so a grid of a thousand settings costs seconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,13 +32,16 @@ class Scored:
     candidates: Candidates
     is_beam: np.ndarray  # (candidates,) bool
     lexical_rank: np.ndarray  # (candidates,) 0-based rank of each candidate in the lexical ranking
-    target: int  # catalogue row of the relevant item
-    target_lexical_rank: int  # its 0-based rank in the lexical ranking (lexical mode alone)
+    relevant: tuple[int, ...]  # catalogue rows of the relevant items (one, but for a category query)
+    lexical_top: tuple[int, ...]  # the lexical retriever's own top ``TOP_K`` rows (lexical mode alone)
     dense_rank: np.ndarray | None = None  # (candidates,) the same in the dense ranking; None: no dense
-    target_dense_rank: int | None = None
+    dense_top: tuple[int, ...] | None = None
 
 
-def _batches(pairs: Sequence[tuple[str, int]], size: int) -> Iterator[Sequence[tuple[str, int]]]:
+Pair = tuple[str, int | tuple[int, ...]]  # a query and its relevant row, or rows
+
+
+def _batches(pairs: Sequence[Pair], size: int) -> Iterator[Sequence[Pair]]:
     for start in range(0, len(pairs), size):
         yield pairs[start : start + size]
 
@@ -51,9 +54,7 @@ def _rank_of(scores: np.ndarray) -> np.ndarray:
     return rank_of
 
 
-def collect(
-    ranker: HybridRanker, pairs: Sequence[tuple[str, int]], *, beams: int, batch: int
-) -> list[Scored]:
+def collect(ranker: HybridRanker, pairs: Sequence[Pair], *, beams: int, batch: int) -> list[Scored]:
     """One model pass: beams and teacher-forced scores of every candidate up to the widest depths."""
     dense_depth = MAX_DENSE_DEPTH if ranker.dense is not None else 0
     out: list[Scored] = []
@@ -63,16 +64,17 @@ def collect(
             queries, TOP_K, num_beams=beams, lexical_depth=MAX_DEPTH, dense_depth=dense_depth
         )
         dense = ranker.dense.scores(queries) if ranker.dense is not None else None  # (queries, items)
-        for index, ((query, target), candidates) in enumerate(zip(chunk, gathered, strict=True)):
+        for index, ((query, relevant), candidates) in enumerate(zip(chunk, gathered, strict=True)):
             rows = np.asarray(candidates.rows)
             is_beam = np.asarray([MODEL in sources for sources in candidates.sources])
             lexical_rank = _rank_of(ranker.lexical.scores(query).combined)
             dense_rank = None if dense is None else _rank_of(dense[index])
             out.append(
                 Scored(
-                    candidates, is_beam, lexical_rank[rows], target, int(lexical_rank[target]),
+                    candidates, is_beam, lexical_rank[rows],
+                    (relevant,) if isinstance(relevant, int) else tuple(relevant), _top(lexical_rank),
                     None if dense_rank is None else dense_rank[rows],
-                    None if dense_rank is None else int(dense_rank[target]),
+                    None if dense_rank is None else _top(dense_rank),
                 )
             )  # fmt: skip
         logger.info("scored %d / %d queries", min((done + 1) * batch, len(pairs)), len(pairs))
@@ -88,29 +90,44 @@ def _narrowed(scored: Scored, params: FusionParams) -> Candidates:
     return c.subset(np.flatnonzero(keep))
 
 
+def _top(rank_of: np.ndarray) -> tuple[int, ...]:
+    """The rows ranked in the top ``TOP_K``, best first, from each row's 0-based rank."""
+    return tuple(int(row) for row in np.argsort(rank_of, kind="stable")[:TOP_K])
+
+
+def _recall_and_rank(top: Sequence[int], relevant: tuple[int, ...]) -> tuple[float, float]:
+    """Recall@10 (|relevant ∩ top 10| / min(10, |relevant|): Hit@10 for one relevant item) and the
+    reciprocal rank of the first relevant row (0 when none is in the top 10)."""
+    wanted = set(relevant)
+    hits = [rank for rank, row in enumerate(top[:TOP_K]) if row in wanted]
+    return len(hits) / max(1, min(TOP_K, len(wanted))), 1.0 / (hits[0] + 1) if hits else 0.0
+
+
+def _measure(tops: Iterable[tuple[Sequence[int], tuple[int, ...]]]) -> dict[str, float]:
+    """Recall@10 and MRR@10 over (top rows, relevant rows) pairs."""
+    pairs = [_recall_and_rank(top, relevant) for top, relevant in tops]
+    n = max(1, len(pairs))
+    recall, reciprocal = sum(r for r, _ in pairs), sum(rr for _, rr in pairs)
+    return {"recall@10": round(recall / n, 4), "mrr@10": round(reciprocal / n, 4)}
+
+
+def _fused_top(scored: Scored, params: FusionParams) -> list[int]:
+    candidates = _narrowed(scored, params)
+    order = np.argsort(-fuse(candidates, params), kind="stable")[:TOP_K]
+    return [candidates.rows[i] for i in order]
+
+
 def evaluate(collected: Sequence[Scored], params: FusionParams) -> dict[str, float]:
-    """Recall@10 (= Hit@10: one relevant item) and MRR@10 of one setting."""
-    hits, reciprocal = 0, 0.0
-    for scored in collected:
-        candidates = _narrowed(scored, params)
-        order = np.argsort(-fuse(candidates, params), kind="stable")[:TOP_K]
-        top = [candidates.rows[i] for i in order]
-        if scored.target in top:
-            hits += 1
-            reciprocal += 1.0 / (top.index(scored.target) + 1)
-    n = max(1, len(collected))
-    return {"recall@10": round(hits / n, 4), "mrr@10": round(reciprocal / n, 4)}
+    """Recall@10 and MRR@10 of one setting."""
+    return _measure((_fused_top(scored, params), scored.relevant) for scored in collected)
+
+
+def per_query_recall(collected: Sequence[Scored], params: FusionParams) -> list[float]:
+    """Each query's Recall@10 under one setting."""
+    return [_recall_and_rank(_fused_top(scored, params), scored.relevant)[0] for scored in collected]
 
 
 MODEL_ONLY = FusionParams(method="linear", lexical_depth=0, lexical_weight=0.0)
-
-
-def _alone(ranks: Sequence[int]) -> dict[str, float]:
-    """Recall@10 and MRR@10 of a retriever alone, from the target's 0-based rank in its ranking."""
-    n = max(1, len(ranks))
-    hits = sum(int(rank < TOP_K) for rank in ranks)
-    reciprocal = sum(1.0 / (rank + 1) for rank in ranks if rank < TOP_K)
-    return {"recall@10": round(hits / n, 4), "mrr@10": round(reciprocal / n, 4)}
 
 
 def baselines(collected: Sequence[Scored]) -> dict[str, dict[str, float]]:
@@ -118,9 +135,8 @@ def baselines(collected: Sequence[Scored]) -> dict[str, dict[str, float]]:
     dense retriever alone, on the same queries."""
     figures = {
         "generative": evaluate(collected, MODEL_ONLY),
-        "lexical": _alone([s.target_lexical_rank for s in collected]),
+        "lexical": _measure((s.lexical_top, s.relevant) for s in collected),
     }
-    dense = [s.target_dense_rank for s in collected if s.target_dense_rank is not None]
-    if collected and len(dense) == len(collected):
-        figures["dense"] = _alone(dense)
+    if collected and all(s.dense_top is not None for s in collected):
+        figures["dense"] = _measure((s.dense_top or (), s.relevant) for s in collected)
     return figures

@@ -3,10 +3,13 @@
     .venv/bin/python -m bench.tune_fusion --bundle artifacts/bundles/demo --limit 200 --write
 
 The queries are the run's ``examples.jsonl`` rows with ``split == "valid"`` (phrasings the model never
-trained on, of items it did) and ``--typo-titles`` typo'd catalogue titles, half bare, half in "looking
+trained on, of items it did), ``--typo-titles`` typo'd catalogue titles, half bare, half in "looking
 for ...", made with another seed than ``bench.typo_titles`` measures with (the training queries typo
-titles too); never ``bench/queries/``: those stay unseen so the benchmark measures what the tuning did
-not look at. Each query has one relevant item, so Recall@10 is Hit@10.
+titles too), and queries that name a genre by one of the query configuration's held-out synonyms
+(``held_out_synonyms``: words training never used, so the model knows them no better than a user's own
+paraphrase; every film of the genre is relevant, Recall@10 capped at min(10, relevant)); never
+``bench/queries/``: those stay unseen so the benchmark measures what the tuning did not look at. The
+other queries have one relevant item, so their Recall@10 is Hit@10.
 
 The model runs once per query (``bench.fusion_eval``): its beams and every candidate any setting could
 use (beams ∪ lexical top ``MAX_DEPTH`` ∪ dense top ``MAX_DENSE_DEPTH``), scored teacher-forced in the
@@ -26,12 +29,13 @@ import logging
 import math
 import os
 import random
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.fusion_eval import MODEL_ONLY, Scored, baselines, collect, evaluate
+from bench.fusion_eval import MODEL_ONLY, Pair, Scored, baselines, collect, evaluate, per_query_recall
 from bench.typo_titles import title_queries
 from semantic_ids.bundle import (
     MANIFEST,
@@ -44,15 +48,22 @@ from semantic_ids.bundle import (
     write_manifest,
 )
 from semantic_ids.hybrid import HybridRanker
+from training.llm.held_out_synonyms import synonym_queries
+from training.llm.template_files import load_templates
 
 DEPTHS = (5, 10, 20, 30, 50)
 WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 RRF_KS = (1.0, 5.0, 10.0, 30.0, 60.0)
 DENSE_DEPTHS = (0, 5, 10)
 DENSE_WEIGHTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # times a cosine similarity (gaps of ~0.1-0.3)
+# Gated, the dense term speaks only where the query matched little lexically: there it may outweigh
+# the model's own ranking (a paraphrase it never learnt), which takes more than the plain term's weights.
+GATED_DENSE_WEIGHTS = (*DENSE_WEIGHTS[1:], 128.0, 256.0)
 RRF_DENSE_WEIGHTS = (0.0, 1.0)
 TITLE_WEIGHTS = (0.0, 4.0, 8.0, 16.0, 32.0)  # times a title match in [0, 1]
 TYPO_SEED = 1  # bench.typo_titles measures with seed 0: the tuning's typos are others
+TYPO_KINDS = ("typo", "typo_phrased")
+SYNONYMS = "held_out_synonyms"  # the kind of the queries that name a category in words never trained on
 
 
 def valid_examples(
@@ -90,7 +101,8 @@ def grid(dense: bool = False) -> list[FusionParams]:
     dense_options = (
         [(d, w, False) for d in DENSE_DEPTHS for w in DENSE_WEIGHTS] if dense else [(0, 0.0, False)]
     )
-    dense_options += [(d, w, True) for d, w, _ in dense_options if w > 0.0]  # the gated dense term too
+    if dense:  # the gated dense term too
+        dense_options += [(d, w, True) for d in DENSE_DEPTHS for w in GATED_DENSE_WEIGHTS]
     rrf_dense = [(d, w) for d in DENSE_DEPTHS for w in RRF_DENSE_WEIGHTS] if dense else [(0, 0.0)]
     linear = [
         FusionParams(
@@ -126,10 +138,10 @@ def choose(
 
     Held-out phrasings are template queries (titles, directors, cast) where BM25 is near perfect, so
     Recall@10 saturates and MRR keeps rising with the lexical weight: picking the maximum would tune the
-    model out by a query or two. Nor can these queries show what the dense source adds (paraphrases and
-    genre synonyms, where dense retrieval measured ahead of both the model and BM25 on unseen queries,
-    bench/RESULTS.md), and reranking cannot add the finds only it has: so first the largest dense depth
-    that all the queries together do not measurably reject. Then, among the settings of that depth, the
+    model out by a query or two. Only the held-out synonyms show what the dense source adds (paraphrases,
+    where dense retrieval measured ahead of both the model and BM25 on unseen queries, bench/RESULTS.md),
+    and reranking cannot add the finds only it has: so first the largest dense depth that all the
+    queries together do not measurably reject. Then, among the settings of that depth, the
     smallest lexical weight, so paraphrase and other-language queries, where the model and not BM25 is
     right, keep the model's ranking, and a better model shows through; the title weight, like the lexical
     one, as small as the typo'd titles allow; then the largest dense weight, then the smallest lexical
@@ -140,7 +152,9 @@ def choose(
     their number (0.92 Hit@10 where lexical alone had 0.99, bench/RESULTS.md) and the pool was still
     within one standard error; so each kind must be within noise of its own best at the chosen depth. The
     dense depth is left to the pool: its benefit lies outside these kinds, and held to each kind's noise a
-    single held-out phrasing lost of 200 turned the dense source off.
+    single held-out phrasing lost of 200 turned the dense source off. A kind whose queries have many
+    relevant items (the held-out synonyms) has recalls between 0 and 1, whose spread is measured: the
+    hit-or-miss standard error would let it lose twice as much.
     """
     has_dense = bool(collected) and all(s.dense_rank is not None for s in collected)
     settings = grid(dense=has_dense)
@@ -169,18 +183,28 @@ def choose(
     same_depth = [i for i in linear if settings[i].dense_depth == depth]
     kept = set(same_depth)
     for kind, members in (groups or {}).items():
-        recalls = by_kind[kind]
-        kept &= {same_depth[j] for j in _within_noise([recalls[i] for i in same_depth], len(members))}
+        kind_recalls = [by_kind[kind][i] for i in same_depth]
+        spread = None
+        if any(len(s.relevant) > 1 for s in members):  # recalls between 0 and 1: their own spread
+            best_at_depth = same_depth[max(range(len(same_depth)), key=kind_recalls.__getitem__)]
+            spread = (
+                statistics.stdev(per_query_recall(members, settings[best_at_depth]))
+                if len(members) > 1
+                else 0.0
+            )
+        kept &= {same_depth[j] for j in _within_noise(kind_recalls, len(members), spread)}
     pick = min(kept or same_depth, key=lambda i: _say(settings[i]))
     return settings[pick], table
 
 
-def _within_noise(recalls: Sequence[float], n: int) -> list[int]:
+def _within_noise(recalls: Sequence[float], n: int, spread: float | None = None) -> list[int]:
     """The positions of the recalls within noise of the best of ``n`` queries (the figures are rounded to
-    4 decimals: compared in whole queries)."""
+    4 decimals: compared in whole queries). ``spread``: the per-query standard deviation, for a kind of
+    query whose recalls lie between 0 and 1 (many relevant items), where the hit-or-miss ``noise``
+    overstates it; None: hit or miss."""
     n = max(1, n)
     best = max(recalls)
-    tolerance = noise(best, n)
+    tolerance = noise(best, n) if spread is None else max(1, math.ceil(spread * math.sqrt(n) - 1e-6)) / n
     return [i for i, recall in enumerate(recalls) if recall >= best - tolerance - 0.5 / n]
 
 
@@ -225,12 +249,12 @@ def tune(
     beams: int,
     batch: int,
     source: str,
-    typo_pairs: Mapping[str, Sequence[tuple[str, int]]] | None = None,
+    kinds: Mapping[str, Sequence[Pair]] | None = None,
 ) -> dict[str, Any]:
-    """Choose on the held-out phrasings and the typo'd titles together, each kind within noise of its own
-    best (``choose``); the figures of each kind apart."""
+    """Choose on the held-out phrasings and the other kinds of query (typo'd titles, held-out synonyms)
+    together, each kind within noise of its own best (``choose``); the figures of each kind apart."""
     groups = {"held_out_phrasings": collect(ranker, pairs, beams=beams, batch=batch)}
-    for kind, kind_pairs in (typo_pairs or {}).items():
+    for kind, kind_pairs in (kinds or {}).items():
         if kind_pairs:
             groups[kind] = collect(ranker, kind_pairs, beams=beams, batch=batch)
     pooled = [scored for members in groups.values() for scored in members]
@@ -243,14 +267,17 @@ def tune(
         "best_in_grid": best_recall,
         "rule": "within one standard error (whole queries) of the best Recall@10 on all queries, not below "
         "lexical alone: the largest dense depth; then, each kind within noise of its own best at that depth, "
-        "the gated dense term, the smallest lexical and title weights, the largest dense weight",
+        "the gated dense term, the smallest lexical and title weights, the largest dense weight (a kind of "
+        "many-relevant queries within its measured standard error)",
     }
     for kind, members in groups.items():
         figures[kind] = {"queries": len(members), "hybrid": evaluate(members, best), **baselines(members)}
     tuned_on = f"{len(pairs)} held-out phrasings ({source}, split=valid)"
-    typos = len(pooled) - len(pairs)
+    typos = sum(len(groups.get(kind, ())) for kind in TYPO_KINDS)
     if typos:
-        tuned_on += f" and {typos} typo'd titles (seed {TYPO_SEED})"
+        tuned_on += f", {typos} typo'd titles (seed {TYPO_SEED})"
+    if groups.get(SYNONYMS):
+        tuned_on += f", {len(groups[SYNONYMS])} queries naming a genre by a held-out synonym"
     chosen = best.model_copy(update={"tuned_on": tuned_on, "figures": figures})
     return {"chosen": chosen.model_dump(), "figures": figures, "grid": table}
 
@@ -265,6 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=200, help="held-out phrasings sampled (seeded)")
     parser.add_argument(
         "--typo-titles", type=int, default=200, help="typo'd catalogue titles added (half bare, half phrased)"
+    )
+    parser.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="the query configuration whose held-out synonyms are tuned on (default: the run's "
+        "query_templates.json)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--beams", type=int, default=10)
@@ -285,9 +319,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile = loaded.manifest.catalogue.profile
     examples = args.examples or Path("artifacts/runs") / profile / "examples.jsonl"
     pairs = valid_examples(examples, loaded.lexical.item_ids, args.limit, args.seed)
-    typos = typo_title_pairs(list(read_catalogue(args.bundle)), args.typo_titles)
+    rows = list(read_catalogue(args.bundle))
+    kinds: dict[str, Sequence[Pair]] = dict(typo_title_pairs(rows, args.typo_titles))
+    templates = args.templates or Path("artifacts/runs") / profile / "query_templates.json"
+    kinds[SYNONYMS] = (
+        synonym_queries(load_templates(templates), rows, args.seed) if templates.exists() else []
+    )
+    if not kinds[SYNONYMS]:
+        logging.warning("%s names no held-out synonyms: the dense weight is tuned without them", templates)
     result = tune(
-        loaded.ranker(), pairs, beams=args.beams, batch=args.batch, source=str(examples), typo_pairs=typos
+        loaded.ranker(), pairs, beams=args.beams, batch=args.batch, source=str(examples), kinds=kinds
     )
     result = {
         "command": " ".join([Path(sys.executable).name, "-m", "bench.tune_fusion", *sys.argv[1:]]),

@@ -71,6 +71,7 @@ def beam_search(
     num_beams: int,
     forced: torch.Tensor | None = None,
     early_finish: bool | None = None,
+    first_level_beams: int | None = None,
 ) -> Beams:
     """The ``num_beams`` best IDs per left-padded prompt (queries, length), best first.
 
@@ -78,6 +79,9 @@ def beam_search(
     still over each level's code rows only. ``forced``: (queries, N, levels) codes of IDs to score
     on the way (``Beams.forced_log_probs``), as ``score_codes`` would. ``early_finish`` (None: on the
     CPU only) writes the rest of each ID without running the model once no path branches any more.
+    ``first_level_beams`` (None: ``num_beams``) keeps more first codes than ``num_beams``: the first
+    decision is made on the prompt alone, and the right ID's first code can rank below the beams' while
+    its full ID ranks among them; the next level's forward costs little more for the extra rows.
     """
     queries, levels, device = input_ids.shape[0], len(layout.sizes), input_ids.device
     lm = CausalLm(model)
@@ -97,7 +101,8 @@ def beam_search(
         log_probs = level_log_probs(logits[: queries * width], trie, level, nodes.flatten())
         if riders is not None:
             riders.score_level(level, logits)
-        scores, origin, code = _top_continuations(scores, log_probs.view(queries, width, -1), num_beams)
+        keep = max(num_beams, first_level_beams or 0) if level == 0 else num_beams
+        scores, origin, code = _top_continuations(scores, log_probs.view(queries, width, -1), keep)
         parents = codes.gather(1, origin.unsqueeze(2).expand(-1, -1, level))  # (Q, W', level)
         codes = torch.cat([parents, code.unsqueeze(2)], dim=2)
         nodes = advance(trie, level, nodes.gather(1, origin), code, torch.isfinite(scores))
@@ -109,7 +114,10 @@ def beam_search(
             extra = None if riders is None else riders.extra_rows(codes)
             lm.cache.batch_select_indices(rows if extra is None else torch.cat([rows, extra.parents]))
     forced_log_probs = None if riders is None else riders.log_probs()
-    return Beams(codes=codes, log_probs=scores, forced_log_probs=forced_log_probs)
+    # A search finished early after a wider first level holds more beams than asked for, best first.
+    return Beams(
+        codes=codes[:, :num_beams], log_probs=scores[:, :num_beams], forced_log_probs=forced_log_probs
+    )
 
 
 def _finish_without_model(

@@ -135,6 +135,8 @@ class ConstrainedDecoder:
         self.token_ids = CodeTokenIds.from_tokenizer(tokenizer, trie.scheme)
         self.device = next(model.parameters()).device
         trie.to(self.device)
+        # Our beam search keeps this many first codes (None: as many as beams): ``beam_search``.
+        self.first_level_beams: int | None = None
 
     @torch.inference_mode()
     def decode(
@@ -180,6 +182,7 @@ class ConstrainedDecoder:
             self.trie,
             num_beams=num_beams,
             forced=forced.to(self.device),
+            first_level_beams=self.first_level_beams,
         )
         assert found.forced_log_probs is not None  # given forced codes, the search scores them
         return [self._best(beams, top_k) for beams in self._scored(found)], found.forced_log_probs.tolist()
@@ -223,7 +226,16 @@ class ConstrainedDecoder:
         self, prompts: torch.Tensor, mask: torch.Tensor | None, beams: int, constrained: bool
     ) -> list[_Scored]:
         trie = self.trie if constrained else None
-        return self._scored(beam_search(self.model, prompts, mask, self.token_ids, trie, num_beams=beams))
+        found = beam_search(
+            self.model,
+            prompts,
+            mask,
+            self.token_ids,
+            trie,
+            num_beams=beams,
+            first_level_beams=self.first_level_beams,
+        )
+        return self._scored(found)
 
     @staticmethod
     def _scored(found: Beams) -> list[_Scored]:

@@ -93,9 +93,10 @@ def _check_forms(forms: Sequence[str] | None, where: str) -> None:
 def _field(name: str, raw: Any, where: str) -> FieldSpec:
     options = dict(_mapping(raw, where))
     options.setdefault("key", name)
-    if options.get("synonyms") is not None:
-        synonyms = _mapping(options["synonyms"], f"{where}.synonyms")
-        options["synonyms"] = {str(k): _words(v, f"{where}.synonyms.{k}") for k, v in synonyms.items()}
+    for option in ("synonyms", "held_out_synonyms"):
+        if options.get(option) is not None:
+            words = _mapping(options[option], f"{where}.{option}")
+            options[option] = {str(k): _words(v, f"{where}.{option}.{k}") for k, v in words.items()}
     if options.get("words") is not None:
         words = _mapping(options["words"], f"{where}.words")
         if not all(str(k).isdigit() for k in words):
@@ -104,6 +105,16 @@ def _field(name: str, raw: Any, where: str) -> FieldSpec:
     field: FieldSpec = _options(FieldSpec, options, where)
     if field.kind not in KINDS:
         raise TemplateError(f"{where}: kind must be one of {', '.join(KINDS)}, got {field.kind!r}")
+    if field.held_out_synonyms is not None:
+        if field.kind != "category":
+            raise TemplateError(f"{where}: held_out_synonyms are for a category field, not {field.kind}")
+        trained = {word.lower() for words in (field.synonyms or {}).values() for word in words}
+        for value, words in field.held_out_synonyms.items():
+            both = sorted(word for word in words if word.lower() in trained)
+            if both:
+                raise TemplateError(
+                    f"{where}.held_out_synonyms.{value}: {both[0]!r} is a training synonym too"
+                )
     return field
 
 

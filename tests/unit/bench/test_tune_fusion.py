@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from app.inference.model_loading import load_recommender_model
-from bench.fusion_eval import Scored
+from bench.fusion_eval import Scored, baselines
 from bench.tune_fusion import (
     MODEL_ONLY,
+    _within_noise,
     choose,
     collect,
     evaluate,
@@ -54,7 +56,7 @@ def test_tuning_reads_held_out_phrasings_and_stores_its_choice(tmp_path: Path) -
     typoed = [query for kind in typos.values() for query, _ in kind]
     assert all(query != item["title"] for query in typoed for item in bundle.items)
     assert all(query.startswith("looking for ") for query, _ in typos["typo_phrased"])
-    result = tune(ranker, pairs, beams=4, batch=16, source="examples.jsonl", typo_pairs=typos)
+    result = tune(ranker, pairs, beams=4, batch=16, source="examples.jsonl", kinds=typos)
     chosen = FusionParams.model_validate(result["chosen"])
     figures = result["figures"]
     assert len(result["grid"]) == len(grid())
@@ -71,7 +73,7 @@ def test_tuning_reads_held_out_phrasings_and_stores_its_choice(tmp_path: Path) -
     write_fusion(bundle.bundle_dir, chosen)
     manifest = read_manifest(bundle.bundle_dir)
     assert manifest.retrieval is not None and manifest.retrieval.fusion == chosen
-    assert "40 held-out phrasings" in chosen.tuned_on and "10 typo'd titles" in chosen.tuned_on
+    assert "40 held-out phrasings" in chosen.tuned_on and ", 10 typo'd titles" in chosen.tuned_on
     assert load_recommender_model(bundle.bundle_dir, bundle.base_models_dir, "cpu").ranker().fusion == chosen
 
 
@@ -119,7 +121,7 @@ def _scored(target_log_prob: float, title: float, reachable: bool = True) -> Sco
         lexical=np.zeros(11),
         title=np.asarray([title] + [0.0] * 10),
     )
-    return Scored(candidates, np.ones(11, dtype=bool), np.arange(11) + 100, 0 if reachable else 99, 500)
+    return Scored(candidates, np.ones(11, dtype=bool), np.arange(11) + 100, (0,) if reachable else (99,), ())
 
 
 def test_a_small_kind_of_query_is_not_traded_away_within_the_pools_noise() -> None:
@@ -132,3 +134,24 @@ def test_a_small_kind_of_query_is_not_traded_away_within_the_pools_noise() -> No
     chosen, _ = choose(pooled, {"held_out_phrasings": [*easy, *unreachable], "typo_phrased": titles})
     assert chosen.title_weight == 32.0
     assert evaluate(titles, chosen)["recall@10"] == 1.0
+
+
+def test_a_query_with_many_relevant_items_counts_the_share_of_its_top_10_they_fill() -> None:
+    scored = _scored(0.0, 0.0)  # candidates 0..10, the model's order 0, 1, ..., 10
+    many = replace(scored, relevant=tuple(range(5, 30)))  # 25 relevant: rows 5-9 of the top 10
+    few = replace(scored, relevant=(9, 40))  # 2 relevant: row 9 of them, at rank 10
+    assert evaluate([many], MODEL_ONLY) == {"recall@10": 0.5, "mrr@10": round(1 / 6, 4)}
+    assert evaluate([few], MODEL_ONLY) == {"recall@10": 0.5, "mrr@10": 0.1}
+    assert baselines([replace(scored, relevant=(3, 4), lexical_top=(4, 8))])["lexical"]["recall@10"] == 0.5
+
+
+def test_a_kind_of_many_relevant_queries_is_held_to_its_measured_spread() -> None:
+    # 100 queries: hit or miss, a recall of 0.5 has a standard error of 5 queries, and 0.45 is within it;
+    # recalls that each lie near 0.5 (spread 0.1) have one of 1 query, and 0.45 is not.
+    assert _within_noise([0.5, 0.45], 100) == [0, 1]
+    assert _within_noise([0.5, 0.45], 100, spread=0.1) == [0]
+    assert _within_noise([0.5, 0.49], 100, spread=0.1) == [0, 1]
+    # through choose: a kind of many-relevant queries takes part like any other
+    many = [replace(_scored(0.0, 0.0), relevant=tuple(range(5, 30))) for _ in range(20)]
+    chosen, table = choose([*many, *[_scored(0.0, 0.0) for _ in range(20)]], {"synonyms": many})
+    assert chosen.method == "linear" and all(row["recall@10_by_kind"]["synonyms"] == 0.5 for row in table)

@@ -328,3 +328,24 @@ def test_one_level_ids_need_no_step_after_the_prompt(tied: tuple[Any, Any, list[
 def test_unknown_method_is_refused(decoder: ConstrainedDecoder) -> None:
     with pytest.raises(ValueError, match="unknown decoding method"):
         decoder.decode(["q"], num_beams=2, top_k=2, method="sample")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_a_wider_first_level_returns_real_ids_with_their_teacher_forced_scores(
+    decoder: ConstrainedDecoder, beams: int
+) -> None:
+    narrow = decoder.decode(QUERIES, num_beams=beams, top_k=beams)
+    decoder.first_level_beams = beams  # as many as beams: the same search
+    try:
+        _assert_same(narrow, decoder.decode(QUERIES, num_beams=beams, top_k=beams), rel=0.0)
+        decoder.first_level_beams = 4  # every first code of the tiny scheme
+        wide = decoder.decode(QUERIES, num_beams=beams, top_k=beams)
+        decoder.first_level_beams = 64  # more than there are: the same as all of them
+        _assert_same(wide, decoder.decode(QUERIES, num_beams=beams, top_k=beams), rel=0.0)
+    finally:
+        decoder.first_level_beams = None
+    scored = decoder.score_ids(QUERIES, [[c.semantic_id for c in row] for row in wide])
+    for row, log_probs in zip(wide, scored, strict=True):
+        assert len(row) == beams and all(c.semantic_id in decoder.trie for c in row)
+        assert [c.score for c in row] == sorted((c.score for c in row), reverse=True)
+        assert [math.exp(value) for value in log_probs] == pytest.approx([c.score for c in row], rel=REL)

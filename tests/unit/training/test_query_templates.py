@@ -12,12 +12,13 @@ import pytest
 
 from semantic_ids.ids import SemanticId
 from tests.helpers.book_catalogue import book_rows
-from tests.helpers.tiny_catalogue import tiny_catalogue
+from tests.helpers.tiny_catalogue import tiny_catalogue, tiny_items
 from training.data.catalogue import load_films
 from training.data.items import CatalogueItem
 from training.llm import query_generator
 from training.llm.examples import ExampleConfig, build_examples
 from training.llm.generic_templates import generic_templates
+from training.llm.held_out_synonyms import synonym_queries
 from training.llm.query_generator import QueryGenerator
 from training.llm.template_files import (
     check_against,
@@ -161,6 +162,11 @@ GOOD: dict[str, Any] = {
         ({"examples": {**GOOD["examples"], "slots": {"author": {"pool": 2.5}}}}, "pool must be int"),
         ({"fields": {**GOOD["fields"], "decade": {"kind": "decade", "key": "year", "words": {"90s": "x"}}}},
          "the keys are decades"),
+        ({"fields": {**GOOD["fields"], "genre": {"kind": "category", "synonyms": {"Horror": ["scary"]},
+                                                 "held_out_synonyms": {"Horror": ["creepy", "Scary"]}}}},
+         "held_out_synonyms.Horror: 'Scary' is a training synonym too"),
+        ({"fields": {**GOOD["fields"], "author": {"kind": "name", "held_out_synonyms": {"x": ["y"]}}}},
+         "held_out_synonyms are for a category field, not name"),
     ],
 )  # fmt: skip
 def test_a_bad_file_is_one_line_naming_the_problem(change: dict[str, Any], message: str) -> None:
@@ -270,3 +276,28 @@ def test_the_framing_words_come_from_training_phrasing_never_from_held_out_templ
     held_out = {"looking", "tonight", "featuring", "alongside", "recommend"}  # held-out template words
     assert not held_out & set(words)
     assert not any("{" in text or "}" in text for text in films.framing_text())
+
+
+def test_held_out_synonyms_name_every_item_of_their_value_and_never_a_training_word() -> None:
+    rows = tiny_items()
+    genre = {
+        "kind": "category", "key": "genres", "synonyms": {"Horror": ["scary"], "Comedy": ["funny"]},
+        "held_out_synonyms": {"Horror": ["terrifying", "creepy tales"], "Comedy": ["humorous"],
+                              "Opera": ["arias"]},
+    }  # fmt: skip
+    spec = {**GOOD, "queries": {"openers": ["", "a ", "find "]}, "fields": {**GOOD["fields"], "genre": genre}}
+    templates = templates_from_dict(spec, "books.yaml")
+    queries = synonym_queries(templates, rows, seed=0)
+    assert queries == synonym_queries(templates, rows, seed=0)  # seeded
+    horror = tuple(i for i, row in enumerate(rows) if "Horror" in row["fields"]["genres"])
+    comedy = tuple(i for i, row in enumerate(rows) if "Comedy" in row["fields"]["genres"])
+    assert horror and comedy and set(horror).isdisjoint(comedy)
+    # two of the openers that are words a synonym; no query for a value no item has (Opera)
+    assert len(queries) == 2 * 3 and len({query for query, _ in queries}) == 6
+    assert all(query.startswith(("a ", "find ")) for query, _ in queries)
+    for query, relevant in queries:
+        assert "scary" not in query and "funny" not in query
+        assert relevant == (comedy if "humorous" in query else horror)
+    # the films' own file holds some out for every genre it spells
+    genre = films_templates().fields["genre"]
+    assert genre.held_out_synonyms is not None and set(genre.held_out_synonyms) == set(genre.synonyms or {})

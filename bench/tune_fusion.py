@@ -154,7 +154,9 @@ def choose(
     dense depth is left to the pool: its benefit lies outside these kinds, and held to each kind's noise a
     single held-out phrasing lost of 200 turned the dense source off. A kind whose queries have many
     relevant items (the held-out synonyms) has recalls between 0 and 1, whose spread is measured: the
-    hit-or-miss standard error would let it lose twice as much.
+    hit-or-miss standard error would let it lose twice as much. Where no setting is within noise on
+    every kind (the paraphrases want the dense term loud, typo'd titles want it quiet), the settings
+    that fall least short, in each kind's noise, are the ones ``_say`` orders.
     """
     has_dense = bool(collected) and all(s.dense_rank is not None for s in collected)
     settings = grid(dense=has_dense)
@@ -181,31 +183,41 @@ def choose(
         return settings[pick], table
     depth = max(settings[i].dense_depth for i in linear)
     same_depth = [i for i in linear if settings[i].dense_depth == depth]
-    kept = set(same_depth)
+    # Each kind's shortfall from its own best at this depth, in its noise: within noise at 1 or less.
+    shortfall = dict.fromkeys(same_depth, 0.0)
     for kind, members in (groups or {}).items():
-        kind_recalls = [by_kind[kind][i] for i in same_depth]
+        kind_recalls = {i: by_kind[kind][i] for i in same_depth}
+        best_at_depth = max(same_depth, key=kind_recalls.__getitem__)
         spread = None
-        if any(len(s.relevant) > 1 for s in members):  # recalls between 0 and 1: their own spread
-            best_at_depth = same_depth[max(range(len(same_depth)), key=kind_recalls.__getitem__)]
-            spread = (
-                statistics.stdev(per_query_recall(members, settings[best_at_depth]))
-                if len(members) > 1
-                else 0.0
-            )
-        kept &= {same_depth[j] for j in _within_noise(kind_recalls, len(members), spread)}
-    pick = min(kept or same_depth, key=lambda i: _say(settings[i]))
+        if any(len(s.relevant) > 1 for s in members) and len(members) > 1:  # recalls between 0 and 1
+            spread = statistics.stdev(per_query_recall(members, settings[best_at_depth]))
+        n_kind = max(1, len(members))
+        tolerance = _tolerance(kind_recalls[best_at_depth], n_kind, spread)
+        for i in same_depth:
+            missing = (kind_recalls[best_at_depth] - kind_recalls[i] - 0.5 / n_kind) / tolerance
+            shortfall[i] = max(shortfall[i], missing)
+    # Settings within noise on every kind; where none is, the ones that fall least short of it.
+    bound = max(1.0, min(shortfall.values()))
+    pick = min((i for i in same_depth if shortfall[i] <= bound), key=lambda i: _say(settings[i]))
     return settings[pick], table
 
 
 def _within_noise(recalls: Sequence[float], n: int, spread: float | None = None) -> list[int]:
     """The positions of the recalls within noise of the best of ``n`` queries (the figures are rounded to
-    4 decimals: compared in whole queries). ``spread``: the per-query standard deviation, for a kind of
-    query whose recalls lie between 0 and 1 (many relevant items), where the hit-or-miss ``noise``
-    overstates it; None: hit or miss."""
+    4 decimals: compared in whole queries)."""
     n = max(1, n)
     best = max(recalls)
-    tolerance = noise(best, n) if spread is None else max(1, math.ceil(spread * math.sqrt(n) - 1e-6)) / n
+    tolerance = _tolerance(best, n, spread)
     return [i for i, recall in enumerate(recalls) if recall >= best - tolerance - 0.5 / n]
+
+
+def _tolerance(best: float, n: int, spread: float | None) -> float:
+    """One standard error of the best Recall@10 of ``n`` queries, in whole queries (at least one).
+    ``spread``: the per-query standard deviation, for a kind of query whose recalls lie between 0 and 1
+    (many relevant items), where the hit-or-miss ``noise`` overstates it; None: hit or miss."""
+    if spread is None:
+        return noise(best, n)
+    return max(1, math.ceil(spread * math.sqrt(n) - 1e-6)) / n
 
 
 def noise(recall: float, n: int) -> float:

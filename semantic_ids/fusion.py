@@ -68,10 +68,14 @@ def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
 
 def dense_weight(candidates: Candidates, params: FusionParams) -> float:
     """The linear dense weight for this query: ``dense_weight``, or with ``dense_gated`` that times one
-    minus the best lexical evidence among its candidates (in [0, 1])."""
+    minus the best lexical evidence among its candidates (in [0, 1]): their lexical score, or their
+    title match on its own, which the lexical score weighs down (a typo'd title barely registers with
+    BM25, yet the query named that title and the dense neighbours should stand back)."""
     if not params.dense_gated:
         return params.dense_weight
     evidence = float(candidates.lexical.max()) if len(candidates.lexical) else 0.0
+    if candidates.title is not None and len(candidates.title):
+        evidence = max(evidence, float(candidates.title.max()))
     return params.dense_weight * (1.0 - min(1.0, max(0.0, evidence)))
 
 

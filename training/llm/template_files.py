@@ -108,9 +108,9 @@ def _field(name: str, raw: Any, where: str) -> FieldSpec:
     if field.held_out_synonyms is not None:
         if field.kind != "category":
             raise TemplateError(f"{where}: held_out_synonyms are for a category field, not {field.kind}")
-        trained = {word.lower() for words in (field.synonyms or {}).values() for word in words}
-        for value, words in field.held_out_synonyms.items():
-            both = sorted(word for word in words if word.lower() in trained)
+        trained = {word.lower() for spelled in (field.synonyms or {}).values() for word in spelled}
+        for value, held_out in field.held_out_synonyms.items():
+            both = sorted(word for word in held_out if word.lower() in trained)
             if both:
                 raise TemplateError(
                     f"{where}.held_out_synonyms.{value}: {both[0]!r} is a training synonym too"

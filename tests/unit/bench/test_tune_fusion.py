@@ -155,3 +155,28 @@ def test_a_kind_of_many_relevant_queries_is_held_to_its_measured_spread() -> Non
     many = [replace(_scored(0.0, 0.0), relevant=tuple(range(5, 30))) for _ in range(20)]
     chosen, table = choose([*many, *[_scored(0.0, 0.0) for _ in range(20)]], {"synonyms": many})
     assert chosen.method == "linear" and all(row["recall@10_by_kind"]["synonyms"] == 0.5 for row in table)
+
+
+def _named(n_others: int = 10) -> Scored:
+    """A query the model gets right (row 0 first) whose ten other candidates all match a title: any
+    title weight pushes row 0 out of the top 10."""
+    candidates = Candidates(
+        rows=list(range(n_others + 1)),
+        sources=[("model",)] * (n_others + 1),
+        log_probs=np.asarray([-0.05] + [-0.1 * (i + 1) for i in range(n_others)]),
+        lexical=np.zeros(n_others + 1),
+        title=np.asarray([0.0] + [1.0] * n_others),
+    )
+    return Scored(candidates, np.ones(n_others + 1, dtype=bool), np.arange(n_others + 1) + 100, (0,), ())
+
+
+def test_where_no_setting_suits_every_kind_the_one_that_falls_least_short_wins() -> None:
+    easy = [_scored(0.0, 0.0) for _ in range(300)]
+    unreachable = [_scored(0.0, 0.0, reachable=False) for _ in range(100)]
+    named = [_named() for _ in range(4)]  # want no title weight
+    titles = [_scored(-20.0, 1.0) for _ in range(8)]  # want a title weight of 32
+    groups = {"held_out_phrasings": [*easy, *unreachable], "named": named, "typo": titles}
+    chosen, _ = choose([*easy, *unreachable, *named, *titles], groups)
+    # No title weight loses all 8 titles (7.5 standard errors of that kind), 32 all 4 named queries (3.5)
+    assert chosen.title_weight == 32.0
+    assert evaluate(titles, chosen)["recall@10"] == 1.0 and evaluate(named, chosen)["recall@10"] == 0.0

@@ -202,12 +202,12 @@ def choose(
     return settings[pick], table
 
 
-def _within_noise(recalls: Sequence[float], n: int, spread: float | None = None) -> list[int]:
+def _within_noise(recalls: Sequence[float], n: int) -> list[int]:
     """The positions of the recalls within noise of the best of ``n`` queries (the figures are rounded to
     4 decimals: compared in whole queries)."""
     n = max(1, n)
     best = max(recalls)
-    tolerance = _tolerance(best, n, spread)
+    tolerance = noise(best, n)
     return [i for i, recall in enumerate(recalls) if recall >= best - tolerance - 0.5 / n]
 
 
@@ -280,7 +280,8 @@ def tune(
         "rule": "within one standard error (whole queries) of the best Recall@10 on all queries, not below "
         "lexical alone: the largest dense depth; then, each kind within noise of its own best at that depth, "
         "the gated dense term, the smallest lexical and title weights, the largest dense weight (a kind of "
-        "many-relevant queries within its measured standard error)",
+        "many-relevant queries within its measured standard error; where no setting is within noise on every "
+        "kind, those that fall least short)",
     }
     for kind, members in groups.items():
         figures[kind] = {"queries": len(members), "hybrid": evaluate(members, best), **baselines(members)}

@@ -49,8 +49,8 @@ class FieldSpec:
     kind: str
     split: bool = False  # a string value is a comma-separated list ("Lana Wachowski, Lilly Wachowski")
     synonyms: Mapping[str, tuple[str, ...]] | None = None  # None: values are written as they are
-    # category: words or phrases for a value that training never uses: the stand-ins of the validation
-    # and the fusion tuning for the paraphrases no configuration lists ("something terrifying": Horror)
+    # category: words or phrases for a value that training never uses: the fusion tuning's stand-ins
+    # for the paraphrases no configuration lists ("something terrifying": Horror)
     held_out_synonyms: Mapping[str, tuple[str, ...]] | None = None
     lowercase: bool = False  # with synonyms: a value that has none is written in lower case
     words: Mapping[int, str] | None = None  # decade: the decades' words [DECADE_WORDS]

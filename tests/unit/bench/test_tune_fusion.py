@@ -12,6 +12,7 @@ from app.inference.model_loading import load_recommender_model
 from bench.fusion_eval import Scored, baselines
 from bench.tune_fusion import (
     MODEL_ONLY,
+    _tolerance,
     _within_noise,
     choose,
     collect,
@@ -148,9 +149,8 @@ def test_a_query_with_many_relevant_items_counts_the_share_of_its_top_10_they_fi
 def test_a_kind_of_many_relevant_queries_is_held_to_its_measured_spread() -> None:
     # 100 queries: hit or miss, a recall of 0.5 has a standard error of 5 queries, and 0.45 is within it;
     # recalls that each lie near 0.5 (spread 0.1) have one of 1 query, and 0.45 is not.
-    assert _within_noise([0.5, 0.45], 100) == [0, 1]
-    assert _within_noise([0.5, 0.45], 100, spread=0.1) == [0]
-    assert _within_noise([0.5, 0.49], 100, spread=0.1) == [0, 1]
+    assert _tolerance(0.5, 100, None) == 0.05 and _within_noise([0.5, 0.45], 100) == [0, 1]
+    assert _tolerance(0.5, 100, spread=0.1) == 0.01
     # through choose: a kind of many-relevant queries takes part like any other
     many = [replace(_scored(0.0, 0.0), relevant=tuple(range(5, 30))) for _ in range(20)]
     chosen, table = choose([*many, *[_scored(0.0, 0.0) for _ in range(20)]], {"synonyms": many})

@@ -81,7 +81,7 @@ def collect(ranker: HybridRanker, pairs: Sequence[Pair], *, beams: int, batch: i
     return out
 
 
-def _narrowed(scored: Scored, params: FusionParams) -> Candidates:
+def narrowed(scored: Scored, params: FusionParams) -> Candidates:
     """The candidates ``params``' depths would have given: beams, and lexical and dense finds within them."""
     c = scored.candidates
     keep = scored.is_beam | ((scored.lexical_rank < params.lexical_depth) & (c.lexical > 0.0))
@@ -112,7 +112,7 @@ def _measure(tops: Iterable[tuple[Sequence[int], tuple[int, ...]]]) -> dict[str,
 
 
 def _fused_top(scored: Scored, params: FusionParams) -> list[int]:
-    candidates = _narrowed(scored, params)
+    candidates = narrowed(scored, params)
     order = np.argsort(-fuse(candidates, params), kind="stable")[:TOP_K]
     return [candidates.rows[i] for i in order]
 

@@ -35,11 +35,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.fusion_eval import MODEL_ONLY, Pair, Scored, baselines, collect, evaluate, per_query_recall
+import numpy as np
+
+from bench.fusion_eval import (
+    MODEL_ONLY,
+    Pair,
+    Scored,
+    baselines,
+    collect,
+    evaluate,
+    narrowed,
+    per_query_recall,
+)
 from bench.typo_titles import title_queries
 from semantic_ids.bundle import (
+    GATE_FEATURES,
     MANIFEST,
     SCHEMA_VERSION,
+    DenseGate,
     FusionParams,
     Manifest,
     RetrievalInfo,
@@ -47,6 +60,7 @@ from semantic_ids.bundle import (
     read_manifest,
     write_manifest,
 )
+from semantic_ids.fusion import gate_features
 from semantic_ids.hybrid import HybridRanker
 from training.llm.held_out_synonyms import synonym_queries
 from training.llm.template_files import load_templates
@@ -63,6 +77,8 @@ RRF_DENSE_WEIGHTS = (0.0, 1.0)
 TITLE_WEIGHTS = (0.0, 4.0, 8.0, 16.0, 32.0)  # times a title match in [0, 1]
 TYPO_SEED = 1  # bench.typo_titles measures with seed 0: the tuning's typos are others
 TYPO_KINDS = ("typo", "typo_phrased")
+GATE_WEIGHTS = (16.0, 32.0, 64.0, 128.0, 256.0)  # dense weights tried behind a learned gate
+GATE_L2 = 0.1  # ridge on the gate's standardised weights: a few hundred queries, six features
 SYNONYMS = "held_out_synonyms"  # the kind of the queries that name a category in words never trained on
 
 
@@ -188,10 +204,8 @@ def choose(
     for kind, members in (groups or {}).items():
         kind_recalls = {i: by_kind[kind][i] for i in same_depth}
         best_at_depth = max(same_depth, key=kind_recalls.__getitem__)
-        spread = None
-        if any(len(s.relevant) > 1 for s in members) and len(members) > 1:  # recalls between 0 and 1
-            spread = statistics.stdev(per_query_recall(members, settings[best_at_depth]))
         n_kind = max(1, len(members))
+        spread = _spread(members, settings[best_at_depth])
         tolerance = _tolerance(kind_recalls[best_at_depth], n_kind, spread)
         for i in same_depth:
             missing = (kind_recalls[best_at_depth] - kind_recalls[i] - 0.5 / n_kind) / tolerance
@@ -200,6 +214,77 @@ def choose(
     bound = max(1.0, min(shortfall.values()))
     pick = min((i for i in same_depth if shortfall[i] <= bound), key=lambda i: _say(settings[i]))
     return settings[pick], table
+
+
+def fit_dense_gate(collected: Sequence[Scored], base: FusionParams, weight: float) -> DenseGate:
+    """A logistic gate that opens the dense term (``weight`` times the cosine, on top of ``base`` without
+    its dense term) for the queries it helps: each query's label is whether the open term raised its
+    Recall@10, its weight by how much it moved it (a query it left alone teaches nothing). Fitted on
+    standardised features with a small ridge (Newton steps), stored in the features' own units."""
+    closed = base.model_copy(update={"dense_weight": 0.0, "dense_gated": False, "dense_gate": None})
+    opened = closed.model_copy(update={"dense_weight": weight})
+    features = np.asarray(
+        [[gate_features(narrowed(s, base))[name] for name in GATE_FEATURES] for s in collected]
+    )
+    gain = np.asarray(per_query_recall(collected, opened)) - np.asarray(per_query_recall(collected, closed))
+    label, sample = (gain > 0).astype(np.float64), np.abs(gain)
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-9
+    x = np.hstack([np.ones((len(features), 1)), (features - mean) / scale])
+    coef = np.zeros(x.shape[1])
+    ridge = np.diag([0.0] + [2.0 * GATE_L2] * len(GATE_FEATURES))
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ coef, -50.0, 50.0)))
+        gradient = x.T @ (sample * (p - label)) + ridge @ coef
+        hessian = (x * (sample * p * (1.0 - p))[:, None]).T @ x + ridge + 1e-9 * np.eye(len(coef))
+        step = np.linalg.solve(hessian, gradient)
+        coef -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    weights = coef[1:] / scale
+    return DenseGate(
+        bias=round(float(coef[0] - weights @ mean), 6),
+        weights={name: round(float(w), 6) for name, w in zip(GATE_FEATURES, weights, strict=True)},
+    )
+
+
+def gate_the_dense_term(
+    best: FusionParams, groups: Mapping[str, Sequence[Scored]]
+) -> tuple[FusionParams, list[dict[str, Any]]]:
+    """``best`` with its dense term behind a learned gate (``fit_dense_gate``), at the dense weight that
+    measures best on all the queries together, provided no kind falls more than its noise below what
+    ``best`` gives it; else ``best`` itself. And each weight's figures."""
+    pooled = [s for members in groups.values() for s in members]
+    if best.method != "linear" or best.dense_depth == 0 or not pooled:
+        return best, []
+    pick, pick_recall, tried = best, evaluate(pooled, best)["recall@10"], []
+    before = {kind: evaluate(members, best)["recall@10"] for kind, members in groups.items()}
+    for weight in GATE_WEIGHTS:
+        gated = best.model_copy(
+            update={
+                "dense_weight": weight,
+                "dense_gated": False,
+                "dense_gate": fit_dense_gate(pooled, best, weight),
+            }
+        )
+        by_kind = {kind: evaluate(members, gated)["recall@10"] for kind, members in groups.items()}
+        holds = True
+        for kind, members in groups.items():
+            tolerance = _tolerance(before[kind], len(members), _spread(members, best))
+            holds &= by_kind[kind] >= before[kind] - tolerance - 0.5 / len(members)
+        recall = evaluate(pooled, gated)["recall@10"]
+        tried.append(
+            {"dense_weight": weight, "recall@10": recall, "recall@10_by_kind": by_kind, "holds": holds}
+        )
+        if holds and recall > pick_recall:
+            pick, pick_recall = gated, recall
+    return pick, tried
+
+
+def _spread(members: Sequence[Scored], params: FusionParams) -> float | None:
+    """The per-query spread of a kind with many relevant items per query; None: hit or miss."""
+    if any(len(s.relevant) > 1 for s in members) and len(members) > 1:
+        return statistics.stdev(per_query_recall(members, params))
+    return None
 
 
 def _within_noise(recalls: Sequence[float], n: int) -> list[int]:
@@ -271,17 +356,20 @@ def tune(
             groups[kind] = collect(ranker, kind_pairs, beams=beams, batch=batch)
     pooled = [scored for members in groups.values() for scored in members]
     best, table = choose(pooled, groups)
+    best, gate_weights = gate_the_dense_term(best, groups)
     best_recall = max(table, key=lambda row: (row["recall@10"], row["mrr@10"]))
     figures: dict[str, Any] = {
         "queries": len(pooled),
         "hybrid": evaluate(pooled, best),
         **baselines(pooled),
         "best_in_grid": best_recall,
+        "learned_gate": gate_weights,
         "rule": "within one standard error (whole queries) of the best Recall@10 on all queries, not below "
         "lexical alone: the largest dense depth; then, each kind within noise of its own best at that depth, "
         "the gated dense term, the smallest lexical and title weights, the largest dense weight (a kind of "
         "many-relevant queries within its measured standard error; where no setting is within noise on every "
-        "kind, those that fall least short)",
+        "kind, those that fall least short); then the dense term behind a gate learned on the same queries, "
+        "at the weight best on all of them, where no kind falls more than its noise",
     }
     for kind, members in groups.items():
         figures[kind] = {"queries": len(members), "hybrid": evaluate(members, best), **baselines(members)}

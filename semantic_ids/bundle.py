@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from semantic_ids.ids import IdScheme
 
@@ -93,6 +93,31 @@ class TokenInfo(_Frozen):
     added_count: int
 
 
+# The query-level signals a learned dense gate reads (``semantic_ids.fusion.gate_features`` computes them).
+GATE_FEATURES = (
+    "lexical_evidence",  # the best lexical evidence among the candidates, in [0, 1]
+    "title_match",  # the best fuzzy title match among them, in [0, 1]
+    "model_top_log_prob",  # the model's best beam's log-probability: how sure it is of one item
+    "model_top_gap",  # that minus the second beam's: one clear pick, or many alike (a genre)
+    "dense_top_cosine",  # the dense source's best cosine similarity
+    "beam_dense_overlap",  # the share of the dense finds the beams found too
+)
+
+
+class DenseGate(_Frozen):
+    """A logistic gate on the dense term, learned by ``bench/tune_fusion.py``: the dense weight times
+    ``sigmoid(bias + sum(weights[f] * feature f))``, in the features' own units (``GATE_FEATURES``)."""
+
+    bias: float
+    weights: dict[str, float]
+
+    @model_validator(mode="after")
+    def _known_features(self) -> DenseGate:
+        if set(self.weights) != set(GATE_FEATURES):
+            raise ValueError(f"a dense gate weighs exactly the features {', '.join(GATE_FEATURES)}")
+        return self
+
+
 class FusionParams(_Frozen):
     """How ``hybrid`` mode ranks the model's beams together with the lexical and dense top items."""
 
@@ -117,6 +142,10 @@ class FusionParams(_Frozen):
     # neighbours weigh in where the query matched little lexically (a paraphrase, a genre in other words)
     # and stand back where it named a title or a person. rrf: not used.
     dense_gated: bool = False
+    # linear: the dense term times a learned gate on the query's signals instead (``DenseGate``): the
+    # lexical evidence alone let a paraphrase's stray word matches shut the dense neighbours out, where the
+    # model's own doubt (many beams alike, none sure) says the query asks for a kind, not an item.
+    dense_gate: DenseGate | None = None
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 

@@ -7,7 +7,7 @@ combine:
 - ``linear``: ``log p_model(ID | query) + lexical_weight * lexical + title_weight * title match +
   dense_weight * cosine``: the model's ranking with bonuses for lexical and dense evidence, in the
   model's own units; with ``dense_gated`` the dense weight shrinks as the query's best lexical evidence
-  grows (``dense_weight``);
+  grows, or with a learned ``dense_gate`` as that gate on the query's signals says (``dense_weight``);
 - ``rrf``: reciprocal-rank fusion over the candidates, ``1 / (rrf_k + model rank) + 1 / (rrf_k +
   lexical rank) + dense_weight / (rrf_k + dense rank)``: blind to the scales, only the orders count.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semantic_ids.bundle import FusionParams
+from semantic_ids.bundle import GATE_FEATURES, DenseGate, FusionParams
 
 MODEL, LEXICAL, DENSE = "model", "lexical", "dense"  # the sources an item can be found by, in this order
 SOURCES = (MODEL, LEXICAL, DENSE)
@@ -67,16 +67,46 @@ def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
 
 
 def dense_weight(candidates: Candidates, params: FusionParams) -> float:
-    """The linear dense weight for this query: ``dense_weight``, or with ``dense_gated`` that times one
-    minus the best lexical evidence among its candidates (in [0, 1]): their lexical score, or their
-    title match on its own, which the lexical score weighs down (a typo'd title barely registers with
-    BM25, yet the query named that title and the dense neighbours should stand back)."""
+    """The linear dense weight for this query: ``dense_weight``; with a learned ``dense_gate`` that times
+    the gate's opening; else with ``dense_gated`` that times one minus the best lexical evidence among its
+    candidates (in [0, 1]): their lexical score, or their title match on its own, which the lexical score
+    weighs down (a typo'd title barely registers with BM25, yet the query named that title and the dense
+    neighbours should stand back)."""
+    if params.dense_gate is not None:
+        return params.dense_weight * gate_opening(candidates, params.dense_gate)
     if not params.dense_gated:
         return params.dense_weight
     evidence = float(candidates.lexical.max()) if len(candidates.lexical) else 0.0
     if candidates.title is not None and len(candidates.title):
         evidence = max(evidence, float(candidates.title.max()))
     return params.dense_weight * (1.0 - min(1.0, max(0.0, evidence)))
+
+
+def gate_features(candidates: Candidates) -> dict[str, float]:
+    """One query's ``GATE_FEATURES``, from its candidates alone (the service and the tuning agree)."""
+    beams = np.asarray([MODEL in s for s in candidates.sources], dtype=bool)
+    found_dense = np.asarray([DENSE in s for s in candidates.sources], dtype=bool)
+    log_probs = np.where(np.isfinite(candidates.log_probs), candidates.log_probs, _FLOOR)
+    best = np.sort(log_probs[beams])[::-1] if beams.any() else np.zeros(1)
+    title = candidates.title if candidates.title is not None and len(candidates.title) else np.zeros(1)
+    dense = candidates.dense if candidates.dense is not None and len(candidates.dense) else np.zeros(1)
+    features = {
+        "lexical_evidence": float(candidates.lexical.max()) if len(candidates.lexical) else 0.0,
+        "title_match": float(title.max()),
+        "model_top_log_prob": float(best[0]),
+        "model_top_gap": float(best[0] - best[1]) if len(best) > 1 else 0.0,
+        "dense_top_cosine": float(dense.max()),
+        "beam_dense_overlap": float((beams & found_dense).sum() / max(1, found_dense.sum())),
+    }
+    assert tuple(features) == GATE_FEATURES
+    return features
+
+
+def gate_opening(candidates: Candidates, gate: DenseGate) -> float:
+    """The learned gate's opening in (0, 1) for this query."""
+    features = gate_features(candidates)
+    z = gate.bias + sum(weight * features[name] for name, weight in gate.weights.items())
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0))))
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

@@ -11,12 +11,15 @@ import numpy as np
 from app.inference.model_loading import load_recommender_model
 from bench.fusion_eval import Scored, baselines
 from bench.tune_fusion import (
+    GATE_WEIGHTS,
     MODEL_ONLY,
     _tolerance,
     _within_noise,
     choose,
     collect,
     evaluate,
+    fit_dense_gate,
+    gate_the_dense_term,
     grid,
     noise,
     tune,
@@ -180,3 +183,47 @@ def test_where_no_setting_suits_every_kind_the_one_that_falls_least_short_wins()
     # No title weight loses all 8 titles (7.5 standard errors of that kind), 32 all 4 named queries (3.5)
     assert chosen.title_weight == 32.0
     assert evaluate(titles, chosen)["recall@10"] == 1.0 and evaluate(named, chosen)["recall@10"] == 0.0
+
+
+def _gate_query(rng: np.random.Generator, named: bool) -> Scored:
+    """Ten beams and one dense find (row 10) the model likes little. A paraphrase wants the dense find
+    (relevant: row 10); a named query matched its tenth beam lexically (relevant: row 9), which a loud
+    dense term pushes out of the top 10."""
+    evidence = rng.uniform(0.6, 1.0) if named else rng.uniform(0.0, 0.2)
+    lexical = np.zeros(11)
+    lexical[9] = evidence
+    candidates = Candidates(
+        rows=list(range(11)),
+        sources=[("model",)] * 10 + [("dense",)],
+        log_probs=np.asarray([-1.0 - 0.1 * i for i in range(10)] + [-5.0]),
+        lexical=lexical,
+        dense=np.asarray([0.1] * 10 + [0.9]),
+        title=np.zeros(11),
+    )
+    return Scored(
+        candidates, np.asarray([True] * 10 + [False]), np.arange(11), (9,) if named else (10,),
+        tuple(range(10)), np.asarray([*range(1, 11), 0]), (10, *range(9)),
+    )  # fmt: skip
+
+
+def test_the_learned_gate_opens_the_dense_term_only_where_it_helps() -> None:
+    rng = np.random.default_rng(0)
+    groups = {
+        "named": [_gate_query(rng, named=True) for _ in range(30)],
+        "paraphrases": [_gate_query(rng, named=False) for _ in range(30)],
+    }
+    base = FusionParams(lexical_weight=0.01, dense_depth=10, dense_weight=0.0, dense_gated=True)
+    assert evaluate(groups["paraphrases"], base)["recall@10"] == 0.0
+    opened = base.model_copy(update={"dense_weight": 16.0, "dense_gated": False})
+    assert evaluate(groups["named"], opened)["recall@10"] == 0.0  # the open term costs them all
+    gate = fit_dense_gate([s for m in groups.values() for s in m], base, 16.0)
+    assert gate.weights["lexical_evidence"] < 0.0  # learnt: lexical evidence shuts it
+    pick, tried = gate_the_dense_term(base, groups)
+    assert pick.dense_gate is not None and len(tried) == len(GATE_WEIGHTS)
+    assert evaluate(groups["named"], pick)["recall@10"] == 1.0
+    assert evaluate(groups["paraphrases"], pick)["recall@10"] == 1.0
+    # a ranking that uses no dense term has nothing to gate
+    assert gate_the_dense_term(base.model_copy(update={"dense_depth": 0}), groups) == (
+        base.model_copy(update={"dense_depth": 0}),
+        [],
+    )

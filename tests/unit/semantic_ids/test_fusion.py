@@ -1,13 +1,16 @@
-"""Linear fusion's gated dense term: the dense neighbours weigh in as the lexical evidence stands back."""
+"""Linear fusion's gated dense term: the dense neighbours weigh in as the lexical evidence stands back, or as
+a learned gate on the query's signals says."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
-from semantic_ids.bundle import FusionParams
-from semantic_ids.fusion import Candidates, dense_weight, fuse
+from semantic_ids.bundle import GATE_FEATURES, DenseGate, FusionParams
+from semantic_ids.fusion import Candidates, dense_weight, fuse, gate_features, gate_opening
 
 
 def _candidates(lexical: list[float]) -> Candidates:
@@ -41,3 +44,47 @@ def test_a_title_match_closes_the_gate_on_its_own() -> None:
     assert int(np.argmax(fuse(typoed, gated))) == 0
     no_title = replace(typoed, title=np.asarray([0.0, 0.0]))
     assert dense_weight(no_title, gated) == 4.0 * (1.0 - 0.3)
+
+
+def _gate(**weights: float) -> DenseGate:
+    return DenseGate(bias=0.0, weights={name: weights.get(name, 0.0) for name in GATE_FEATURES})
+
+
+def test_gate_features_read_the_query_from_its_candidates() -> None:
+    candidates = Candidates(
+        rows=[0, 1, 2],
+        sources=[("model",), ("model", "dense"), ("dense",)],
+        log_probs=np.asarray([-0.5, -2.0, -np.inf]),
+        lexical=np.asarray([0.2, 0.7, 0.0]),
+        dense=np.asarray([0.1, 0.4, 0.6]),
+        title=np.asarray([0.0, 0.3, 0.0]),
+    )
+    assert gate_features(candidates) == {
+        "lexical_evidence": 0.7,
+        "title_match": 0.3,
+        "model_top_log_prob": -0.5,
+        "model_top_gap": 1.5,
+        "dense_top_cosine": 0.6,
+        "beam_dense_overlap": 0.5,  # one of the two dense finds is a beam too
+    }
+
+
+def test_a_learned_gate_opens_the_dense_term_as_its_logit_says() -> None:
+    gate = _gate(lexical_evidence=-20.0)  # shut where the query matched, half open where it did not
+    params = FusionParams(lexical_weight=1.0, dense_depth=2, dense_weight=4.0, dense_gate=gate)
+    paraphrase, named = _candidates([0.0, 0.0]), _candidates([1.0, 0.0])
+    assert gate_opening(paraphrase, gate) == 0.5 and dense_weight(paraphrase, params) == 2.0
+    assert dense_weight(named, params) < 1e-8
+    assert int(np.argmax(fuse(paraphrase, params))) == 1  # -2 + 1.8 > -1 + 0.2
+    assert int(np.argmax(fuse(named, params))) == 0
+    # the gate replaces the lexical-evidence gate, whatever dense_gated says
+    both = params.model_copy(update={"dense_gated": True})
+    assert dense_weight(paraphrase, both) == 2.0
+    assert FusionParams.model_validate_json(params.model_dump_json()) == params  # as the manifest keeps it
+
+
+def test_a_gate_must_weigh_exactly_the_known_features() -> None:
+    with pytest.raises(ValidationError, match="exactly the features"):
+        DenseGate(bias=0.0, weights={"lexical_evidence": 1.0})
+    with pytest.raises(ValidationError, match="exactly the features"):
+        DenseGate(bias=0.0, weights={**_gate().weights, "query_length": 1.0})

@@ -259,7 +259,11 @@ def gate_the_dense_term(
     if best.method != "linear" or best.dense_depth == 0 or not pooled:
         return best, []
     pick, tried = best, []
-    before = {kind: evaluate(members, best)["recall@10"] for kind, members in groups.items()}
+    floor = {}  # each kind's recall under ``best``, less its noise: what a gated setting must keep
+    for kind, members in groups.items():
+        before = evaluate(members, best)["recall@10"]
+        tolerance = _tolerance(before, len(members), _spread(members, best))
+        floor[kind] = before - tolerance - 0.5 / len(members)
     for weight in GATE_WEIGHTS:
         gated = best.model_copy(
             update={
@@ -269,10 +273,7 @@ def gate_the_dense_term(
             }
         )
         by_kind = {kind: evaluate(members, gated)["recall@10"] for kind, members in groups.items()}
-        holds = True
-        for kind, members in groups.items():
-            tolerance = _tolerance(before[kind], len(members), _spread(members, best))
-            holds &= by_kind[kind] >= before[kind] - tolerance - 0.5 / len(members)
+        holds = all(by_kind[kind] >= floor[kind] for kind in groups)
         recall = evaluate(pooled, gated)["recall@10"]
         tried.append(
             {"dense_weight": weight, "recall@10": recall, "recall@10_by_kind": by_kind, "holds": holds}

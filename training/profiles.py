@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from semantic_ids.bundle import FusionParams
+from semantic_ids.bundle import DenseGate, FusionParams
 from training.data.catalogue import CatalogueError, load_films
 from training.data.items import CatalogueItem
 from training.ids.rqvae import RQVAEConfig
@@ -50,17 +50,29 @@ class Profile:
 # so the budget takes what the 25 minutes leave: up to 1,260 s of training, less on a machine whose other
 # stages take longer (``total_budget_s``). The layers run compiled where a C++ compiler is there, one layer
 # at a time (+29 % examples per second on an AVX2-only CPU after a 30 s compile, bench/RESULTS.md).
-# What `bench.tune_fusion` chose on the demo bundle of 2026-11-26 (bench/results/fusion_tuning.json), so
-# `make demo` serves all three sources at once; `bench.tune_fusion --write` tunes a bundle on its own.
+# What `bench.tune_fusion` chose on the demo bundle of 2026-12-03 (bench/results/fusion_tuning.json), so
+# `make demo` serves all three sources at once, the dense term behind the gate learned there (the
+# model's sureness is one of its signals: a bundle trained for less time may want its own);
+# `bench.tune_fusion --write` tunes a bundle on its own (about 7 minutes on the demo).
 DEMO_FUSION = FusionParams(
     method="linear",
     lexical_depth=10,
     lexical_weight=64.0,
-    title_weight=32.0,
+    title_weight=4.0,
     dense_depth=10,
-    dense_weight=16.0,
-    dense_gated=True,
-    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261126T021620Z, not this bundle",
+    dense_weight=128.0,
+    dense_gate=DenseGate(
+        bias=-0.595498,
+        weights={
+            "lexical_evidence": -4.622331,
+            "title_match": 0.409478,
+            "model_top_log_prob": 0.109325,
+            "model_top_gap": -0.013512,
+            "dense_top_cosine": 1.430213,
+            "beam_dense_overlap": 11.638864,
+        },
+    ),
+    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261203T115848Z, not this bundle",
 )
 _DEMO_PIPELINE = PipelineConfig(
     profile="demo",

@@ -11,7 +11,7 @@ The configuration's held-out validation templates are never used.
 
 The module-level knobs below apply to every catalogue and are read at call time, so an experiment can
 set them: ``CAST_WEIGHT_POWER``, ``MULTI_CAST_RATE`` and ``SHOWN_NAME_RATE`` for every facet with
-``pick: popular``, ``TITLE_TYPO_RATE`` for a title typed alone, ``title_form`` for every title.
+``pick: popular`` (with ``ANY_NAME_RATE``), ``FOREIGN_RATE`` for decades and genres, ``TITLE_TYPO_RATE`` for a title typed alone, ``title_form`` for every title.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from semantic_ids.query_attributes import decade_forms, genre_words
 from training.data.items import CatalogueItem
 from training.llm.examples import MATCH_CAP, MatchIndex, example_target, query_example
 from training.llm.phrasing import LINKING_WORDS, form, spell, text_words, typo
@@ -46,7 +47,16 @@ MULTI_CAST_RATE = 0.0
 # uniformly: the facts every retriever can see, and the examples file's templates ask about, one-film
 # actors included, whom popularity alone almost never draws.
 SHOWN_NAME_RATE = 0.0
+# At ANY_NAME_RATE the name is any of the item's names, uniformly: popularity alone almost never draws
+# an actor billed far down, and people ask for those too (issue 24: the 12th-billed actor of a film).
+ANY_NAME_RATE = 0.35
 TITLE_TYPO_RATE = 0.35
+# At FOREIGN_RATE a decade or a genre (a category field of genres, ``GENRE_KEYS``) is written in French,
+# Spanish or German instead, from the word list the service parses queries with
+# (``semantic_ids/attribute_words.yaml``): "une comédie des années 80" asks for what "an 80s comedy" does.
+FOREIGN_RATE = 0.15
+FOREIGN_LANGUAGES = ("fr", "es", "de")
+GENRE_KEYS = frozenset({"genres", "genre", "categories", "category"})
 
 
 def _title_keywords(title: str, rng: random.Random) -> str:
@@ -109,7 +119,11 @@ class _Facets:
             self._constrain(name, year if field.kind == "year" else year // 10 * 10)
             if field.kind == "year":
                 return form(facet.forms, str(year), self.rng)
-            spelt = self.rng.choice(decade_spellings(field, year // 10 * 10, facet.spellings))
+            decade = year // 10 * 10
+            foreign = self._foreign(decade_forms, decade)
+            if foreign is not None:
+                return foreign  # its own preposition: "des années 80", "aus den 80ern"
+            spelt = self.rng.choice(decade_spellings(field, decade, facet.spellings))
             return form(facet.forms, spelt, self.rng)
         if field.kind == "text":
             words = text_words(" ".join(field_values(field, raw)), self.rng)
@@ -127,6 +141,10 @@ class _Facets:
         else:
             value = values[0] if facet.pick == "first" else self.rng.choice(values)
         self._constrain(name, value)
+        if field.kind == "category" and field.key in GENRE_KEYS:
+            foreign = self._foreign(genre_words, value)
+            if foreign is not None:
+                return foreign
         if facet.surname_rate and self.rng.random() < facet.surname_rate and " " in value:
             value = value.split()[-1]  # "a Nolan film"
         return form(facet.forms, spell(field, value, self.rng, facet.keep_value), self.rng)
@@ -144,10 +162,21 @@ class _Facets:
             return form(facet.multi_forms, joined, self.rng)
         if SHOWN_NAME_RATE and facet.shown and self.rng.random() < SHOWN_NAME_RATE:
             chosen_name = self.rng.choice(names[: facet.shown])
+        elif self.rng.random() < ANY_NAME_RATE:
+            chosen_name = self.rng.choice(names)
         else:
             chosen_name = self.rng.choices(names, weights=weights)[0]
         self._constrain(name, chosen_name)
+        if facet.surname_rate and self.rng.random() < facet.surname_rate and " " in chosen_name:
+            chosen_name = chosen_name.split()[-1]  # "a Reeves movie"
         return form(facet.forms, chosen_name, self.rng)
+
+    def _foreign(self, words_of: Callable[[Any, str], list[str]], value: Any) -> str | None:
+        """At FOREIGN_RATE, ``value`` in one of FOREIGN_LANGUAGES' words (None: not now, or no words)."""
+        if self.rng.random() >= FOREIGN_RATE:
+            return None
+        words = words_of(value, self.rng.choice(FOREIGN_LANGUAGES))
+        return self.rng.choice(words) if words else None
 
 
 def _choose_facets(rng: random.Random, templates: QueryTemplates) -> list[str]:

@@ -16,7 +16,8 @@ the same queries over the same catalogue:
   machine's speed drifts during the run);
 - ``dense``: ``training.eval.baselines.dense_rankings`` (MiniLM query vector, cosine against the run's
   ``embeddings.npy``);
-- ``bm25``: ``training.eval.baselines.bm25_rankings`` (bm25s over ``render_item_text``);
+- ``bm25``: ``training.eval.baselines.bm25_rankings`` (bm25s over the whole row, ``full_row_text``: the
+  title and every field, as a user would index it in ten minutes);
 - ``random``: the expected figures of a random ranking (computed, not sampled), the floor to read
   broad queries against.
 
@@ -264,16 +265,15 @@ def run_dense(items: Sequence[Mapping[str, Any]], embeddings: np.ndarray, texts:
 
 def run_bm25(items: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> SystemRun:
     from semantic_ids.lexical import import_bm25s
-    from training.data.item_text import render_item_text
     from training.data.items import items_from_dicts
-    from training.eval.baselines import bm25_rankings
+    from training.eval.baselines import bm25_rankings, full_row_text
 
     bm25s = import_bm25s()
 
     catalogue = items_from_dicts(items)
     rankings = bm25_rankings(texts, catalogue, top_k=TOP_K)
     started = time.perf_counter()
-    corpus = [render_item_text(item) for item in catalogue]  # the same index bm25_rankings builds
+    corpus = [full_row_text(item) for item in catalogue]  # the same index bm25_rankings builds
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
     index_s = time.perf_counter() - started

@@ -26,6 +26,11 @@ Filter keys (all given keys must hold):
   ``language_only`` (the item's only language) stands for "a French-language film", and
   ``non_english`` (no English variant listed) for "a foreign-language film".
 - ``mpaa_rating``: a rating or a list (any).
+- ``writer``, ``production``: a name or a list (*any* among the item's comma-separated writers or
+  production companies).
+
+A second set with other kinds (``bench.unseen_queries_2``, ``bench/queries/demo_unseen_2.jsonl``) is
+built by the same code.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ DEFAULT_OUT = Path("bench/queries/demo_unseen.jsonl")
 
 CATEGORIES = ("title", "attributes", "decade", "synonym", "director", "multilingual", "country_language")
 _ALL_OF = ("genres", "cast")
-_ANY_OF = ("director", "country", "language", "mpaa_rating")
+_ANY_OF = ("director", "country", "language", "mpaa_rating", "writer", "production")
 
 
 @dataclass(frozen=True)
@@ -521,7 +526,9 @@ class QuerySetError(ValueError):
 
 
 def build_query_set(
-    items: Sequence[Mapping[str, Any]], specs: Sequence[QuerySpec] = SPECS
+    items: Sequence[Mapping[str, Any]],
+    specs: Sequence[QuerySpec] = SPECS,
+    categories: Sequence[str] = CATEGORIES,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows for the JSONL file, and the queries dropped for having no relevant item."""
     flat_items = [flat(item) for item in items]
@@ -534,7 +541,7 @@ def build_query_set(
         raise QuerySetError("filters name values the catalogue does not have: " + "; ".join(problems))
     rows: list[dict[str, Any]] = []
     dropped: list[str] = []
-    counters = dict.fromkeys(CATEGORIES, 0)
+    counters = dict.fromkeys(categories, 0)
     for spec in specs:
         relevant = relevant_items(flat_items, spec.filter)
         if not relevant:
@@ -554,10 +561,15 @@ def build_query_set(
     return rows, dropped
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    specs: Sequence[QuerySpec] = SPECS,
+    categories: Sequence[str] = CATEGORIES,
+    default_out: Path = DEFAULT_OUT,
+) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument(
         "--examples", type=Path, default=DEFAULT_EXAMPLES,
         help="fine-tuning examples to compare verbatim (skipped when absent)",
@@ -570,9 +582,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     items = [flat(row) for row in read_jsonl(args.catalogue)]
-    texts = [spec.text for spec in SPECS]
+    texts = [spec.text for spec in specs]
     try:
-        rows, dropped = build_query_set(items)
+        rows, dropped = build_query_set(items, specs, categories)
     except QuerySetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -585,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: queries not unseen: {'; '.join(found)}", file=sys.stderr)
         return 2
     write_jsonl(rows, args.out)
-    by_category = {c: sum(r["category"] == c for r in rows) for c in CATEGORIES}
+    by_category = {c: sum(r["category"] == c for r in rows) for c in categories}
     print(f"{len(rows)} queries -> {args.out} {by_category}")
     if dropped:
         print(f"dropped (no relevant item): {dropped}")

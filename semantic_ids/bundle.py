@@ -146,6 +146,12 @@ class FusionParams(_Frozen):
     # lexical evidence alone let a paraphrase's stray word matches shut the dense neighbours out, where the
     # model's own doubt (many beams alike, none sure) says the query asks for a kind, not an item.
     dense_gate: DenseGate | None = None
+    # Before the fused score (``semantic_ids.fusion.rank``): candidates meeting more of the query's
+    # structured attributes (decade, genre, rating, country, language) first, when ``attributes``; then
+    # those whose lexical evidence alone is at least ``decisive_evidence`` (None: no such tier). Bundles
+    # written before these tiers read the defaults, which the service has applied since.
+    attributes: bool = True
+    decisive_evidence: float | None = Field(default=0.8, ge=0.0, le=1.0)
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 

@@ -10,6 +10,20 @@ combine:
   grows, or with a learned ``dense_gate`` as that gate on the query's signals says (``dense_weight``);
 - ``rrf``: reciprocal-rank fusion over the candidates, ``1 / (rrf_k + model rank) + 1 / (rrf_k +
   lexical rank) + dense_weight / (rrf_k + dense rank)``: blind to the scales, only the orders count.
+
+``rank`` orders candidates by that fused score within two tiers that come first (issue 24):
+
+1. **attributes**: the fraction of the query's structured attributes a candidate meets
+   (``semantic_ids.query_attributes``: "a comedy from the nineties" asks for both), so a decade or a
+   genre the query names is never outranked by a row outside it while enough rows meet it;
+2. **decisive lexical matches**: candidates whose lexical evidence alone is decisive
+   (``LexicalScores.decisive`` at least ``FusionParams.decisive_evidence``: they match all of the
+   query's content words, typically a person's name or a title, and the query has little else) come
+   before those the model or the dense neighbours prefer on looser grounds. Full-row BM25 finds the
+   film of a query naming its 12th-billed actor first; fusion keeps it there.
+
+Where neither tier separates candidates (no attributes, no decisive match: a paraphrase, a vague
+query), the model and the dense source rank as before.
 """
 
 from __future__ import annotations
@@ -36,6 +50,8 @@ class Candidates:
     lexical: np.ndarray  # (candidates,) lexical scores
     dense: np.ndarray | None = None  # (candidates,) cosine similarities; None: the dense source is off
     title: np.ndarray | None = None  # (candidates,) fuzzy title matches in [0, 1]; None: not known
+    satisfied: np.ndarray | None = None  # (candidates,) fraction of the query's attributes met; None: none
+    decisive: np.ndarray | None = None  # (candidates,) lexical decisiveness in [0, 1]; None: not known
 
     def subset(self, index: np.ndarray) -> Candidates:
         """The candidates at ``index`` (positions), in that order."""
@@ -46,6 +62,8 @@ class Candidates:
             lexical=self.lexical[index],
             dense=None if self.dense is None else self.dense[index],
             title=None if self.title is None else self.title[index],
+            satisfied=None if self.satisfied is None else self.satisfied[index],
+            decisive=None if self.decisive is None else self.decisive[index],
         )
 
 
@@ -64,6 +82,24 @@ def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
         params.rrf_k + _ranks(candidates.lexical)
     )
     return rrf if dense is None else rrf + params.dense_weight / (params.rrf_k + _ranks(dense))
+
+
+def tiers(candidates: Candidates, params: FusionParams) -> tuple[np.ndarray, np.ndarray]:
+    """(candidates,) the attribute tier and the decisive tier (0 or 1) that come before the fused score."""
+    count = len(candidates.rows)
+    satisfied = candidates.satisfied if candidates.satisfied is not None and params.attributes else None
+    attribute_tier = np.zeros(count) if satisfied is None else np.round(satisfied, 6)
+    if candidates.decisive is None or params.decisive_evidence is None:
+        return attribute_tier, np.zeros(count)
+    return attribute_tier, (candidates.decisive >= params.decisive_evidence).astype(np.float64)
+
+
+def rank(candidates: Candidates, params: FusionParams) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate positions best first (attributes met, then decisive lexical matches, then the fused
+    score), and the fused scores."""
+    fused = fuse(candidates, params)
+    attribute_tier, decisive_tier = tiers(candidates, params)
+    return np.lexsort((-fused, -decisive_tier, -attribute_tier)), fused
 
 
 def dense_weight(candidates: Candidates, params: FusionParams) -> float:

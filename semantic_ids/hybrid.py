@@ -28,7 +28,7 @@ import torch
 from semantic_ids.bundle import FusionParams
 from semantic_ids.decoding import Candidate, ConstrainedDecoder
 from semantic_ids.dense import DenseRetriever
-from semantic_ids.fusion import DENSE, LEXICAL, MODEL, Candidates, best_rows, evidence_rows, fuse, union
+from semantic_ids.fusion import DENSE, LEXICAL, MODEL, Candidates, best_rows, rank, union
 from semantic_ids.ids import SemanticId
 from semantic_ids.lexical import LexicalIndex
 
@@ -54,6 +54,8 @@ class _Retrieved:
 
     lexical: np.ndarray  # (items,) lexical evidence (``LexicalScores.evidence``), what fusion weighs
     title: np.ndarray  # (items,) fuzzy title matches, the part of the lexical score fusion weighs again
+    satisfied: np.ndarray | None  # (items,) fraction of the query's attributes met; None: it names none
+    decisive: np.ndarray  # (items,) the BM25 part of the lexical evidence (``LexicalScores.decisive``)
     dense: np.ndarray | None  # (items,) cosine similarities; None: the dense source is off
     found: list[tuple[str, list[int]]]  # (source, its evidence rows, best first)
     filler: list[int]  # lexical rows to fill up with, should the candidates fall short
@@ -114,10 +116,13 @@ class HybridRanker:
         ]
 
     def lexical_only(self, query: str, k: int) -> list[Recommendation]:
-        scores = self.lexical.scores(query).combined
-        rows = best_rows(scores, k)
+        """The lexical ranking: its score is the combined lexical score plus twice the fraction of the
+        query's attributes met (``LexicalScores.ranking``); ``lexical_score`` the combined score alone."""
+        found = self.lexical.scores(query)
+        combined, ranking = found.combined, found.ranking
+        rows = best_rows(ranking, k)
         return [
-            Recommendation(self.ids[r], float(scores[r]), (LEXICAL,), None, float(scores[r])) for r in rows
+            Recommendation(self.ids[r], float(ranking[r]), (LEXICAL,), None, float(combined[r])) for r in rows
         ]
 
     def hybrid(
@@ -187,13 +192,23 @@ class HybridRanker:
         out = []
         for index, query in enumerate(queries):
             scores = self.lexical.scores(query)
-            lexical = scores.combined  # (items,) the lexical ranking
-            found = [(LEXICAL, evidence_rows(lexical, lexical_depth))]
+            ranking = scores.ranking  # (items,) the lexical ranking, attributes first
+            has_evidence = scores.combined > 0.0
+            satisfied = scores.satisfied if scores.constrained else None
+            if satisfied is not None:
+                has_evidence |= satisfied > 0.0
+            found = [(LEXICAL, _rows_with(ranking, has_evidence, lexical_depth))]
             similarity = None if dense is None else dense[index]
             if similarity is not None:
-                found.append((DENSE, evidence_rows(similarity, dense_depth)))
-            filler = best_rows(lexical, max(lexical_depth, k))
-            out.append(_Retrieved(scores.evidence, scores.title, similarity, found, filler))
+                # The neighbours among the rows meeting the query's attributes, when it names any.
+                near = similarity if satisfied is None else similarity + 2.0 * satisfied
+                found.append((DENSE, _rows_with(near, similarity > 0.0, dense_depth)))
+            filler = best_rows(ranking, max(lexical_depth, k))
+            out.append(
+                _Retrieved(
+                    scores.evidence, scores.title, satisfied, scores.decisive, similarity, found, filler
+                )
+            )
         return out
 
     def _decode(
@@ -234,8 +249,8 @@ class HybridRanker:
             seen.update(zip(rows, values, strict=True))
 
     def _ranked(self, candidates: Candidates, k: int) -> list[Recommendation]:
-        fused = fuse(candidates, self.fusion)
-        order = np.argsort(-fused, kind="stable")[:k]
+        order, fused = rank(candidates, self.fusion)
+        order = order[:k]
         dense = candidates.dense
         return [
             Recommendation(
@@ -261,4 +276,11 @@ def _candidates(
         lexical=retrieved.lexical[rows].astype(np.float64),
         dense=None if retrieved.dense is None else retrieved.dense[rows].astype(np.float64),
         title=retrieved.title[rows].astype(np.float64),
+        satisfied=None if retrieved.satisfied is None else retrieved.satisfied[rows].astype(np.float64),
+        decisive=retrieved.decisive[rows].astype(np.float64),
     )
+
+
+def _rows_with(scores: np.ndarray, found: np.ndarray, depth: int) -> list[int]:
+    """The top ``depth`` rows by ``scores`` among those ``found`` (a retriever has something for)."""
+    return [row for row in best_rows(np.where(found, scores, -np.inf), depth) if found[row]]

@@ -1,35 +1,50 @@
-"""Lexical retrieval over the item text: BM25 (``bm25s``) plus typo-tolerant title matching (``rapidfuzz``).
+"""Lexical retrieval over every field of the catalogue row: field-weighted BM25 (``bm25s``, one index per
+group of fields), typo-tolerant title matching (``rapidfuzz``), and the query's structured attributes.
 
-BM25 wins wherever a query names something the item text spells out (a title, a director, an actor)
-and misses a title typed with a typo, because a misspelt word is simply not in its vocabulary. A
-fuzzy match of the query's content words against each title's (``rapidfuzz``'s ``WRatio``: edit
-distance, partial and token-set matching; stopwords left out of both, ``_title`` says why) covers that;
-``bench/typo_titles.py`` measures the two against each other.
+**Every field.** The text the LLM and MiniLM see (``item_text.py``) is short on purpose: six cast names,
+no writer, no production company. A lexical index has no such window, and an actor billed twelfth is
+still someone a user may name (issue 24: plain BM25 over the whole row found such films, the service
+did not). So each row is indexed field by field, in groups (``FIELD_GROUPS``): the title, people (every
+cast member, director, writer, production company), categories (genres), short facts (year, rating,
+country, language, awards, figures) and prose (a critics' consensus, a description). A row's score is
+``sum_g weight_g * BM25_g(query, row's group g)`` (BM25F-like: names and titles weigh more than
+prose; ``GROUP_WEIGHTS``, chosen on training-side queries, bench/RESULTS.md). Text is folded before
+tokenising (``query_attributes.fold``: case and accents gone, so "Penelope Cruz" finds "Penélope
+Cruz"), and one token per word lets a surname alone ("Reeves", "Nolan") match.
+
+**Typos.** BM25 misses a title typed with a typo, because a misspelt word is simply not in its
+vocabulary. A fuzzy match of the query's content words against each title's (``rapidfuzz``'s
+``WRatio``: edit distance, partial and token-set matching; stopwords left out of both, ``_title`` says
+why) covers that; ``bench/typo_titles.py`` measures the two against each other.
+
+**Attributes.** Decades, years, genres, ratings, countries and languages, in four languages, are read
+from the query (``semantic_ids.query_attributes``) and scored as constraints, not as words: BM25 runs
+on the rest of the query, and ``LexicalScores.satisfied`` says which fraction of the constraints each
+row meets. The lexical ranking is ``satisfied`` first, then the combined score; fusion does the same.
 
 One item's lexical score is ``(bm25 / best bm25 of the query + 0.5 * title match) / 1.5``, in [0, 1]
 whatever the query: it ranks the lexical retriever's finds. The threshold and the weight were chosen with
-``bench/typo_titles.py`` on the demo catalogue's titles and held-out training phrasings (RESULTS.md):
-threshold 70 with the weighted sum gives typo'd titles Hit@10 0.996 (BM25 alone 0.662) and leaves held-out
-phrasings where BM25 has them (0.994); taking the max instead, or threshold 80, does worse on both.
+``bench/typo_titles.py`` on the demo catalogue's titles and held-out training phrasings (RESULTS.md).
 
 Fusion weighs another score, ``evidence``: the same sum with the BM25 part times the query's
 ``coverage``, how much of the query its best document matched: the best document's BM25 over the ideal,
-what a document would score that had every query word at its best (each known word's best score in the
-catalogue; a word the catalogue never uses counts as much as its rarest word, being rarer still). A title
-query matched in full has coverage near 1; "something that will give me nightmares", whose best document
-matches only "nightmares", a fraction. Relative to the best document alone, that junk match had the full
-score, and fusion ranked it above the model's and the dense source's finds (RESULTS.md, issue 9).
-Coverage scales the whole query alike, so the lexical ranking itself is unchanged.
+what a document would score that had every query word at its best (each known word's best weighted score
+in the catalogue; a word the catalogue never uses counts as much as its rarest word, being rarer still).
+A name matched in full has coverage near 1; "something that will give me nightmares", whose best
+document matches only "nightmares", a fraction. ``decisive`` is the BM25 part of the evidence alone:
+near 1 for the rows that match all of a query's content words, which fusion keeps in the top k.
 
 Queries also wrap what they name in words of their own ("a scary **movie**", "**show me** something"): a
 film whose title holds such a word ("Bee Movie") would match on it alone. The catalogue's query
 configuration lists these framing words (openers, facet forms, training templates:
-``QueryTemplates.framing_text``); the index keeps them and leaves them out of queries, never out of the
-item text, so a title query still finds its title through the fuzzy match and the title's other words.
+``QueryTemplates.framing_text``), and ``QUERY_FUNCTION_WORDS`` adds the function words of French,
+Spanish and German queries; the index keeps them and leaves them out of queries, never out of the item
+text, so a title query still finds its title through the fuzzy match and the title's other words.
 
-On disk (the bundle's ``lexical/`` folder) the index is bm25s's own pickle-free format (CSC score
-arrays as ``.npy`` read with ``allow_pickle=False``, vocabulary and parameters as JSON), plus our
-``index.json``: the catalogue hash and the item order it was built for, checked at load.
+On disk (the bundle's ``lexical/`` folder) each group is bm25s's own pickle-free format (CSC score
+arrays as ``.npy`` read with ``allow_pickle=False``, vocabulary and parameters as JSON) in a folder of
+its own, plus our ``index.json``: the format, the groups and their weights, the catalogue hash and the
+item order it was built for, checked at load.
 """
 
 from __future__ import annotations
@@ -48,17 +63,37 @@ import numpy as np
 from rapidfuzz import fuzz, process, utils
 
 from semantic_ids.bundle import BundleMismatch, Manifest
-from semantic_ids.item_text import render_row
+from semantic_ids.query_attributes import AttributeFields, ParsedQuery, RowAttributes, fold
 
 logger = logging.getLogger(__name__)
 
 INDEX_META = "index.json"
-FORMAT = "bm25s+rapidfuzz/1"
-STOPWORDS = "en"  # what the BM25 baseline uses, so lexical mode and the baseline agree
+FORMAT = "bm25f+rapidfuzz/2"
+STOPWORDS = "en"  # what bm25s drops from items and queries alike
 # A title match below this WRatio is noise (short titles partially match many queries); above it the
 # match is rescaled to [0, 1]. The weight keeps a fuzzy title below an exact BM25 match.
 TITLE_THRESHOLD = 70.0
 TITLE_WEIGHT = 0.5
+# Which group each field of a row goes to, and how much each group weighs. A field not named here goes
+# to "facts", or to "prose" when it is long text (over PROSE_CHARS on average).
+FIELD_GROUPS = {
+    "title": ("title",),
+    "people": ("cast", "director", "writer", "production", "author", "authors", "artist", "artists",
+               "creator", "brand", "publisher", "studio", "composer", "producer"),
+    "categories": ("genres", "genre", "categories", "category", "tags"),
+    "prose": ("consensus", "description", "summary", "plot", "overview"),
+}  # fmt: skip
+GROUP_WEIGHTS = {"title": 2.0, "people": 1.5, "categories": 1.0, "facts": 1.0, "prose": 0.5}
+PROSE_CHARS = 160
+# Function words of French, Spanish and German queries ("un film avec ...", "películas de ..."), left
+# out of queries like the framing words. Words that open titles ("die", "la", "el") and name particles
+# ("de") stay in: "Die Hard" and "Robert De Niro" are matched on them.
+QUERY_FUNCTION_WORDS = (
+    "un", "une", "des", "du", "le", "les", "et", "avec", "dans", "pour", "sur", "film", "films", "je",
+    "veux", "cherche", "moi", "una", "unas", "unos", "los", "las", "del", "con", "por", "para",
+    "pelicula", "peliculas", "quiero", "busco", "y", "der", "das", "den", "dem", "ein", "eine", "einen",
+    "mit", "und", "von", "aus", "im", "ich", "suche", "mochte", "filme",
+)  # fmt: skip
 
 
 def import_bm25s() -> ModuleType:
@@ -79,45 +114,91 @@ class LexicalScores:
     bm25: np.ndarray  # relative to the query's best document
     title: np.ndarray
     coverage: float  # how much of the query its best document matched, in [0, 1]
+    satisfied: np.ndarray  # the fraction of the query's attribute constraints each row meets (ones: none)
+    parsed: ParsedQuery
+
+    @property
+    def constrained(self) -> bool:
+        return bool(self.parsed.constraints)
 
     @property
     def combined(self) -> np.ndarray:
-        """The lexical ranking."""
+        """The lexical score of each row, before the attributes."""
         return (self.bm25 + TITLE_WEIGHT * self.title) / (1.0 + TITLE_WEIGHT)
+
+    @property
+    def ranking(self) -> np.ndarray:
+        """The lexical ranking: rows meeting more of the query's attributes first, then ``combined``."""
+        return self.combined + 2.0 * self.satisfied if self.constrained else self.combined
 
     @property
     def evidence(self) -> np.ndarray:
         """What fusion weighs: the BM25 part scaled by how much of the query the best document matched."""
         return (self.coverage * self.bm25 + TITLE_WEIGHT * self.title) / (1.0 + TITLE_WEIGHT)
 
+    @property
+    def decisive(self) -> np.ndarray:
+        """The BM25 part of the evidence alone, in [0, 1]: near 1 where a row matches every content word
+        of the query (a name, a title's words) and the query has little else."""
+        return self.coverage * self.bm25
+
+
+def field_group(key: str, value: Any) -> str:
+    for group, keys in FIELD_GROUPS.items():
+        if key in keys:
+            return group
+    text = _text(value)
+    return "prose" if len(text) > PROSE_CHARS else "facts"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(part) for part in value)
+    return "" if value is None or isinstance(value, dict) else str(value)
+
+
+def group_texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Per group, every row's text of that group's fields (folded), rows in catalogue order."""
+    texts: dict[str, list[list[str]]] = {group: [[] for _ in rows] for group in GROUP_WEIGHTS}
+    for index, row in enumerate(rows):
+        texts["title"][index].append(str(row["title"]))
+        for key, value in row.get("fields", {}).items():
+            texts[field_group(key, value)][index].append(_text(value))
+    return {group: [fold(" ".join(parts)) for parts in by_row] for group, by_row in texts.items()}
+
 
 def _tokens(texts: Sequence[str]) -> list[list[str]]:
     tokens: list[list[str]] = import_bm25s().tokenize(
-        list(texts), stopwords=STOPWORDS, return_ids=False, show_progress=False
+        [fold(text) for text in texts], stopwords=STOPWORDS, return_ids=False, show_progress=False
     )
     return tokens
 
 
 class LexicalIndex:
-    """BM25 over ``render_row`` texts and fuzzy matching over titles, rows in catalogue order."""
+    """Field-weighted BM25 over every field, fuzzy matching over titles, and the rows' attributes, rows in
+    catalogue order."""
 
     def __init__(
         self,
-        bm25: Any,
-        item_ids: Sequence[str],
-        titles: Sequence[str],
+        groups: Mapping[str, Any],
+        rows: Sequence[Mapping[str, Any]],
         catalogue_hash: str,
         framing: Sequence[str] = (),
+        weights: Mapping[str, float] | None = None,
+        attribute_fields: AttributeFields | None = None,
     ) -> None:
-        self.bm25 = bm25
-        self.item_ids = list(item_ids)
+        self.groups = dict(groups)  # group name -> bm25s.BM25 over that group's text
+        self.weights = dict(weights or GROUP_WEIGHTS)
+        self.item_ids = [str(row["item_id"]) for row in rows]
         self.catalogue_hash = catalogue_hash
         self.framing = sorted(set(framing))  # query words left out of BM25 queries (tokens)
-        self._framing = frozenset(self.framing)
-        self._titles = [utils.default_process(title) for title in titles]  # lower-cased, punctuation gone
+        self._framing = frozenset(self.framing) | frozenset(QUERY_FUNCTION_WORDS)
+        self._titles = [utils.default_process(fold(str(row["title"]))) for row in rows]
         self._stopwords = frozenset(import_bm25s().stopwords.STOPWORDS_EN)
         self._title_words = [self._content(title) or title for title in self._titles]
-        self._word_best, self._rarest = _best_scores(bm25)
+        self._word_best = {name: _best_scores(bm25) for name, bm25 in self.groups.items()}
+        self._rarest = max((self.weights[n] * best[1] for n, best in self._word_best.items()), default=0.0)
+        self.attributes = RowAttributes(rows, attribute_fields)
 
     @classmethod
     def build(
@@ -125,23 +206,29 @@ class LexicalIndex:
     ) -> LexicalIndex:
         """Index bundle catalogue rows (``item_id``, ``title``, ``fields``); the words of ``framing_text``
         are left out of every query."""
-        bm25 = import_bm25s().BM25()
-        bm25.index(_tokens([render_row(row) for row in rows]), show_progress=False)
+        bm25s = import_bm25s()
+        groups = {}
+        for name, texts in group_texts(rows).items():
+            if any(texts):  # a catalogue with no prose has no prose index
+                groups[name] = bm25s.BM25()
+                groups[name].index(_tokens(texts), show_progress=False)
         framing = [word for words in _tokens(framing_text) for word in words] if framing_text else []
-        item_ids, titles = [str(r["item_id"]) for r in rows], [str(r["title"]) for r in rows]
-        return cls(bm25, item_ids, titles, catalogue_hash, framing)
+        return cls(groups, rows, catalogue_hash, framing)
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.bm25.save(str(folder), allow_pickle=False)
+        for name, bm25 in self.groups.items():
+            bm25.save(str(folder / name), allow_pickle=False)
         meta = {
             "format": FORMAT,
             "catalogue_hash": self.catalogue_hash,
             "item_ids": self.item_ids,
             "framing_words": self.framing,
+            "group_weights": {name: self.weights[name] for name in self.groups},
+            "attribute_fields": self.attributes.fields.model_dump(),
         }
         (folder / INDEX_META).write_text(json.dumps(meta) + "\n")
 
@@ -158,42 +245,72 @@ class LexicalIndex:
                 f"lexical index {folder} was built for catalogue {str(meta.get('catalogue_hash'))[:12]}, "
                 f"but the bundle's catalogue is {catalogue_hash[:12]}"
             )
-        item_ids = [str(row["item_id"]) for row in rows]
-        if meta.get("item_ids") != item_ids:
+        if meta.get("item_ids") != [str(row["item_id"]) for row in rows]:
             raise BundleMismatch(
                 f"lexical index {folder} lists its items in another order than the catalogue"
             )
-        bm25 = import_bm25s().BM25.load(str(folder), allow_pickle=False, show_progress=False, verbosity=0)
-        if int(bm25.scores["num_docs"]) != len(rows):
-            raise BundleMismatch(
-                f"lexical index {folder} holds {bm25.scores['num_docs']} documents for {len(rows)} items"
+        bm25s = import_bm25s()
+        weights = {str(name): float(weight) for name, weight in meta["group_weights"].items()}
+        groups = {}
+        for name in weights:
+            groups[name] = bm25s.BM25.load(
+                str(folder / name), allow_pickle=False, show_progress=False, verbosity=0
             )
-        framing = [str(word) for word in meta.get("framing_words", [])]  # none in older bundles
-        return cls(bm25, item_ids, [str(row["title"]) for row in rows], catalogue_hash, framing)
+            if int(groups[name].scores["num_docs"]) != len(rows):
+                raise BundleMismatch(
+                    f"lexical index {folder / name} holds {groups[name].scores['num_docs']} documents "
+                    f"for {len(rows)} items"
+                )
+        framing = [str(word) for word in meta.get("framing_words", [])]
+        fields = AttributeFields(**meta["attribute_fields"])
+        return cls(groups, rows, catalogue_hash, framing, weights, fields)
 
     def scores(self, query: str) -> LexicalScores:
-        bm25, coverage = self._bm25(query)
-        return LexicalScores(bm25=bm25, title=self._title(query), coverage=coverage)
+        parsed = self.attributes.parse(query)
+        bm25, coverage = self._bm25(parsed.rest)
+        return LexicalScores(
+            bm25=bm25,
+            title=self._title(query),
+            coverage=coverage,
+            satisfied=self.attributes.satisfied(parsed),
+            parsed=parsed,
+        )
 
     def top(self, query: str, n: int) -> list[tuple[int, float]]:
-        """The ``n`` best rows by combined score, best first, rows with score 0 left out."""
-        combined = self.scores(query).combined
-        n = min(n, len(combined))
-        best = np.argpartition(-combined, n - 1)[:n]
-        ranked = best[np.argsort(-combined[best], kind="stable")]
-        return [(int(row), float(combined[row])) for row in ranked if combined[row] > 0.0]
+        """The ``n`` best rows by the lexical ranking, best first, with their combined scores; rows with
+        nothing for them (no score, no attribute met) left out."""
+        scores = self.scores(query)
+        ranking, combined = scores.ranking, scores.combined
+        n = min(n, len(ranking))
+        best = np.argpartition(-ranking, n - 1)[:n]
+        ranked = best[np.argsort(-ranking[best], kind="stable")]
+        found = combined > 0.0
+        if scores.constrained:
+            found |= scores.satisfied > 0.0
+        return [(int(row), float(combined[row])) for row in ranked if found[row]]
 
     def _bm25(self, query: str) -> tuple[np.ndarray, float]:
-        """(items,) BM25 over the query's best document's, and the query's coverage."""
+        """(items,) weighted BM25 over the query's best document's, and the query's coverage."""
         words = [word for word in _tokens([query])[0] if word not in self._framing]
-        ids = self.bm25.get_tokens_ids(words)  # the known words only
-        if not ids:
-            return np.zeros(len(self), dtype=np.float32), 0.0
-        raw = np.asarray(self.bm25.get_scores_from_ids(ids), dtype=np.float32)  # (items,)
+        raw = np.zeros(len(self), dtype=np.float32)
+        if not words:
+            return raw, 0.0
+        best_of_word = np.zeros(len(words), dtype=np.float32)  # each word's best weighted score anywhere
+        for name, bm25 in self.groups.items():
+            weight = self.weights[name]
+            vocabulary = bm25.vocab_dict
+            known = [(i, vocabulary[w]) for i, w in enumerate(words) if w in vocabulary]
+            if not known:
+                continue
+            ids = [token for _, token in known]
+            raw += weight * np.asarray(bm25.get_scores_from_ids(ids), dtype=np.float32)
+            word_best = self._word_best[name][0]
+            for (i, _), token in zip(known, ids, strict=True):
+                best_of_word[i] = max(best_of_word[i], weight * word_best[token])
         best = float(raw.max())
         if best <= 0.0:
             return raw, 0.0
-        ideal = float(self._word_best[ids].sum()) + (len(words) - len(ids)) * self._rarest
+        ideal = float(np.where(best_of_word > 0.0, best_of_word, self._rarest).sum())
         return raw / best, min(1.0, best / ideal)
 
     def _content(self, text: str) -> str:
@@ -206,7 +323,7 @@ class LexicalIndex:
         as well as The Matrix (~160 ties in 1,000 films; its typo'd titles in phrases were found 0.90 of
         the time against 0.98 without them, bench/RESULTS.md). A query of stopwords alone ("into the")
         is matched whole against whole titles."""
-        processed = utils.default_process(query)
+        processed = utils.default_process(fold(query))
         content = self._content(processed)
         query_text, titles = (content, self._title_words) if content else (processed, self._titles)
         ratios: np.ndarray = process.cdist(
@@ -230,13 +347,22 @@ def bundle_lexical_index(
     bundle_dir: Path, manifest: Manifest, rows: Sequence[Mapping[str, Any]]
 ) -> LexicalIndex:
     """The bundle's lexical index, checked against its catalogue; built from ``rows`` (its
-    ``catalogue.jsonl``) for a bundle written before bundles carried one: well under a second for
-    1,000 items, a few seconds for the full catalogue, once at start-up."""
+    ``catalogue.jsonl``) for a bundle written before bundles carried one, or one of an older format:
+    well under a second for 1,000 items, a few seconds for the full catalogue, once at start-up."""
     content_hash = manifest.catalogue.content_hash
     folder = manifest.retrieval.lexical_index if manifest.retrieval is not None else None
     if folder is None:
         logger.warning("bundle %s has no lexical index: building it from its catalogue", manifest.bundle_id)
         return LexicalIndex.build(rows, content_hash)
-    if not (bundle_dir / folder / INDEX_META).is_file():
+    meta_path = bundle_dir / folder / INDEX_META
+    if not meta_path.is_file():
         raise BundleMismatch(f"bundle {manifest.bundle_id} names lexical index {folder!r}, which it lacks")
+    stored = json.loads(meta_path.read_text()).get("format")
+    if stored != FORMAT and str(stored).startswith("bm25s+rapidfuzz/"):
+        logger.warning(
+            "bundle %s has a lexical index of format %s: building the %s one from its catalogue",
+            manifest.bundle_id, stored, FORMAT,
+        )  # fmt: skip
+        framing = json.loads(meta_path.read_text()).get("framing_words", [])
+        return LexicalIndex.build(rows, content_hash, [" ".join(framing)])
     return LexicalIndex.load(bundle_dir / folder, rows, content_hash)

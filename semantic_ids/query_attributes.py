@@ -304,14 +304,17 @@ class RowAttributes:
                 found = self._masks.get(kind, {}).get(fold(value))
                 if found is not None:
                     met |= found
-        return met | self._in_title(constraint.span)
+        in_title: np.ndarray = met | self._in_title(constraint.span)
+        return in_title
 
     def satisfied(self, parsed: ParsedQuery) -> np.ndarray:
         """(rows,) the fraction of the query's constraints each row meets; ones when it has none."""
         if not parsed.constraints:
             return np.ones(self.size, dtype=np.float32)
-        met = sum(self.mask(c).astype(np.float32) for c in parsed.constraints)
-        return np.asarray(met, dtype=np.float32) / len(parsed.constraints)
+        met = np.zeros(self.size, dtype=np.float32)
+        for constraint in parsed.constraints:
+            met += self.mask(constraint)
+        return met / len(parsed.constraints)
 
     def _in_title(self, span: str) -> np.ndarray:
         words = span.split()

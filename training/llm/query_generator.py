@@ -10,8 +10,9 @@ decade in figures or words; genre synonyms). Openers and word order vary; typos 
 The configuration's held-out validation templates are never used.
 
 The module-level knobs below apply to every catalogue and are read at call time, so an experiment can
-set them: ``CAST_WEIGHT_POWER``, ``MULTI_CAST_RATE`` and ``SHOWN_NAME_RATE`` for every facet with
-``pick: popular`` (with ``ANY_NAME_RATE``), ``FOREIGN_RATE`` for decades and genres, ``TITLE_TYPO_RATE`` for a title typed alone, ``title_form`` for every title.
+set them: ``CAST_WEIGHT_POWER``, ``MULTI_CAST_RATE``, ``SHOWN_NAME_RATE`` and ``ANY_NAME_RATE`` for every
+facet with ``pick: popular``, ``FOREIGN_RATE`` for decades and genres, ``TITLE_TYPO_RATE`` for a title
+typed alone, ``title_form`` for every title.
 """
 
 from __future__ import annotations

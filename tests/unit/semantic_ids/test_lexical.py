@@ -27,11 +27,12 @@ def index() -> LexicalIndex:
 
 def test_round_trip_gives_the_same_scores_and_no_pickle(index: LexicalIndex, tmp_path: Path) -> None:
     index.save(tmp_path / "lexical")
-    files = sorted(p.name for p in (tmp_path / "lexical").iterdir())
-    assert files and all(name.endswith((".npy", ".json")) for name in files), files
-    for name in files:  # every array reads back with pickle off
-        if name.endswith(".npy"):
-            np.load(tmp_path / "lexical" / name, allow_pickle=False)
+    files = sorted(p for p in (tmp_path / "lexical").rglob("*") if p.is_file())
+    assert files and all(path.suffix in (".npy", ".json") for path in files), files
+    assert {p.parent.name for p in files if p.suffix == ".npy"} == {"title", "people", "categories", "facts"}
+    for path in files:  # every array reads back with pickle off
+        if path.suffix == ".npy":
+            np.load(path, allow_pickle=False)
     loaded = LexicalIndex.load(tmp_path / "lexical", ITEMS, HASH)
     for query in ["Michael Mann crime drama", "Alien", "Japanese film with Emma Stone", "Frago"]:
         np.testing.assert_allclose(loaded.scores(query).combined, index.scores(query).combined, rtol=1e-6)

@@ -49,10 +49,10 @@ from bench.relevance_metrics import METRICS, expected_random, mean_metrics, quer
 from bench.unseen_queries import CATEGORIES as FIRST_SET_CATEGORIES
 from bench.unseen_queries import DEFAULT_OUT, flat, read_jsonl, relevant_items
 from bench.unseen_queries_2 import CATEGORIES as SECOND_SET_CATEGORIES
-
-CATEGORIES = (*FIRST_SET_CATEGORIES, *SECOND_SET_CATEGORIES)  # both sets' kinds, in their order
 from semantic_ids.bundle import MANIFEST
 from training.run_layout import ARTIFACTS, BASE_MODELS_DIR, RunLayout, bundle_dir_for
+
+CATEGORIES = (*FIRST_SET_CATEGORIES, *SECOND_SET_CATEGORIES)  # both sets' kinds, in their order
 
 logger = logging.getLogger("bench.quality_bench")
 

@@ -114,6 +114,7 @@ class LexicalScores:
     bm25: np.ndarray  # relative to the query's best document
     title: np.ndarray
     coverage: float  # how much of the query its best document matched, in [0, 1]
+    known_coverage: float  # the same over the words the catalogue has ("written", a typo: left out)
     satisfied: np.ndarray  # the fraction of the query's attribute constraints each row meets (ones: none)
     parsed: ParsedQuery
 
@@ -138,9 +139,10 @@ class LexicalScores:
 
     @property
     def decisive(self) -> np.ndarray:
-        """The BM25 part of the evidence alone, in [0, 1]: near 1 where a row matches every content word
-        of the query (a name, a title's words) and the query has little else."""
-        return self.coverage * self.bm25
+        """The BM25 part of the evidence over the words the catalogue knows, in [0, 1]: near 1 where a row
+        matches every such word of the query (a name, a title's words). Words no row has ("screenplay
+        by Aaron Sorkin") do not make a full name match less decisive, as they do the evidence."""
+        return self.known_coverage * self.bm25
 
 
 def field_group(key: str, value: Any) -> str:
@@ -267,11 +269,12 @@ class LexicalIndex:
 
     def scores(self, query: str) -> LexicalScores:
         parsed = self.attributes.parse(query)
-        bm25, coverage = self._bm25(parsed.rest)
+        bm25, coverage, known_coverage = self._bm25(parsed.rest)
         return LexicalScores(
             bm25=bm25,
             title=self._title(query),
             coverage=coverage,
+            known_coverage=known_coverage,
             satisfied=self.attributes.satisfied(parsed),
             parsed=parsed,
         )
@@ -289,12 +292,13 @@ class LexicalIndex:
             found |= scores.satisfied > 0.0
         return [(int(row), float(combined[row])) for row in ranked if found[row]]
 
-    def _bm25(self, query: str) -> tuple[np.ndarray, float]:
-        """(items,) weighted BM25 over the query's best document's, and the query's coverage."""
+    def _bm25(self, query: str) -> tuple[np.ndarray, float, float]:
+        """(items,) weighted BM25 over the query's best document's, and the query's coverage over all its
+        words and over the known ones."""
         words = [word for word in _tokens([query])[0] if word not in self._framing]
         raw = np.zeros(len(self), dtype=np.float32)
         if not words:
-            return raw, 0.0
+            return raw, 0.0, 0.0
         best_of_word = np.zeros(len(words), dtype=np.float32)  # each word's best weighted score anywhere
         for name, bm25 in self.groups.items():
             weight = self.weights[name]
@@ -309,9 +313,9 @@ class LexicalIndex:
                 best_of_word[i] = max(best_of_word[i], weight * word_best[token])
         best = float(raw.max())
         if best <= 0.0:
-            return raw, 0.0
+            return raw, 0.0, 0.0
         ideal = float(np.where(best_of_word > 0.0, best_of_word, self._rarest).sum())
-        return raw / best, min(1.0, best / ideal)
+        return raw / best, min(1.0, best / ideal), min(1.0, best / float(best_of_word.sum()))
 
     def _content(self, text: str) -> str:
         """A processed text's words without the stopwords (empty when it has no others)."""

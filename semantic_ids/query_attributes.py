@@ -193,6 +193,7 @@ class AttributeParser:
             for decade, by_language in words["decades"].items()
             for language_words in by_language.values()
             for w in language_words
+            if fields.year is not None
         }
         every = [(p, kind) for kind, table in phrases.items() for p in table]
         every += [(p, "decade") for p in self._decade_words]

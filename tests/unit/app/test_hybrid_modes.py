@@ -3,10 +3,12 @@ model component of a hybrid score being exactly what beam search assigns."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from app.inference.model_loading import LoadedModel, load_recommender_model
 from semantic_ids.bundle import LEXICAL_DIR, MANIFEST, BundleMismatch, FusionParams, catalogue_hash
 from semantic_ids.hybrid import LEXICAL, MODEL, HybridRanker
 from semantic_ids.ids import SemanticId
-from semantic_ids.lexical import INDEX_META
+from semantic_ids.lexical import INDEX_META, LexicalIndex
 from tests.helpers.tiny_bundle import TinyBundle, make_tiny_bundle
 
 QUERIES = ["Alien", "a crime drama by Michael Mann", "Japanese film with Emma Stone", "zzz", "Frago"]
@@ -152,3 +154,80 @@ def test_the_title_weight_adds_the_title_match_alone(loaded: LoadedModel) -> Non
         expected = math.log(found.model_score or 0.0) + 1000.0 * float(title[row_of[found.semantic_id]])
         assert found.score == pytest.approx(expected, rel=1e-5, abs=1e-4)
     assert {found.semantic_id for found in before} == {found.semantic_id for found in after}
+
+
+# --- issue 24: every field indexed, attributes, decisive lexical matches ----------------------------
+
+
+def _ranker_over(loaded: LoadedModel, rows: list[dict[str, Any]], fusion: FusionParams) -> HybridRanker:
+    """The tiny bundle's model with a lexical index over ``rows`` (same items, fields changed)."""
+    return HybridRanker(loaded.decoder(), LexicalIndex.build(rows, "hash"), loaded.ids, fusion)
+
+
+@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
+def test_an_item_found_only_by_its_tenth_cast_member_comes_first(
+    bundle: TinyBundle, loaded: LoadedModel, mode: str
+) -> None:
+    rows = copy.deepcopy(bundle.items)
+    rows[7]["fields"]["cast"] = [f"Extra Number{n}" for n in range(9)] + ["Zbigniew Kowalczyk"]
+    (top,) = _ranker_over(loaded, rows, FusionParams()).rank(["Kowalczyk"], 5, mode, num_beams=5)
+    assert top[0].semantic_id == loaded.ids[7]
+    (top,) = _ranker_over(loaded, rows, FusionParams()).rank(["zbigniew kowalczyk"], 5, mode, num_beams=5)
+    assert top[0].semantic_id == loaded.ids[7]
+
+
+def test_an_accented_and_an_unaccented_name_find_the_same_item(
+    bundle: TinyBundle, loaded: LoadedModel
+) -> None:
+    rows = copy.deepcopy(bundle.items)
+    rows[3]["fields"]["cast"] = ["Bérénice Marlohe"]
+    ranker = _ranker_over(loaded, rows, FusionParams())
+    for query in ["Bérénice Marlohe", "berenice marlohe", "MARLOHE"]:
+        (top,) = ranker.rank([query], 3, "hybrid", num_beams=4)
+        assert top[0].semantic_id == loaded.ids[3], query
+
+
+@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
+@pytest.mark.parametrize("query", ["a film from the nineties", "90s", "un film des années 90", "die 90er"])
+def test_a_decade_never_returns_an_item_outside_it_while_enough_meet_it(
+    bundle: TinyBundle, loaded: LoadedModel, mode: str, query: str
+) -> None:
+    in_decade = {
+        loaded.ids[r] for r, item in enumerate(bundle.items) if 1990 <= item["fields"]["year"] <= 1999
+    }
+    assert len(in_decade) == 5  # 1991, 1993, ..., 1999
+    (top,) = loaded.ranker().rank([query], len(in_decade), mode, num_beams=5)
+    assert {found.semantic_id for found in top} == in_decade
+    (wider,) = loaded.ranker().rank([query], 8, mode, num_beams=5)  # more asked than meet it: the rest after
+    assert {found.semantic_id for found in wider[:5]} == in_decade
+
+
+def test_a_decisive_lexical_match_stays_first_against_the_model(
+    bundle: TinyBundle, loaded: LoadedModel
+) -> None:
+    rows = copy.deepcopy(bundle.items)
+    target = 11
+    rows[target]["fields"]["writer"] = "Ottessa Moshfegh"
+    query = "written by Ottessa Moshfegh"
+    ranker = _ranker_over(loaded, rows, FusionParams(lexical_weight=0.0, title_weight=0.0))
+    (beams,) = loaded.decoder().decode([query], num_beams=5, top_k=5)
+    assert beams[0].semantic_id != loaded.ids[target]  # the model alone prefers another item
+    (top,) = ranker.rank([query], 3, "hybrid", num_beams=5)
+    assert top[0].semantic_id == loaded.ids[target]
+    untiered = _ranker_over(
+        loaded, rows, FusionParams(lexical_weight=0.0, title_weight=0.0, decisive_evidence=None)
+    )
+    (plain,) = untiered.rank([query], 3, "hybrid", num_beams=5)
+    assert plain[0].semantic_id != loaded.ids[target]  # without the tier the model's choice wins
+
+
+def test_a_catalogue_without_cast_loads_and_serves(bundle: TinyBundle, loaded: LoadedModel) -> None:
+    rows = copy.deepcopy(bundle.items)
+    for row in rows:
+        del row["fields"]["cast"]
+    ranker = _ranker_over(loaded, rows, FusionParams())
+    for mode in ("hybrid", "lexical", "generative"):
+        (top,) = ranker.rank(["Heat", "a crime drama by Michael Mann"][:1], 3, mode, num_beams=4)
+        assert len(top) == 3
+    (top,) = ranker.rank(["a crime drama by Michael Mann"], 3, "hybrid", num_beams=4)
+    assert all("Crime" in rows[ranker.row_of[f.semantic_id]]["fields"]["genres"] for f in top)

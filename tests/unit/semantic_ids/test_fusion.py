@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from semantic_ids.bundle import GATE_FEATURES, DenseGate, FusionParams
-from semantic_ids.fusion import Candidates, dense_weight, fuse, gate_features, gate_opening
+from semantic_ids.fusion import Candidates, dense_weight, fuse, gate_features, gate_opening, rank
 
 
 def _candidates(lexical: list[float]) -> Candidates:
@@ -88,3 +88,19 @@ def test_a_gate_must_weigh_exactly_the_known_features() -> None:
         DenseGate(bias=0.0, weights={"lexical_evidence": 1.0})
     with pytest.raises(ValidationError, match="exactly the features"):
         DenseGate(bias=0.0, weights={**_gate().weights, "query_length": 1.0})
+
+
+def test_rank_puts_attributes_met_then_decisive_matches_before_the_fused_score() -> None:
+    candidates = Candidates(
+        rows=[0, 1, 2],
+        sources=[("model",), ("lexical",), ("lexical",)],
+        log_probs=np.array([-0.1, -20.0, -25.0]),  # the model prefers row 0 by far
+        lexical=np.array([0.0, 0.6, 0.6]),
+        satisfied=np.array([1.0, 1.0, 0.5]),
+        decisive=np.array([0.0, 1.0, 1.0]),
+    )
+    order, fused = rank(candidates, FusionParams())
+    assert order.tolist() == [1, 0, 2]  # decisive within the attribute tier; a missed attribute last
+    assert int(np.argmax(fused)) == 0  # the fused score alone would have kept the model's choice
+    order, _ = rank(candidates, FusionParams(decisive_evidence=None, attributes=False))
+    assert order.tolist() == np.argsort(-fused, kind="stable").tolist()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semantic_ids.bundle import FusionParams
-from semantic_ids.fusion import MODEL, Candidates, fuse
+from semantic_ids.fusion import MODEL, Candidates, rank
 from semantic_ids.hybrid import HybridRanker
 
 logger = logging.getLogger("bench.tune_fusion")
@@ -67,7 +67,7 @@ def collect(ranker: HybridRanker, pairs: Sequence[Pair], *, beams: int, batch: i
         for index, ((query, relevant), candidates) in enumerate(zip(chunk, gathered, strict=True)):
             rows = np.asarray(candidates.rows)
             is_beam = np.asarray([MODEL in sources for sources in candidates.sources])
-            lexical_rank = _rank_of(ranker.lexical.scores(query).combined)
+            lexical_rank = _rank_of(ranker.lexical.scores(query).ranking)  # as the service ranks
             dense_rank = None if dense is None else _rank_of(dense[index])
             out.append(
                 Scored(
@@ -113,7 +113,8 @@ def _measure(tops: Iterable[tuple[Sequence[int], tuple[int, ...]]]) -> dict[str,
 
 def _fused_top(scored: Scored, params: FusionParams) -> list[int]:
     candidates = narrowed(scored, params)
-    order = np.argsort(-fuse(candidates, params), kind="stable")[:TOP_K]
+    order, _ = rank(candidates, params)  # the service's order: attribute and decisive tiers first
+    order = order[:TOP_K]
     return [candidates.rows[i] for i in order]
 
 

@@ -114,7 +114,7 @@ class LexicalScores:
     bm25: np.ndarray  # relative to the query's best document
     title: np.ndarray
     coverage: float  # how much of the query its best document matched, in [0, 1]
-    known_coverage: float  # the same over the words the catalogue has ("written", a typo: left out)
+    known_share: np.ndarray  # (items,) the share of the query's known words each row holds, weighted
     satisfied: np.ndarray  # the fraction of the query's attribute constraints each row meets (ones: none)
     parsed: ParsedQuery
 
@@ -139,10 +139,12 @@ class LexicalScores:
 
     @property
     def decisive(self) -> np.ndarray:
-        """The BM25 part of the evidence over the words the catalogue knows, in [0, 1]: near 1 where a row
-        matches every such word of the query (a name, a title's words). Words no row has ("screenplay
-        by Aaron Sorkin") do not make a full name match less decisive, as they do the evidence."""
-        return self.known_coverage * self.bm25
+        """In [0, 1]: the share of the query's words that the catalogue knows which the row holds, in any
+        field, each word weighing its best score (rare words, such as names, weigh most). 1 where a row
+        has every such word: "Nick Frost" in a cast of twenty counts as fully as in a cast of two (BM25's
+        length normalisation ranks them apart, not the match), and words no row has ("screenplay by
+        Aaron Sorkin") do not make a full name match less decisive."""
+        return self.known_share
 
 
 def field_group(key: str, value: Any) -> str:
@@ -269,12 +271,12 @@ class LexicalIndex:
 
     def scores(self, query: str) -> LexicalScores:
         parsed = self.attributes.parse(query)
-        bm25, coverage, known_coverage = self._bm25(parsed.rest)
+        bm25, coverage, known_share = self._bm25(parsed.rest)
         return LexicalScores(
             bm25=bm25,
             title=self._title(query),
             coverage=coverage,
-            known_coverage=known_coverage,
+            known_share=known_share,
             satisfied=self.attributes.satisfied(parsed),
             parsed=parsed,
         )
@@ -292,30 +294,31 @@ class LexicalIndex:
             found |= scores.satisfied > 0.0
         return [(int(row), float(combined[row])) for row in ranked if found[row]]
 
-    def _bm25(self, query: str) -> tuple[np.ndarray, float, float]:
-        """(items,) weighted BM25 over the query's best document's, and the query's coverage over all its
-        words and over the known ones."""
-        words = [word for word in _tokens([query])[0] if word not in self._framing]
+    def _bm25(self, query: str) -> tuple[np.ndarray, float, np.ndarray]:
+        """(items,) weighted BM25 over the query's best document's, the query's coverage, and (items,)
+        the share of the query's known words each row holds, each word weighing its best score."""
+        words = list(dict.fromkeys(w for w in _tokens([query])[0] if w not in self._framing))
         raw = np.zeros(len(self), dtype=np.float32)
         if not words:
-            return raw, 0.0, 0.0
+            return raw, 0.0, raw.copy()
         best_of_word = np.zeros(len(words), dtype=np.float32)  # each word's best weighted score anywhere
+        holds = np.zeros((len(words), len(self)), dtype=bool)  # (words, items) the row has the word
         for name, bm25 in self.groups.items():
-            weight = self.weights[name]
-            vocabulary = bm25.vocab_dict
-            known = [(i, vocabulary[w]) for i, w in enumerate(words) if w in vocabulary]
-            if not known:
-                continue
-            ids = [token for _, token in known]
-            raw += weight * np.asarray(bm25.get_scores_from_ids(ids), dtype=np.float32)
-            word_best = self._word_best[name][0]
-            for (i, _), token in zip(known, ids, strict=True):
+            weight, vocabulary, word_best = self.weights[name], bm25.vocab_dict, self._word_best[name][0]
+            for i, word in enumerate(words):
+                token = vocabulary.get(word)
+                if token is None:
+                    continue
+                scores = np.asarray(bm25.get_scores_from_ids([token]), dtype=np.float32)  # (items,)
+                raw += weight * scores
+                holds[i] |= scores > 0.0
                 best_of_word[i] = max(best_of_word[i], weight * word_best[token])
         best = float(raw.max())
         if best <= 0.0:
-            return raw, 0.0, 0.0
+            return raw, 0.0, np.zeros(len(self), dtype=np.float32)
         ideal = float(np.where(best_of_word > 0.0, best_of_word, self._rarest).sum())
-        return raw / best, min(1.0, best / ideal), min(1.0, best / float(best_of_word.sum()))
+        share = (best_of_word[:, None] * holds).sum(axis=0) / float(best_of_word.sum())  # (items,)
+        return raw / best, min(1.0, best / ideal), share.astype(np.float32)
 
     def _content(self, text: str) -> str:
         """A processed text's words without the stopwords (empty when it has no others)."""

@@ -13,7 +13,7 @@ PROFILE ?= $(if $(CATALOGUE),$(basename $(notdir $(CATALOGUE))),demo)
 PORT ?= 8000
 CATALOGUE_ARGS := $(if $(CATALOGUE),--jsonl $(CATALOGUE)) $(if $(TEMPLATES),--templates $(TEMPLATES))
 
-.PHONY: install demo bundle serve test lint typecheck unit slow bench clean
+.PHONY: install browser demo bundle serve test lint typecheck unit slow bench clean
 
 install: $(STAMP)
 
@@ -48,7 +48,20 @@ unit: install
 
 COVERAGE := --cov=semantic_ids --cov=training --cov=app --cov-report=term:skip-covered
 
-test: lint typecheck
+# The browser test (tests/e2e/test_browser.py) drives Debian's Chromium through its chromedriver and fails,
+# rather than skips, without them: they are installed here when missing (root, or sudo).
+CHROMIUM ?= $(or $(SEMID_TEST_CHROMIUM),/usr/bin/chromium)
+CHROMEDRIVER ?= $(or $(SEMID_TEST_CHROMEDRIVER),/usr/bin/chromedriver)
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] || [ ! -x "$(CHROMEDRIVER)" ]; then \
+	    if [ "$$(id -u)" -eq 0 ]; then as_root=""; \
+	    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root="sudo"; \
+	    else echo "make test needs Debian's chromium and chromium-driver: install them as root (apt-get install chromium chromium-driver), or set SEMID_TEST_CHROMIUM and SEMID_TEST_CHROMEDRIVER" >&2; exit 1; fi; \
+	    $$as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: lint typecheck browser
 	$(BIN)/pytest -m "not slow" -q $(COVERAGE)
 
 slow: install

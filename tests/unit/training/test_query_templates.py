@@ -34,13 +34,13 @@ from training.llm.template_spec import TemplateError
 # sha256 of json.dumps(rows, sort_keys=True, ensure_ascii=False). The films' pins were taken again when
 # the import began to list a film's cast by prominence (training.data.catalogue), which changes them.
 PINNED = {
-    "tiny_queries": "c1866436b716be365b8d74c7d6656a12787ddb38343012720a97a915df80f340",
-    "tiny_epoch1": "fabda79e1535bb87d445ba6c547308943083e537879c0a7cfd1e9dbee5f1edab",
+    "tiny_queries": "abf5969ae626bbb765546e64cf31a6e031e8181c608c8bc20ec4a6484f3d0ffa",
+    "tiny_epoch1": "32d9c9733fa6cc27546b789d6cc1e3f6bdc09049c7fd9c0a0c21195cddfd63cf",
     "tiny_examples": "8932440fc5c0100fd8a645daa78c5f70c5dcfa23ea1138a9a1d6b8e1d6b2f3de",
     "tiny_examples_index": "02a951cf29377ff69a9d357822d1ccd718f286ab8dc703c3dd4ccebd38ddca2b",
-    "films_queries": "3ba821e035be35a70a60a3b2ab3a7fce3ae85fea5aa48396df7ba57295b6c18a",
+    "films_queries": "8fabbf65fafa57271e586a6d1670c32e69347581d4c279f272739d3997e9f4c1",
     "films_examples_demo": "7ee1b9ff6087806a469880ec56b2c03ed411c11cab4f738f2fa9f90c51a8d188",
-    "films_knobs": "6714d1f333f4c9440c2162d0033e000eea7fe0d5a3989b4591e7c73342ec7f5d",
+    "films_knobs": "9c1dedfde09809b366b20929d0b510f821a5dfbb84317918f1896c6145c55478",
 }
 FILM_WORDS = ("directed by", "starring", "movie", "film", "stars in")
 
@@ -76,7 +76,13 @@ def test_generated_queries_list_every_item_that_fits_their_facets() -> None:
     assert any(len(e["matching_item_ids"]) > 10 for e in matched)  # a lone genre or decade, say
     named = 0
     for example in matched:
-        names = [name for name in cast_of[example["item_id"]] if name.lower() in example["query"].lower()]
+        director = str(by_id[example["item_id"]].fields.get("director", ""))
+        # A director billed in their own cast (Michael Bay in Transformers) is asked for as the director.
+        names = [
+            name
+            for name in cast_of[example["item_id"]]
+            if name.lower() in example["query"].lower() and name not in director
+        ]
         if len(example["matching_item_ids"]) > 1 and names and example["query"].lower() == names[0].lower():
             # a query that is a cast name alone fits exactly the films that list that name
             named += 1

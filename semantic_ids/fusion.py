@@ -158,11 +158,6 @@ def best_rows(scores: np.ndarray, n: int) -> list[int]:
     return [int(row) for row in np.argsort(-scores, kind="stable")[:n]]
 
 
-def evidence_rows(scores: np.ndarray, depth: int) -> list[int]:
-    """A retriever's top ``depth`` rows that it found anything for (score above 0), best first."""
-    return [row for row in best_rows(scores, depth) if scores[row] > 0.0]
-
-
 def union(
     beam_rows: Sequence[int],
     found: Sequence[tuple[str, Sequence[int]]],

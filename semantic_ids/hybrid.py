@@ -30,7 +30,7 @@ from semantic_ids.decoding import Candidate, ConstrainedDecoder
 from semantic_ids.dense import DenseRetriever
 from semantic_ids.fusion import DENSE, LEXICAL, MODEL, Candidates, best_rows, rank, union
 from semantic_ids.ids import SemanticId
-from semantic_ids.lexical import LexicalIndex
+from semantic_ids.lexical import ATTRIBUTE_LEAD, LexicalIndex
 
 __all__ = ["DENSE", "LEXICAL", "MODEL", "MODES", "Candidates", "HybridRanker", "Mode", "Recommendation"]
 
@@ -55,7 +55,7 @@ class _Retrieved:
     lexical: np.ndarray  # (items,) lexical evidence (``LexicalScores.evidence``), what fusion weighs
     title: np.ndarray  # (items,) fuzzy title matches, the part of the lexical score fusion weighs again
     satisfied: np.ndarray | None  # (items,) fraction of the query's attributes met; None: it names none
-    decisive: np.ndarray  # (items,) the BM25 part of the lexical evidence (``LexicalScores.decisive``)
+    decisive: np.ndarray  # (items,) share of the query's known words each row holds (``LexicalScores``)
     dense: np.ndarray | None  # (items,) cosine similarities; None: the dense source is off
     found: list[tuple[str, list[int]]]  # (source, its evidence rows, best first)
     filler: list[int]  # lexical rows to fill up with, should the candidates fall short
@@ -193,15 +193,12 @@ class HybridRanker:
         for index, query in enumerate(queries):
             scores = self.lexical.scores(query)
             ranking = scores.ranking  # (items,) the lexical ranking, attributes first
-            has_evidence = scores.combined > 0.0
             satisfied = scores.satisfied if scores.constrained else None
-            if satisfied is not None:
-                has_evidence |= satisfied > 0.0
-            found = [(LEXICAL, _rows_with(ranking, has_evidence, lexical_depth))]
+            found = [(LEXICAL, _rows_with(ranking, scores.found, lexical_depth))]
             similarity = None if dense is None else dense[index]
             if similarity is not None:
                 # The neighbours among the rows meeting the query's attributes, when it names any.
-                near = similarity if satisfied is None else similarity + 2.0 * satisfied
+                near = similarity if satisfied is None else similarity + ATTRIBUTE_LEAD * satisfied
                 found.append((DENSE, _rows_with(near, similarity > 0.0, dense_depth)))
             filler = best_rows(ranking, max(lexical_depth, k))
             out.append(

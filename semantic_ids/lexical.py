@@ -85,6 +85,9 @@ FIELD_GROUPS = {
 }  # fmt: skip
 GROUP_WEIGHTS = {"title": 2.0, "people": 1.5, "categories": 1.0, "facts": 1.0, "prose": 0.5}
 PROSE_CHARS = 160
+# What meeting all of a query's attributes adds to a score in [0, 1] (the combined lexical score) or in
+# [-1, 1] (a cosine): more than the score can make up, so rows meeting more of them rank first.
+ATTRIBUTE_LEAD = 2.0
 # Function words of French, Spanish and German queries ("un film avec ...", "películas de ..."), left
 # out of queries like the framing words. Words that open titles ("die", "la", "el") and name particles
 # ("de") stay in: "Die Hard" and "Robert De Niro" are matched on them.
@@ -130,7 +133,13 @@ class LexicalScores:
     @property
     def ranking(self) -> np.ndarray:
         """The lexical ranking: rows meeting more of the query's attributes first, then ``combined``."""
-        return self.combined + 2.0 * self.satisfied if self.constrained else self.combined
+        return self.combined + ATTRIBUTE_LEAD * self.satisfied if self.constrained else self.combined
+
+    @property
+    def found(self) -> np.ndarray:
+        """(items,) the rows the lexical source has anything for: a score, or an attribute met."""
+        found: np.ndarray = self.combined > 0.0
+        return found | (self.satisfied > 0.0) if self.constrained else found
 
     @property
     def evidence(self) -> np.ndarray:
@@ -289,9 +298,7 @@ class LexicalIndex:
         n = min(n, len(ranking))
         best = np.argpartition(-ranking, n - 1)[:n]
         ranked = best[np.argsort(-ranking[best], kind="stable")]
-        found = combined > 0.0
-        if scores.constrained:
-            found |= scores.satisfied > 0.0
+        found = scores.found
         return [(int(row), float(combined[row])) for row in ranked if found[row]]
 
     def _bm25(self, query: str) -> tuple[np.ndarray, float, np.ndarray]:

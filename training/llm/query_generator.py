@@ -52,13 +52,12 @@ SHOWN_NAME_RATE = 0.0
 # an actor billed far down, and people ask for those too (issue 24: the 12th-billed actor of a film).
 ANY_NAME_RATE = 0.35
 TITLE_TYPO_RATE = 0.35
-# At FOREIGN_RATE a decade or a film genre (the films' category field of genres, ``GENRE_KEYS``: the word
-# list's genre words are film words, "Kriegsfilm") is written in French,
-# Spanish or German instead, from the word list the service parses queries with
-# (``semantic_ids/attribute_words.yaml``): "une comédie des années 80" asks for what "an 80s comedy" does.
+# At FOREIGN_RATE a decade, or a genre of the films (their ``genres`` field: the word list's genre words
+# are film words, "Kriegsfilm"), is written in French, Spanish or German instead, from the word list the
+# service parses queries with (``semantic_ids/attribute_words.yaml``): "une comédie des années 80" asks
+# for what "an 80s comedy" does.
 FOREIGN_RATE = 0.15
 FOREIGN_LANGUAGES = ("fr", "es", "de")
-GENRE_KEYS = frozenset({"genres", "genre", "categories", "category"})
 
 
 def _title_keywords(title: str, rng: random.Random) -> str:
@@ -143,7 +142,7 @@ class _Facets:
         else:
             value = values[0] if facet.pick == "first" else self.rng.choice(values)
         self._constrain(name, value)
-        if field.kind == "category" and field.key in GENRE_KEYS and self.templates.name == "films":
+        if self.templates.name == "films" and field.key == "genres":
             foreign = self._foreign(genre_words, value)
             if foreign is not None:
                 return foreign

@@ -26,14 +26,7 @@ from app.db.migrate import MigrationsNotFound, downgrade, upgrade
 from app.db.repository import CatalogueRepository
 from app.db.session import DEFAULT_DATABASE_URL, create_db_engine
 from app.settings import BUNDLES_DIR, Settings
-from semantic_ids.bundle import (
-    CATALOGUE,
-    MANIFEST,
-    BundleMismatch,
-    catalogue_hash,
-    read_catalogue,
-    read_manifest,
-)
+from semantic_ids.bundle import MANIFEST, BundleMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +75,8 @@ def one_line_errors() -> Iterator[None]:
         fail(f"database error: {str(exc).splitlines()[0]}")
     except (
         CliError,
+        LookupError,  # ItemNotFound: a delete of an item the catalogue lacks
+        RuntimeError,  # UpdatesUnavailable, IdSpaceFull, CatalogueConflict, EncoderUnavailable
         CommandError,
         CatalogueLoadError,
         BundleMismatch,
@@ -135,27 +130,58 @@ def load_catalogue_command(
     database_url: DatabaseUrl = DEFAULT_DATABASE_URL,
     report: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
 ) -> None:
-    """Make the database hold exactly the bundle's catalogue, in one transaction; print a JSON report."""
+    """Make the database hold exactly the bundle's catalogue (with its overlay of items added, changed or
+    deleted since training), in one transaction; print a JSON report."""
+    from app.catalogue_updates import read_bundle_catalogue, served_catalogue
+
     with one_line_errors():
-        manifest = read_manifest(bundle)
-        if not (bundle / CATALOGUE).is_file():
-            raise CliError(f"{bundle} has no {CATALOGUE}")
-        items = list(read_catalogue(bundle))
-        if len(items) != manifest.catalogue.item_count:
-            raise CliError(
-                f"{bundle / CATALOGUE} has {len(items)} items; "
-                f"the manifest says {manifest.catalogue.item_count}"
-            )
-        if catalogue_hash(items) != manifest.catalogue.content_hash:
-            raise CliError(f"{bundle / CATALOGUE} does not match the manifest's catalogue.content_hash")
+        manifest, base_rows, overlay = read_bundle_catalogue(bundle)
+        items, _ = served_catalogue(manifest, base_rows, None, overlay)
+        version = manifest.catalogue.content_hash if overlay is None else overlay.catalogue_hash
         engine = create_db_engine(database_url)
         try:
-            result = load_catalogue(
-                engine, items, manifest.catalogue.content_hash, scheme=manifest.semantic_ids.scheme
-            )
+            result = load_catalogue(engine, items, version, scheme=manifest.semantic_ids.scheme)
         finally:
             engine.dispose()
-        _echo_report({"bundle_id": manifest.bundle_id, **result.as_dict()}, report)
+        overlay_version = 0 if overlay is None else overlay.version
+        _echo_report(
+            {"bundle_id": manifest.bundle_id, "overlay_version": overlay_version, **result.as_dict()}, report
+        )
+
+
+@app.command("add-items")
+def add_items_command(
+    changes: Annotated[
+        Path, typer.Argument(help='JSONL: items in the import form, or {"item_id", "delete": true}.')
+    ],
+    bundle: Annotated[Path, typer.Option(help="Bundle folder whose catalogue to change.")],
+    database_url: DatabaseUrl = DEFAULT_DATABASE_URL,
+    report: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Add, replace or delete items of a bundle's catalogue without retraining: new IDs from its frozen
+    RQ-VAE, the overlay on disk and the database changed together. For a stopped service (a running
+    one takes the same changes over HTTP: PUT /items/{item_id}, POST /items/batch)."""
+    from app.catalogue_updates import CatalogueUpdater, parse_jsonl
+
+    with one_line_errors():
+        if not changes.is_file():
+            raise CliError(f"{changes}: no such file")
+        engine = create_db_engine(database_url)
+        try:
+            updater = CatalogueUpdater.for_bundle(bundle, engine)
+            result = updater.apply(updater.parse(parse_jsonl(changes.read_bytes())), lambda live: None)
+        finally:
+            engine.dispose()
+        outcome = {
+            "bundle": str(bundle),
+            "overlay_version": result.overlay_version,
+            "catalogue_hash": result.catalogue_hash,
+            "item_count": result.item_count,
+            "counts": result.counts,
+            "seconds": result.seconds,
+            "items": [vars(item) for item in result.outcomes],
+        }
+        _echo_report(outcome, report)
 
 
 @app.command("wait-for-db")

@@ -27,11 +27,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.catalogue_updates import ChangeRejected, UpdatesUnavailable
 from app.db import ItemNotFound
+from app.db.changes import CatalogueConflict
 from app.inference.batching import Overloaded, ServiceStopping
 from app.inference.engine import QueryRejected
 from app.metrics import Metrics
 from app.schemas import ErrorResponse
+from semantic_ids.id_allocation import IdSpaceFull
 from semantic_ids.ids import InvalidSemanticId
 
 logger = logging.getLogger(__name__)
@@ -83,6 +86,19 @@ async def _not_found(request: Request, error: Exception) -> JSONResponse:
     return _error(404, "item_not_found", str(error))
 
 
+async def _change_rejected(request: Request, error: Exception) -> JSONResponse:
+    return _error(422, "invalid_change", str(error))
+
+
+async def _updates_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return _error(403, "updates_unavailable", str(error))
+
+
+async def _conflict(request: Request, error: Exception) -> JSONResponse:
+    code = "id_space_full" if isinstance(error, IdSpaceFull) else "catalogue_conflict"
+    return _error(409, code, str(error))
+
+
 async def _overloaded(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, Overloaded)
     return _error(503, "overloaded", str(error), {"Retry-After": str(error.retry_after_s)})
@@ -119,6 +135,8 @@ async def _database(request: Request, error: Exception) -> JSONResponse:
 async def _http(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     code = {
+        401: "unauthorized",
+        403: "forbidden",
         404: "not_found",
         405: "method_not_allowed",
         408: "request_timeout",
@@ -133,6 +151,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueryRejected, _invalid_request)
     app.add_exception_handler(InvalidSemanticId, _invalid_semantic_id)
     app.add_exception_handler(ItemNotFound, _not_found)
+    app.add_exception_handler(ChangeRejected, _change_rejected)
+    app.add_exception_handler(UpdatesUnavailable, _updates_unavailable)
+    app.add_exception_handler(IdSpaceFull, _conflict)
+    app.add_exception_handler(CatalogueConflict, _conflict)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(ServiceStopping, _stopping)
     app.add_exception_handler(DeadlineExceeded, _deadline)

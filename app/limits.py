@@ -17,23 +17,35 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        read_timeout_s: float,
+        large_bodies: tuple[str, str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
+        # (method, path, limit): the one route that takes a large body (a batch of catalogue changes)
+        self.large_bodies = large_bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
+        limit = self.max_bytes
+        if self.large_bodies is not None and (scope["method"], scope["path"]) == self.large_bodies[:2]:
+            limit = self.large_bodies[2]
         received = 0
         body_complete = False
 
         async def limited_receive() -> Message:
             nonlocal received, body_complete
-            if declared is not None and declared > self.max_bytes:
-                raise self._too_large()
+            if declared is not None and declared > limit:
+                raise self._too_large(limit)
             if body_complete:  # later reads wait for a disconnect: no timeout applies
                 return await receive()
             try:
@@ -43,14 +55,14 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 body_complete = not message.get("more_body", False)
-                if received > self.max_bytes:
-                    raise self._too_large()
+                if received > limit:
+                    raise self._too_large(limit)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    def _too_large(self) -> HTTPException:
-        return HTTPException(413, f"the request body is over the {self.max_bytes}-byte limit")
+    def _too_large(self, limit: int) -> HTTPException:
+        return HTTPException(413, f"the request body is over the {limit}-byte limit")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -59,7 +59,10 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     install_page(app)
     # The last added is the outermost: metrics see the catch-all's 500s.
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+        large_bodies=("POST", "/items/batch", settings.max_update_body_bytes),
     )
     app.add_middleware(CatchAllMiddleware, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

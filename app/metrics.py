@@ -44,6 +44,7 @@ class Metrics:
             registry=r,
         )
         self._add_hybrid_metrics(r)
+        self._add_update_metrics(r)
         self.queue_depth = Gauge("semid_queue_depth", "Requests waiting for the decoder.", registry=r)
         self.overloaded = Counter(
             "semid_overloaded", "Requests refused because the queue was full.", registry=r
@@ -94,6 +95,27 @@ class Metrics:
         self.unhandled_errors = Counter(
             "semid_unhandled_errors", "Requests answered 500 by the catch-all error handler.", registry=r
         )
+
+    def _add_update_metrics(self, r: CollectorRegistry) -> None:
+        self.catalogue_changes = Counter(
+            "semid_catalogue_changes",
+            "Items added, updated or deleted while serving.",
+            ["action"],
+            registry=r,
+        )
+        self.catalogue_change_latency = Histogram(
+            "semid_catalogue_change_seconds",
+            "Time to apply one change set: embed, assign IDs, rebuild the trie and indexes, write the "
+            "overlay and the database.",
+            buckets=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
+        )
+        self.overlay_items = Gauge(
+            "semid_overlay_items",
+            "Items the overlay adds, changes or deletes against the bundle.",
+            registry=r,
+        )
+        self.overlay_bytes = Gauge("semid_overlay_bytes", "Bytes of the overlay on disk.", registry=r)
 
     def describe_bundle(self, manifest: Manifest, item_count: int) -> None:
         self.catalogue_size.set(item_count)

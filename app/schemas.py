@@ -111,3 +111,25 @@ class Readiness(BaseModel):
     bundle: str | None = None
     catalogue_items: int | None = None
     reason: str | None = None
+
+
+class ItemChangeOutcome(BaseModel):
+    item_id: str
+    action: Literal["added", "updated", "unchanged", "deleted"]
+    semantic_id: str | None = Field(description="Its ID now, compact form (null: deleted).")
+    previous_semantic_id: str | None = Field(
+        description="Its ID before the change (null: a new item). An ID that changed, or a deleted item's, "
+        "is retired and never given to another item."
+    )
+    reason: str = Field(
+        description="Why it has this ID: its content's RQ-VAE codes, or a neighbour's prefix."
+    )
+
+
+class CatalogueChangeResponse(BaseModel):
+    items: list[ItemChangeOutcome]
+    counts: dict[str, int] = Field(description="Items per action.")
+    catalogue_hash: str = Field(description="The content hash of the catalogue served from now on.")
+    item_count: int
+    overlay_version: int = Field(description="The overlay version on disk (0: the bundle as trained).")
+    seconds: float = Field(description="Time to apply (0 when nothing changed).")

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from app.catalogue_updates import CatalogueUpdater, ChangeReport, UpdatesUnavailable
 from app.db import CatalogueRepository, ItemNotFound, ItemRow, create_db_engine
 from app.errors import DatabaseUnavailable, DeadlineExceeded, InvalidRequest
 from app.inference.batching import MicroBatcher
@@ -32,6 +33,7 @@ from app.schemas import (
 from app.settings import Settings
 from semantic_ids.bundle import BundleMismatch, read_manifest
 from semantic_ids.hybrid import Recommendation
+from semantic_ids.overlay import overlay_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +45,13 @@ class Service:
         recommender: Recommender,
         repository: CatalogueRepository,
         metrics: Metrics,
+        updater: CatalogueUpdater | None = None,
     ) -> None:
         self.settings = settings
         self.recommender = recommender
         self.repository = repository
         self.metrics = metrics
+        self.updater = updater  # None: catalogue updates are off (no admin token, or the bundle cannot)
         recommender.on_fusion = metrics.fusion_latency.observe
         recommender.on_dense = metrics.dense_latency.observe
         self.batcher: MicroBatcher[Recommendation] = MicroBatcher(
@@ -80,14 +84,17 @@ class Service:
                 num_beams=settings.num_beams,
                 torch_threads=settings.torch_threads,
                 expected_catalogue_hash=expected_hash,
+                with_dense=settings.admin_token is not None,  # new items are embedded with its encoder
             )
+            updater = _updater(settings, recommender, engine)
             if settings.warm_up:
                 recommender.warm_up()
         except BaseException:
             engine.dispose()
             raise
         metrics.describe_bundle(recommender.manifest, item_count)
-        return cls(settings, recommender, repository, metrics)
+        metrics.overlay_bytes.set(overlay_bytes(settings.bundle_dir))
+        return cls(settings, recommender, repository, metrics, updater)
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -126,6 +133,28 @@ class Service:
                 f"no answer within the {timeout_s:g} s deadline: the decoder is busy; retry shortly"
             ) from None
 
+    async def change_items(self, raws: list[Any]) -> ChangeReport:
+        """Apply a change set (items to add or replace, items to delete) all or nothing; served from the
+        next request on. ``ChangeRejected`` (422) and ``ItemNotFound`` (404) before anything changes."""
+        if self.updater is None:
+            raise UpdatesUnavailable(
+                "catalogue updates are off: set SEMID_ADMIN_TOKEN and restart the service"
+            )
+        changes = self.updater.parse(raws)
+        report = await run_in_threadpool(
+            self.updater.apply, changes, self.recommender.prepare, self.recommender.swap
+        )
+        for action in ("added", "updated", "deleted"):
+            self.metrics.catalogue_changes.labels(action).inc(report.counts[action])
+        if report.seconds:
+            self.metrics.catalogue_change_latency.observe(report.seconds)
+            self.metrics.catalogue_size.set(report.item_count)
+            self.metrics.overlay_items.set(report.overlay_items)
+            self.metrics.overlay_bytes.set(overlay_bytes(self.settings.bundle_dir))
+            self._catalogue_problem = None  # the database holds what is served: it was just written
+            self._catalogue_checked_at = time.monotonic()
+        return report
+
     def item_by_semantic_id(self, text: str) -> ItemPublic:
         semantic_id = self.recommender.scheme.parse(text)  # InvalidSemanticId -> 422
         return ItemPublic(**_item_fields(self.repository.get_by_semantic_id(semantic_id)))
@@ -156,7 +185,7 @@ class Service:
         except SQLAlchemyError as error:
             logger.warning("reading the catalogue state failed: %s", str(error).splitlines()[0])
             return "the catalogue database is unreachable"  # not cached: the next probe asks again
-        served = self.recommender.manifest.catalogue.content_hash
+        served = self.recommender.catalogue_hash
         if state is None:
             problem: str | None = "the database holds no catalogue"
         elif state.version != served:
@@ -191,6 +220,32 @@ class Service:
             candidates = [c for c in candidates if c.semantic_id.compact not in missing]
             rows = self.repository.get_many_by_semantic_ids([c.semantic_id for c in candidates])
         return list(zip(candidates, rows, strict=True))
+
+
+def _updater(settings: Settings, recommender: Recommender, engine: Engine) -> CatalogueUpdater | None:
+    """The catalogue updater, when an admin token is set; a bundle that cannot take new items (no item
+    vectors or no RQ-VAE) serves read-only, with a warning saying why."""
+    loaded = recommender.loaded
+    if settings.admin_token is None or loaded is None:
+        return None
+    dense = recommender.ranker.dense
+    if loaded.live is None or loaded.base_rows is None or dense is None:
+        logger.warning("catalogue updates are off: bundle %s has no item vectors", recommender.bundle_id)
+        return None
+    try:
+        return CatalogueUpdater(
+            settings.bundle_dir,
+            recommender.manifest,
+            loaded.base_rows,
+            loaded.base_vectors,
+            loaded.live,
+            dense.encoder,
+            engine,
+            max_items=settings.max_update_items,
+        )
+    except UpdatesUnavailable as error:
+        logger.warning("catalogue updates are off: %s", error)
+        return None
 
 
 def _served_catalogue(repository: CatalogueRepository, engine: Engine) -> tuple[str, int]:

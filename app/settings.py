@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.db.session import DEFAULT_DATABASE_URL
@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # /readyz re-reads the database's catalogue hash at most this often (0: on every probe) and reports
     # not ready when another catalogue was loaded under the running service.
     catalogue_check_interval_s: float = Field(default=30.0, ge=0.0)
+
+    # Catalogue updates (PUT/DELETE /items/{item_id}, POST /items/batch) need this token as
+    # "Authorization: Bearer <token>"; unset, they are off (403) and the query encoder loads only when the
+    # bundle's fusion uses the dense source. Read routes never need it.
+    admin_token: SecretStr | None = None
+    max_update_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)  # a batch; larger -> 413
+    max_update_items: int = Field(default=10_000, ge=1)  # changes in one batch; more -> 422
 
     torch_threads: int | None = Field(default=None, ge=1)
     warm_up: bool = True

@@ -228,6 +228,17 @@ class LexicalIndex:
         framing = [word for words in _tokens(framing_text) for word in words] if framing_text else []
         return cls(groups, rows, catalogue_hash, framing)
 
+    def rebuilt(self, rows: Sequence[Mapping[str, Any]], catalogue_hash: str) -> LexicalIndex:
+        """This index's configuration (framing words, group weights, attribute fields) over other rows:
+        the served catalogue after items were added, changed or deleted."""
+        bm25s = import_bm25s()
+        groups = {}
+        for name, texts in group_texts(rows).items():
+            if name in self.groups:
+                groups[name] = bm25s.BM25()
+                groups[name].index(_tokens(texts), show_progress=False)
+        return type(self)(groups, rows, catalogue_hash, self.framing, self.weights, self.attributes.fields)
+
     def __len__(self) -> int:
         return len(self.item_ids)
 

@@ -28,7 +28,7 @@ from training import cli_options as opt
 from training.data.catalogue import CatalogueError
 from training.data.embeddings import EmbeddingError
 from training.eval.evaluate import format_table
-from training.ids.rqvae import RQVAEError
+from semantic_ids.rqvae import RQVAEError
 from training.io import write_json
 from training.llm.base_model import BaseModelError, prepare_base_model
 from training.llm.template_spec import TemplateError
@@ -263,6 +263,17 @@ def pipeline_command(
     time_budget_s: opt.BudgetOption = None,
     epoch_repeats: opt.RepeatsOption = None,
     eval_queries: opt.EvalQueriesOption = None,
+    hold_out: Annotated[
+        float,
+        typer.Option(
+            "--hold-out",
+            help="Share of the items kept out of IDs and fine-tuning, written to <run>/held_out.jsonl "
+            "(to add to the served bundle later: never-trained items).",
+        ),
+    ] = 0.0,
+    name: Annotated[
+        str | None, typer.Option(help="Name of the run and the bundle [default: the profile's].")
+    ] = None,
 ) -> None:
     """catalogue -> IDs -> examples -> fine-tune -> evaluate -> bundle (artifacts/bundles/<profile>).
 
@@ -277,10 +288,19 @@ def pipeline_command(
     }  # fmt: skip
     # A film profile's overrides are checked before the catalogue is read; another run's need its size.
     config = pipeline_config(profile, **overrides) if profile in PROFILES else None
-    layout = RunLayout.for_profile(profile)
-    inputs = pipeline_inputs(layout, profile, jsonl=jsonl, templates_file=templates, reuse_ids=reuse_ids)
+    layout = RunLayout.for_profile(name or profile)
+    inputs = pipeline_inputs(
+        layout, profile, jsonl=jsonl, templates_file=templates, reuse_ids=reuse_ids, hold_out_share=hold_out
+    )
     config = config or pipeline_config(profile, len(inputs.items), **overrides)
-    report = run_pipeline(config, inputs=inputs, reuse_ids=reuse_ids, base_models_dir=base_models_dir)
+    report = run_pipeline(
+        config,
+        inputs=inputs,
+        reuse_ids=reuse_ids,
+        base_models_dir=base_models_dir,
+        run_dir=layout.folder,
+        bundle_dir=bundle_dir_for(name or profile),
+    )
     typer.echo(format_table(report["evaluation"]), err=True)
     _echo({k: v for k, v in report.items() if k != "evaluation"})
 

@@ -64,6 +64,11 @@ class RunLayout:
         return self.folder / "catalogue.jsonl"
 
     @property
+    def held_out(self) -> Path:
+        """Items kept out of the run (``semid pipeline --hold-out``), in the import form."""
+        return self.folder / "held_out.jsonl"
+
+    @property
     def embeddings(self) -> Path:
         return self.folder / "embeddings.npy"
 

@@ -173,9 +173,9 @@ def _apply(connection: Connection, rows: Sequence[_Row], version: str) -> LoadRe
     changed = [row for row in rows if row.item_id in existing and existing[row.item_id] != row.content()]
     added = [row for row in rows if row.item_id not in existing]
 
-    for chunk in _chunks([*removed, *(row.item_id for row in changed)]):
+    for chunk in chunked([*removed, *(row.item_id for row in changed)]):
         connection.execute(delete(Item).where(Item.item_id.in_(chunk)))
-    for chunk in _chunks([*changed, *added]):
+    for chunk in chunked([*changed, *added]):
         connection.execute(insert(Item), [row.values(version) for row in chunk])
     stale = Item.catalogue_version != version
     connection.execute(update(Item).where(stale).values(catalogue_version=version))
@@ -185,7 +185,7 @@ def _apply(connection: Connection, rows: Sequence[_Row], version: str) -> LoadRe
         select(CatalogueState.version, CatalogueState.item_count).where(the_state)
     ).first()
     if previous is None or tuple(previous) != (version, len(rows)) or removed or changed or added:
-        _record_state(connection, version, len(rows), exists=previous is not None)
+        record_state(connection, version, len(rows), exists=previous is not None)
     return LoadReport(
         catalogue_version=version,
         previous_version=None if previous is None else previous.version,
@@ -198,7 +198,7 @@ def _apply(connection: Connection, rows: Sequence[_Row], version: str) -> LoadRe
     )
 
 
-def _record_state(connection: Connection, version: str, item_count: int, *, exists: bool) -> None:
+def record_state(connection: Connection, version: str, item_count: int, *, exists: bool) -> None:
     values = {"version": version, "item_count": item_count, "loaded_at": datetime.now(UTC)}
     if exists:
         the_state = CatalogueState.id == CATALOGUE_STATE_ID
@@ -207,6 +207,6 @@ def _record_state(connection: Connection, version: str, item_count: int, *, exis
         connection.execute(insert(CatalogueState).values(id=CATALOGUE_STATE_ID, **values))
 
 
-def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+def chunked(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import torch
 
-from app.inference.model_loading import load_recommender_model
+from app.catalogue_updates import LiveCatalogue
+from app.inference.model_loading import LoadedModel, load_recommender_model
 from semantic_ids.bundle import Manifest
 from semantic_ids.causal_lm import flush_denormals
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
+from semantic_ids.dense import DenseIndex, DenseRetriever
 from semantic_ids.hybrid import HybridRanker, Recommendation
 from semantic_ids.ids import IdScheme
+from semantic_ids.trie import PrefixTrie
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +35,19 @@ class QueryRejected(ValueError):
 
 
 class Recommender:
-    def __init__(self, ranker: HybridRanker, manifest: Manifest, *, num_beams: int) -> None:
+    def __init__(
+        self, ranker: HybridRanker, manifest: Manifest, *, num_beams: int, loaded: LoadedModel | None = None
+    ) -> None:
+        # Replaced whole by ``swap`` when the catalogue changes: a batch keeps the ranker it started with.
         self.ranker = ranker
         self.manifest = manifest
         self.num_beams = num_beams
+        self.loaded = loaded  # what the bundle loaded as: its base catalogue and live state, for updates
+        self.catalogue_hash = (
+            manifest.catalogue.content_hash
+            if loaded is None or loaded.live is None
+            else (loaded.live.content_hash)
+        )
         # The semantic-ID tokens are added in one contiguous run starting at [SEM_START].
         self._first_semantic_token = ranker.decoder.token_ids.sem_start
         self._prompt_overhead = len(self._prompt_ids(""))  # [REC][SEM_START] (and any BOS)
@@ -57,6 +69,7 @@ class Recommender:
         precision: str = "auto",
         torch_threads: int | None = None,
         expected_catalogue_hash: str | None = None,
+        with_dense: bool = False,
     ) -> Recommender:
         """Load the bundle; ``BundleMismatch`` when it does not fit the base model or the catalogue."""
         flush_denormals()  # before the first parallel work where it can be (semantic_ids.causal_lm)
@@ -69,6 +82,7 @@ class Recommender:
             device,
             precision=precision,
             expected_catalogue_hash=expected_catalogue_hash,
+            with_dense=with_dense,
         )
         logger.info(
             "bundle %s (%d items) ready to decode after %.1f s",
@@ -76,7 +90,7 @@ class Recommender:
             len(loaded.trie),
             time.perf_counter() - started,
         )
-        return cls(loaded.ranker(), loaded.manifest, num_beams=num_beams)
+        return cls(loaded.ranker(), loaded.manifest, num_beams=num_beams, loaded=loaded)
 
     @property
     def bundle_id(self) -> str:
@@ -89,6 +103,27 @@ class Recommender:
     @property
     def item_count(self) -> int:
         return len(self.decoder.trie)
+
+    def prepare(self, live: LiveCatalogue) -> HybridRanker:
+        """A ranker over ``live`` with this one's model and fusion: a new trie and indexes, built aside
+        while the current ranker serves (about 0.1 s for 1,000 items, mostly the lexical index)."""
+        current = self.ranker
+        ids = live.ids
+        trie = PrefixTrie(ids, self.scheme)
+        decoder = ConstrainedDecoder(current.decoder.model, current.decoder.tokenizer, trie)
+        decoder.first_level_beams = current.decoder.first_level_beams
+        lexical = current.lexical.rebuilt(live.rows, live.content_hash)
+        dense = None
+        if current.dense is not None:
+            item_ids = [str(row["item_id"]) for row in live.rows]
+            index = DenseIndex(live.vectors, item_ids, live.content_hash, current.dense.index.model)
+            dense = DenseRetriever(index, current.dense.encoder)
+        return HybridRanker(decoder, lexical, ids, current.fusion, dense)
+
+    def swap(self, ranker: HybridRanker, live: LiveCatalogue) -> None:
+        """Serve ``ranker`` (from ``prepare``) from the next batch on."""
+        self.ranker = ranker
+        self.catalogue_hash = live.content_hash
 
     def beams_for(self, k: int) -> int:
         """Beams used for a request of ``k`` items: never fewer than ``k``."""

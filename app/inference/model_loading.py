@@ -7,7 +7,9 @@ Every way a bundle can fail to fit raises ``BundleMismatch`` with a message sayi
 
 Beside the model: the lexical index, and the item vectors with the query encoder of their embedding
 model (MiniLM) when the bundle has them and its fusion uses the dense source (``with_dense`` loads the
-encoder regardless, for tuning); the encoder is loaded once, here, like the model.
+encoder regardless, for tuning and for catalogue updates); the encoder is loaded once, here, like the
+model. A bundle with an overlay (``semantic_ids.overlay``: items added, changed or deleted since
+training) serves base + overlay: the trie and both indexes are built over that catalogue.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+from app.catalogue_updates import LiveCatalogue, served_catalogue
 from semantic_ids.bundle import (
     ADAPTER_DIR,
     BASE_WEIGHTS,
@@ -35,7 +38,6 @@ from semantic_ids.bundle import (
     Manifest,
     base_weights_sha256,
     catalogue_hash,
-    check_catalogue,
     read_catalogue,
     read_manifest,
 )
@@ -51,6 +53,7 @@ from semantic_ids.dense import DenseIndex, DenseRetriever, QueryEncoder, bundle_
 from semantic_ids.hybrid import HybridRanker
 from semantic_ids.ids import InvalidSemanticId, SemanticId
 from semantic_ids.lexical import LexicalIndex, bundle_lexical_index
+from semantic_ids.overlay import Overlay, read_overlay
 from semantic_ids.text_encoder import EncoderUnavailable, encoder_for
 from semantic_ids.trie import PrefixTrie
 
@@ -68,6 +71,11 @@ class LoadedModel:
     lexical: LexicalIndex
     dense: DenseRetriever | None = None  # the item vectors and the query encoder; None: no dense source
     precision: str = "fp32"  # how the model runs: bf16, fp32 or fp16-weights (``inference_precision``)
+    # The served catalogue (base + overlay) and the base bundle's rows and vectors, which catalogue
+    # updates diff against; None for a bundle without item vectors (no updates then).
+    live: LiveCatalogue | None = None
+    base_rows: list[dict[str, Any]] | None = None
+    base_vectors: Any = None  # (base rows, dimensions) float32
 
     @property
     def fusion(self) -> FusionParams:
@@ -96,11 +104,21 @@ def load_recommender_model(
     """
     manifest = read_manifest(bundle_dir)
     _require_files(bundle_dir)
-    check_catalogue(manifest, expected_catalogue_hash)
-    items = _checked_catalogue(bundle_dir, manifest)
+    overlay = read_overlay(bundle_dir, manifest)
+    _check_served_catalogue(manifest, overlay, expected_catalogue_hash)
+    base_rows = _checked_catalogue(bundle_dir, manifest)
+    lexical = bundle_lexical_index(bundle_dir, manifest, base_rows)
+    base_dense = dense_index = bundle_dense_index(bundle_dir, manifest, base_rows)
+    items, live = served_catalogue(
+        manifest, base_rows, None if base_dense is None else base_dense.vectors, overlay
+    )
+    if overlay is not None:
+        lexical = lexical.rebuilt(items, overlay.catalogue_hash)
+        if dense_index is not None and live is not None:
+            dense_index = DenseIndex(
+                live.vectors, [r["item_id"] for r in items], live.content_hash, dense_index.model
+            )
     ids, trie = _build_trie(items, manifest)
-    lexical = bundle_lexical_index(bundle_dir, manifest, items)
-    dense_index = bundle_dense_index(bundle_dir, manifest, items)
     base_dir = _base_dir(manifest, base_models_dir)
     tokenizer: Any = AutoTokenizer.from_pretrained(str(bundle_dir / TOKENIZER_DIR))
     tokenizer.padding_side = "left"
@@ -147,7 +165,21 @@ def load_recommender_model(
         lexical=lexical,
         dense=dense,
         precision=runs_as,
+        live=live,
+        base_rows=base_rows,
+        base_vectors=None if base_dense is None else base_dense.vectors,
     )
+
+
+def _check_served_catalogue(manifest: Manifest, overlay: Overlay | None, expected: str | None) -> None:
+    """Refuse a bundle (with its overlay) built for another catalogue than the one being served."""
+    served = manifest.catalogue.content_hash if overlay is None else overlay.catalogue_hash
+    if expected is not None and served != expected:
+        with_overlay = "" if overlay is None else f" with its overlay v{overlay.version}"
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}{with_overlay} serves catalogue {served[:12]}, but the catalogue "
+            f"being served is {expected[:12]} (run `semid-service load-catalogue --bundle <bundle dir>`)"
+        )
 
 
 def _dense_retriever(

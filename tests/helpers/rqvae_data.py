@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.ids.rqvae import RQVAEConfig
+from semantic_ids.rqvae import RQVAEConfig
 
 CLUSTERS = 8
 TINY = RQVAEConfig(

@@ -18,7 +18,7 @@ from semantic_ids.ids import SemanticId
 from training.data.embeddings import MODEL_NAME
 from training.data.items import CatalogueItem
 from training.ids.code_stats import collision_group_sizes, collision_rate, level_stats
-from training.ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
+from semantic_ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
 from training.ids.train_rqvae import encode_items
 from training.io import atomic_path, write_json, write_plot
 from training.run_layout import RunLayout

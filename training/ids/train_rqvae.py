@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from training.ids.code_stats import collision_rate, level_stats
-from training.ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE
+from semantic_ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from training.data.embeddings import embed_texts
 from training.data.item_text import render_item_text
 from training.data.items import CatalogueItem
 from training.ids.assign import assign_ids, write_id_outputs
-from training.ids.rqvae import RQVAEError, load_rqvae, save_rqvae
+from semantic_ids.rqvae import RQVAEError, load_rqvae, save_rqvae
 from training.ids.train_rqvae import train_rqvae
 from training.io import write_json
 from training.pipeline.timing import timed

@@ -8,8 +8,9 @@ What the user gives (the catalogue, a query templates file) is read and checked 
 
 from __future__ import annotations
 
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,21 @@ class PipelineInputs:
     items: list[CatalogueItem]
     templates: QueryTemplates
     jsonl: Path | None = None
+    # Items kept out of the IDs model and fine-tuning (``hold_out``), written to ``<run>/held_out.jsonl``
+    # so they can be added to the served bundle later (``semid-service add-items``): never-trained items.
+    held_out: list[CatalogueItem] = field(default_factory=list)
+
+
+def hold_out(
+    items: list[CatalogueItem], share: float, seed: int
+) -> tuple[list[CatalogueItem], list[CatalogueItem]]:
+    """(kept, held out): a seeded ``share`` of the items held out, both in catalogue order."""
+    if not 0.0 <= share < 1.0:
+        raise PipelineError(f"--hold-out must be a share in [0, 1), got {share}")
+    count = round(len(items) * share)
+    chosen = set(random.Random(seed).sample(range(len(items)), count))
+    kept = [item for index, item in enumerate(items) if index not in chosen]
+    return kept, [item for index, item in enumerate(items) if index in chosen]
 
 
 def pipeline_inputs(
@@ -48,17 +64,24 @@ def pipeline_inputs(
     jsonl: Path | None = None,
     templates_file: Path | None = None,
     reuse_ids: bool = False,
+    hold_out_share: float = 0.0,
+    seed: int = 0,
 ) -> PipelineInputs:
-    """The catalogue and its query configuration, read and checked; nothing is written."""
+    """The catalogue and its query configuration, read and checked; nothing is written.
+    ``hold_out_share``: that share of the items is kept out of the run (``hold_out``)."""
+    held_out: list[CatalogueItem] = []
     if reuse_ids:
-        if jsonl is not None:
-            raise PipelineError("--reuse-ids keeps the run's catalogue and semantic IDs: leave out --jsonl")
+        if jsonl is not None or hold_out_share:
+            raise PipelineError(
+                "--reuse-ids keeps the run's catalogue and semantic IDs: leave out --jsonl and --hold-out"
+            )
         items, _, _ = layout.load_id_outputs()
         films = layout.has_film_catalogue()
     else:
         items, films = read_items(profile, jsonl), jsonl is None
+        items, held_out = hold_out(items, hold_out_share, seed)
     templates = choose_templates(templates_file, items, films=films, name=profile)
-    return PipelineInputs(items, templates, jsonl)
+    return PipelineInputs(items, templates, jsonl, held_out)
 
 
 def run_pipeline(
@@ -78,6 +101,8 @@ def run_pipeline(
     bundle_dir = bundle_dir or bundle_dir_for(config.profile)
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    if given.held_out:
+        layout.save_catalogue(given.held_out, layout.held_out)
     if not reuse_ids:
         timed(timings, "ids", lambda: build_ids(
             layout, config.profile, jsonl=given.jsonl, cache_dir=cache_dir, read=given.items
@@ -99,6 +124,7 @@ def run_pipeline(
         "profile": config.profile,
         "catalogue": str(given.jsonl) if given.jsonl else "films",
         "query_templates": given.templates.name,
+        "held_out": {"items": len(given.held_out), "file": str(layout.held_out)} if given.held_out else None,
         "timings_s": timings,
         "examples": examples["counts"],
         "training": {k: v for k, v in training.items() if k != "history"},

@@ -26,7 +26,7 @@ from training.ids.assign import (
     write_id_outputs,
 )
 from training.ids.code_stats import collision_rate, level_stats
-from training.ids.rqvae import SemanticRQVAE, load_rqvae
+from semantic_ids.rqvae import SemanticRQVAE, load_rqvae
 from training.ids.train_rqvae import encode_items, train_rqvae
 from training.run_layout import RunLayout
 

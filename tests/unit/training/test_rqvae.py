@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.helpers.rqvae_data import CLUSTERS, TINY, clustered_embeddings
-from training.ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
+from semantic_ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
 from training.ids.train_rqvae import encode_items, train_rqvae
 from training.profiles import rqvae_config
 

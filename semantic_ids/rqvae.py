@@ -4,12 +4,17 @@ quantiser (``vector_quantize_pytorch.ResidualVQ``) -> MLP decoder.
 Level 0 picks the nearest of K centroids in latent space, level 1 quantises what level 0 left over,
 and so on, so items that share a prefix are close in embedding space: that is what lets an LLM learn
 to write IDs coarse-to-fine.
+
+It lives in the shared contract because both halves run it: training learns it and assigns the IDs;
+the service loads the bundle's frozen copy (``rqvae.safetensors``) to give items added later an ID
+whose prefix the model already knows (``semantic_ids.id_allocation``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -18,8 +23,6 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
-
-from training.io import atomic_path
 
 
 class RQVAEError(ValueError):
@@ -146,8 +149,13 @@ class SemanticRQVAE(nn.Module):
 
 def save_rqvae(model: SemanticRQVAE, config: RQVAEConfig, path: Path) -> None:
     """safetensors weights, with the config in the file's metadata so the file is self-describing."""
-    with atomic_path(path) as partial:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
         save_model(model, str(partial), metadata={"rqvae_config": json.dumps(config.to_json())})
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def load_rqvae(path: Path) -> tuple[SemanticRQVAE, RQVAEConfig]:

@@ -12,6 +12,7 @@ moved by a change of content) is never given again, so a client holding it never
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -54,6 +55,8 @@ class IdAllocator:
     def preferences(self, vectors: np.ndarray) -> np.ndarray:
         """(items, K, levels - 1) RQ code tuples per item, best first: its own codes, then the other
         codes of the last RQ level by the distance of its residual to them."""
+        if len(vectors) == 0:
+            return np.zeros((0, self.rqvae.codebook_size, self.rqvae.levels), dtype=np.int64)
         latent = self.rqvae.encode(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)))
         _, codes, _ = self.rqvae.quantize(latent)  # (items, levels - 1)
         codewords = self.rqvae.quantizer.get_codes_from_indices(codes)  # (levels - 1, items, dim)
@@ -77,10 +80,13 @@ class IdAllocator:
             used.setdefault(semantic_id.codes[:-1], set()).add(semantic_id.codes[-1])
         slots = self.scheme.codebook_sizes[-1]
         out = []
-        for options, now in zip(self.preferences(vectors), current, strict=True):
+        for vector, options, now in zip(vectors, self.preferences(vectors), current, strict=True):
             if now is not None:  # its own slot is free to it: an unchanged item keeps its ID
                 used.get(now.codes[:-1], set()).discard(now.codes[-1])
-            allocation = self._first_free(options, used, slots, now)
+            try:
+                allocation = self._first_free(options, used, slots, now)
+            except IdSpaceFull:  # its whole last level is taken: any prefix, nearest first
+                allocation = self._first_free(self._everywhere(vector, options[0]), used, slots, now)
             if now is not None and allocation.semantic_id.codes[:-1] == now.codes[:-1]:
                 prefix = _compact(now.codes[:-1])
                 allocation = Allocation(now, "kept", f"its content still belongs under {prefix}")
@@ -89,6 +95,19 @@ class IdAllocator:
                     used.setdefault(held.codes[:-1], set()).add(held.codes[-1])
             out.append(allocation)
         return out
+
+    @torch.inference_mode()
+    def _everywhere(self, vector: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """(prefixes, levels - 1) every RQ code tuple, nearest to the item's latent first (own first);
+        only for ID spaces of at most 2^16 prefixes, where the last level's neighbours can all be taken."""
+        sizes = [self.rqvae.codebook_size] * self.rqvae.levels
+        if math.prod(sizes) > 1 << 16:
+            return own[None]
+        grid = torch.cartesian_prod(*(torch.arange(size) for size in sizes)).reshape(-1, len(sizes))
+        points = self.rqvae.quantized_from_codes(grid)  # (prefixes, dim)
+        latent = self.rqvae.encode(torch.from_numpy(np.asarray(vector, dtype=np.float32)[None]))
+        order = torch.cdist(latent, points)[0].argsort()
+        return grid[order].numpy().astype(np.int64)
 
     def _first_free(
         self, options: np.ndarray, used: dict[tuple[int, ...], set[int]], slots: int, now: SemanticId | None
@@ -109,7 +128,7 @@ class IdAllocator:
             )
             return Allocation(semantic_id, "neighbour", reason)
         raise IdSpaceFull(
-            f"no free semantic ID near {_compact(own)}: every ID under its last level's codes is taken; "
+            f"no free semantic ID near {_compact(own)}: every ID it could take is taken; "
             "retrain the IDs (`semid pipeline`) with more codes"
         )
 

@@ -24,11 +24,11 @@ import typer
 
 from semantic_ids.bundle import BundleMismatch
 from semantic_ids.causal_lm import flush_denormals
+from semantic_ids.rqvae import RQVAEError
 from training import cli_options as opt
 from training.data.catalogue import CatalogueError
 from training.data.embeddings import EmbeddingError
 from training.eval.evaluate import format_table
-from semantic_ids.rqvae import RQVAEError
 from training.io import write_json
 from training.llm.base_model import BaseModelError, prepare_base_model
 from training.llm.template_spec import TemplateError

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from semantic_ids.bundle import DenseGate, FusionParams
+from semantic_ids.rqvae import RQVAEConfig
 from training.data.catalogue import CatalogueError, load_films
 from training.data.items import CatalogueItem
-from semantic_ids.rqvae import RQVAEConfig
 from training.llm.examples import ExampleConfig
 from training.llm.finetune_config import FinetuneConfig
 from training.pipeline.config import PipelineConfig, PipelineError

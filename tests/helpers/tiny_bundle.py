@@ -3,7 +3,9 @@
 Built with the training side's own helpers and ``write_bundle``, so the service tests load exactly
 what the pipeline writes. The few steps teach the model to write an item's ID for its title, enough
 for tests to tell a trained ranking from a random one. ``dense=True`` adds item vectors from the tiny
-hashing encoder (``tests.helpers.tiny_encoder``), which the loader then needs as its query encoder.
+hashing encoder (``tests.helpers.tiny_encoder``), which the loader then needs as its query encoder;
+``rqvae=True`` an RQ-VAE over those vectors with the tiny scheme's codebooks, so the bundle can take new
+items (catalogue updates).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import build_prompt
 from semantic_ids.ids import SEM_END, SemanticId
 from semantic_ids.item_text import render_row
+from semantic_ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
 from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
 from tests.helpers.tiny_encoder import HashingEncoder
 from tests.helpers.tiny_models import make_tiny_base_model
@@ -58,8 +61,27 @@ def _train(peft_model: Any, tokenizer: Any, texts: list[str], steps: int) -> Non
     peft_model.eval()
 
 
+def _tiny_rqvae(vectors: torch.Tensor, path: Path) -> Path:
+    """An RQ-VAE of the tiny scheme's shape (2 levels x 4 codes), its codebooks fitted on ``vectors``."""
+    config = RQVAEConfig(
+        input_dim=vectors.shape[1], hidden_dims=(32,), latent_dim=8, levels=2, codebook_size=4, kmeans_iters=5
+    )
+    model = SemanticRQVAE.from_config(config).train()
+    with torch.no_grad():
+        for _ in range(3):  # k-means initialisation, then EMA updates of the codebooks
+            model(vectors)
+    save_rqvae(model.eval(), config, path)
+    return path
+
+
 def make_tiny_bundle(
-    root: Path, *, steps: int = 60, seed: int = 0, dense: bool = False, fusion: FusionParams | None = None
+    root: Path,
+    *,
+    steps: int = 60,
+    seed: int = 0,
+    dense: bool = False,
+    fusion: FusionParams | None = None,
+    rqvae: bool = False,
 ) -> TinyBundle:
     torch.manual_seed(seed)
     base_models_dir = root / "base_models"
@@ -74,6 +96,9 @@ def make_tiny_bundle(
     peft_model = attach_lora(model, lora, new_ids)
     _train(peft_model, tokenizer, _training_texts(items), steps)
     encoder = HashingEncoder()
+    vectors = encoder.encode([render_row(item) for item in items]) if dense or rqvae else None
+    rqvae_path = _tiny_rqvae(torch.from_numpy(vectors), root / "rqvae.safetensors") if rqvae else None
+    dense = dense or rqvae  # a bundle takes new items only with its items' vectors
     inputs = BundleInputs(
         profile="tiny",
         items=tiny_catalogue(),
@@ -82,12 +107,12 @@ def make_tiny_bundle(
         base_model_source="tests.helpers.tiny_models",
         embedding_model=encoder.model if dense else "none",
         embedding_dimensions=encoder.dimensions if dense else 8,
-        rqvae_path=None,
+        rqvae_path=rqvae_path,
         lora=lora.to_dict(),
         training={"steps": steps},
         evaluation={},
         fusion=fusion,
-        item_embeddings=encoder.encode([render_row(item) for item in items]) if dense else None,
+        item_embeddings=vectors if dense else None,
     )
     bundle_dir = root / "bundles" / "tiny"
     manifest = write_bundle(

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from semantic_ids.ids import SemanticId
+from semantic_ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
 from training.data.embeddings import MODEL_NAME
 from training.data.items import CatalogueItem
 from training.ids.code_stats import collision_group_sizes, collision_rate, level_stats
-from semantic_ids.rqvae import RQVAEConfig, SemanticRQVAE, save_rqvae
 from training.ids.train_rqvae import encode_items
 from training.io import atomic_path, write_json, write_plot
 from training.run_layout import RunLayout

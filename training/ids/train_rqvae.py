@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.ids.code_stats import collision_rate, level_stats
 from semantic_ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE
+from training.ids.code_stats import collision_rate, level_stats
 
 logger = logging.getLogger(__name__)
 

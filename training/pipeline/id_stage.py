@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from semantic_ids.rqvae import RQVAEError, load_rqvae, save_rqvae
 from training.data.catalogue import CatalogueError, read_catalogue
 from training.data.embeddings import embed_texts
 from training.data.item_text import render_item_text
 from training.data.items import CatalogueItem
 from training.ids.assign import assign_ids, write_id_outputs
-from semantic_ids.rqvae import RQVAEError, load_rqvae, save_rqvae
 from training.ids.train_rqvae import train_rqvae
 from training.io import write_json
 from training.pipeline.timing import timed

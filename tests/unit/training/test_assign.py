@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semantic_ids.ids import IdScheme, SemanticId
+from semantic_ids.rqvae import SemanticRQVAE, load_rqvae
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.rqvae_data import TINY, clustered_embeddings
 from training.data.items import CatalogueItem
@@ -26,7 +27,6 @@ from training.ids.assign import (
     write_id_outputs,
 )
 from training.ids.code_stats import collision_rate, level_stats
-from semantic_ids.rqvae import SemanticRQVAE, load_rqvae
 from training.ids.train_rqvae import encode_items, train_rqvae
 from training.run_layout import RunLayout
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.rqvae_data import CLUSTERS, TINY, clustered_embeddings
 from semantic_ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
+from tests.helpers.rqvae_data import CLUSTERS, TINY, clustered_embeddings
 from training.ids.train_rqvae import encode_items, train_rqvae
 from training.profiles import rqvae_config
 

@@ -228,3 +228,40 @@ def test_a_failing_database_leaves_the_old_catalogue_serving(client: TestClient,
     assert sorted(path.name for path in (bundle.bundle_dir / OVERLAYS_DIR).rglob("*")) == overlay
     assert client.get("/readyz").json()["status"] == "ready"
     assert put(client, "new2", {"title": "Stored This Time"}).status_code == 200  # and it recovers
+
+
+def test_reads_under_concurrent_updates_never_fail(client: TestClient, bundle: TinyBundle) -> None:
+    """Readers during a stream of adds and deletes: no 5xx, and every recommended item readable unless
+    it was deleted (the trie and the database are swapped together, never half)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    deleted: set[str] = set()
+
+    def write() -> None:
+        for n in range(12):
+            assert put(client, f"live{n}", {"title": f"Live film {n}"}).status_code == 200
+            if n % 3 == 0:
+                gone = bundle.items[n]["item_id"]
+                deleted.add(gone)
+                assert client.delete(f"/items/{gone}", headers=ADMIN).status_code == 200
+
+    def read(n: int) -> list[str]:
+        problems = []
+        for m in range(10):
+            mode = ("hybrid", "lexical", "generative")[(n + m) % 3]
+            response = client.post("/recommend", json={"query": f"Live film {m}", "k": 5, "mode": mode})
+            if response.status_code != 200:
+                problems.append(f"{response.status_code} {response.text}")
+                continue
+            for item in response.json()["items"]:
+                status = client.get(f"/items/{item['semantic_id']}").status_code
+                if status != 200 and not (status == 404 and item["item_id"] in deleted):
+                    problems.append(f"{item['item_id']}: {status}")
+        return problems
+
+    with ThreadPoolExecutor(5) as pool:
+        writer = pool.submit(write)
+        readers = [pool.submit(read, n) for n in range(4)]
+        writer.result()
+        assert [p for r in readers for p in r.result()] == []
+    assert client.get("/readyz").json()["status"] == "ready"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -473,3 +474,61 @@ def _check_field(key: str, value: Any, where: str, known: set[str] | None) -> No
             f"{where}: fields.{key}: the catalogue holds {' or '.join(sorted(known))} values here, "
             f"got a {_kind(value)}"
         )
+
+
+def compact_bundle(bundle_dir: Path) -> Manifest:
+    """Fold a bundle's overlay into a new base bundle, in place and atomically: its catalogue, lexical
+    index and dense vectors become base + overlay, the model files are kept as they are, and the
+    retired IDs stay retired (an overlay holding only them). The database needs no reload: the catalogue
+    it holds is the one the new base serves."""
+    from semantic_ids.bundle import DENSE_DIR, LEXICAL_DIR, MANIFEST, atomic_directory
+    from semantic_ids.dense import DenseIndex, bundle_dense_index
+    from semantic_ids.lexical import bundle_lexical_index
+    from semantic_ids.overlay import OVERLAYS_DIR
+
+    manifest, base_rows, overlay = read_bundle_catalogue(bundle_dir)
+    if overlay is None:
+        return manifest
+    dense = bundle_dense_index(bundle_dir, manifest, base_rows)
+    rows, live = served_catalogue(manifest, base_rows, None if dense is None else dense.vectors, overlay)
+    lexical = bundle_lexical_index(bundle_dir, manifest, base_rows).rebuilt(rows, overlay.catalogue_hash)
+    catalogue = manifest.catalogue.model_copy(
+        update={"content_hash": overlay.catalogue_hash, "item_count": len(rows)}
+    )
+    compacted = manifest.model_copy(
+        update={"bundle_id": f"{manifest.bundle_id}+{overlay.version}", "catalogue": catalogue}
+    )
+    skipped = {CATALOGUE, LEXICAL_DIR, DENSE_DIR, OVERLAYS_DIR, MANIFEST}
+    with atomic_directory(bundle_dir) as staging:
+        for path in bundle_dir.iterdir():
+            if path.name not in skipped and not path.name.startswith("."):
+                (shutil.copytree if path.is_dir() else shutil.copy2)(path, staging / path.name)
+        with (staging / CATALOGUE).open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        lexical.save(staging / LEXICAL_DIR)
+        if live is not None and dense is not None:
+            item_ids = [str(row["item_id"]) for row in rows]
+            DenseIndex(live.vectors, item_ids, live.content_hash, dense.model).save(staging / DENSE_DIR)
+        (staging / MANIFEST).write_text(compacted.model_dump_json(indent=2) + "\n")
+        if overlay.retired:
+            retired_only = Overlay(
+                version=overlay.version,
+                base_bundle_id=compacted.bundle_id,
+                base_catalogue_hash=overlay.catalogue_hash,
+                catalogue_hash=overlay.catalogue_hash,
+                item_count=len(rows),
+                upserts=[],
+                vectors=np.zeros((0, manifest.embedding.dimensions), dtype=np.float32),
+                deleted=[],
+                retired=overlay.retired,
+            )
+            with replacing_overlay(staging, retired_only):
+                pass
+    logger.info(
+        "compacted bundle %s: %d items, overlay v%d folded in",
+        compacted.bundle_id,
+        len(rows),
+        overlay.version,
+    )
+    return compacted

@@ -184,6 +184,21 @@ def add_items_command(
         _echo_report(outcome, report)
 
 
+@app.command("compact")
+def compact_command(
+    bundle: Annotated[Path, typer.Option(help="Bundle folder whose overlay to fold in.")],
+) -> None:
+    """Rebuild the bundle from base + overlay (catalogue, lexical index, dense vectors), in place and
+    atomically; the model files stay, retired IDs stay retired, the database needs no reload."""
+    from app.catalogue_updates import compact_bundle
+
+    with one_line_errors():
+        manifest = compact_bundle(bundle)
+        _echo_report(
+            {"bundle": str(bundle), "bundle_id": manifest.bundle_id, **manifest.catalogue.model_dump()}, None
+        )
+
+
 @app.command("wait-for-db")
 def wait_for_db(
     database_url: DatabaseUrl = DEFAULT_DATABASE_URL,

@@ -320,7 +320,7 @@ def run(bundle_dir: Path, run_dir: Path, port: int, seed: int) -> dict[str, Any]
 
 def table(results: Mapping[str, Any]) -> str:
     lines = [
-        "| films | queries | hybrid | generative | BM25 full row | dense MiniLM | model top 10 holds its RQ prefix |",
+        "| films | queries | hybrid | generative | BM25 full row | dense | RQ prefix in model top 10 |",
         "|---|---|---|---|---|---|---|",
     ]
     for group, figures in results["quality"].items():
@@ -331,7 +331,8 @@ def table(results: Mapping[str, Any]) -> str:
         )
     one = results["add_one"]
     lines.append(
-        f"\nadd one: p50 {one['client_ms']['p50_ms']:.0f} ms client / {one['server_ms']['p50_ms']:.0f} ms server; "
+        f"\nadd one: p50 {one['client_ms']['p50_ms']:.0f} ms client / "
+        f"{one['server_ms']['p50_ms']:.0f} ms server; "
         f"found by the next request {one['found_by_the_next_request']:.2f}; batch of 1,000: "
         f"{results['batch_1000']['client_s']:.1f} s; under load: {results['under_load']}"
     )

@@ -265,3 +265,58 @@ def test_reads_under_concurrent_updates_never_fail(client: TestClient, bundle: T
         writer.result()
         assert [p for r in readers for p in r.result()] == []
     assert client.get("/readyz").json()["status"] == "ready"
+
+
+def test_compaction_folds_the_overlay_into_the_bundle(
+    client: TestClient, bundle: TinyBundle, database_url: str
+) -> None:
+    from app.catalogue_updates import compact_bundle
+    from semantic_ids.overlay import read_overlay
+
+    added = put(client, "new1", NEW_FILM).json()["items"][0]["semantic_id"]
+    gone = SemanticId.from_codes(bundle.items[5]["semantic_id"]).compact
+    client.delete(f"/items/{bundle.items[5]['item_id']}", headers=ADMIN)
+    client.__exit__(None, None, None)
+    manifest = compact_bundle(bundle.bundle_dir)
+    assert manifest.catalogue.item_count == len(bundle.items) and manifest.bundle_id.endswith("+2")
+    left = read_overlay(bundle.bundle_dir, manifest)
+    assert left is not None and left.upserts == [] and [sid.compact for sid in left.retired] == [gone]
+    with serve(bundle, database_url) as compacted:  # the database needed no reload
+        assert compacted.get("/readyz").json()["status"] == "ready"
+        assert compacted.get(f"/items/{added}").json()["item_id"] == "new1"
+        assert found(compacted, "Zardoz Returns", "hybrid")[0] == "new1"
+        again = put(compacted, "new2", {"title": "Another"}).json()["items"][0]["semantic_id"]
+        assert again != gone
+
+
+def test_add_items_from_the_command_line(
+    bundle: TinyBundle, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: TestClient
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app as service_cli
+    from semantic_ids import text_encoder
+
+    client.__exit__(None, None, None)  # a stopped service: the command line changes bundle and database
+    monkeypatch.setattr(text_encoder, "encoder_for", lambda model, device="cpu": HashingEncoder())
+    changes = tmp_path / "changes.jsonl"
+    lines = [
+        {"item_id": "cli1", "title": "Added From The Shell"},
+        {"item_id": bundle.items[1]["item_id"], "delete": True},
+    ]
+    changes.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    args = ["add-items", str(changes), "--bundle", str(bundle.bundle_dir), "--database-url", database_url]
+    result = CliRunner().invoke(service_cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["counts"] == {"added": 1, "updated": 0, "deleted": 1, "unchanged": 0}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"item_id": "x"}\n')
+    refused = CliRunner().invoke(
+        service_cli,
+        ["add-items", str(bad), "--bundle", str(bundle.bundle_dir), "--database-url", database_url],
+    )
+    assert refused.exit_code == 2 and "title" in refused.output
+    with serve(bundle, database_url) as restarted:
+        assert restarted.get("/readyz").json()["status"] == "ready"
+        assert found(restarted, "Added From The Shell", "lexical")[0] == "cli1"

@@ -11,6 +11,7 @@ Layout of a bundle folder (written to a temporary sibling, then renamed into pla
     lexical/                  BM25 index of the item text (semantic_ids/lexical.py; no pickle), since schema 2
     dense/                    the items' MiniLM vectors (semantic_ids/dense.py; .npy, no pickle), schema 3
     evaluation.json           the offline evaluation table
+    overlays/                 items added, changed and deleted since training (semantic_ids/overlay.py)
 
 Schema 2 adds the optional ``retrieval`` section (the lexical index and the fusion parameters). A
 schema-1 manifest still reads: it has no ``retrieval``, and the service builds the lexical index from

@@ -212,6 +212,8 @@ class LexicalIndex:
         self._word_best = {name: _best_scores(bm25) for name, bm25 in self.groups.items()}
         self._rarest = max((self.weights[n] * best[1] for n, best in self._word_best.items()), default=0.0)
         self.attributes = RowAttributes(rows, attribute_fields)
+        # item id -> (its row, its tokens per group), kept by ``rebuilt`` for the next change
+        self._tokens_by_row: dict[str, tuple[Mapping[str, Any], dict[str, list[str]]]] | None = None
 
     @classmethod
     def build(
@@ -230,14 +232,28 @@ class LexicalIndex:
 
     def rebuilt(self, rows: Sequence[Mapping[str, Any]], catalogue_hash: str) -> LexicalIndex:
         """This index's configuration (framing words, group weights, attribute fields) over other rows:
-        the served catalogue after items were added, changed or deleted."""
+        the served catalogue after items were added, changed or deleted. The tokens of rows this index
+        already held, unchanged, are reused: a change re-reads only its own rows' text."""
         bm25s = import_bm25s()
+        known = self._tokens_by_row or {}
+        fresh = [row for row in rows if known.get(str(row["item_id"]), (None,))[0] != row]
+        tokens_of = {name: dict(zip((str(r["item_id"]) for r in fresh), _tokens(texts), strict=True))
+                     for name, texts in group_texts(fresh).items() if name in self.groups}  # fmt: skip
+        fresh_ids = {str(row["item_id"]) for row in fresh}
+        cache: dict[str, tuple[Mapping[str, Any], dict[str, list[str]]]] = {}
+        for row in rows:
+            item_id = str(row["item_id"])
+            if item_id in fresh_ids:
+                cache[item_id] = (row, {name: tokens_of[name][item_id] for name in self.groups})
+            else:
+                cache[item_id] = known[item_id]
         groups = {}
-        for name, texts in group_texts(rows).items():
-            if name in self.groups:
-                groups[name] = bm25s.BM25()
-                groups[name].index(_tokens(texts), show_progress=False)
-        return type(self)(groups, rows, catalogue_hash, self.framing, self.weights, self.attributes.fields)
+        for name in self.groups:
+            groups[name] = bm25s.BM25()
+            groups[name].index([cache[str(row["item_id"])][1][name] for row in rows], show_progress=False)
+        index = type(self)(groups, rows, catalogue_hash, self.framing, self.weights, self.attributes.fields)
+        index._tokens_by_row = cache
+        return index
 
     def __len__(self) -> int:
         return len(self.item_ids)

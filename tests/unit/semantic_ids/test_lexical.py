@@ -126,3 +126,15 @@ def test_bm25s_is_imported_with_jax_kept_on_the_cpu(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("JAX_PLATFORMS", "cuda")  # an operator's own choice is kept
     import_bm25s()
     assert os.environ["JAX_PLATFORMS"] == "cuda"
+
+
+def test_a_rebuilt_index_scores_as_a_fresh_build(index: LexicalIndex) -> None:
+    """After adds, changes and deletes, reusing the unchanged rows' tokens gives a fresh build's scores."""
+    first = index.rebuilt(ITEMS, HASH)  # now it holds the tokens of every row
+    added = {"item_id": "new", "title": "Brand New Picture", "fields": {"director": "Ida Lupino"}}
+    changed = {**ITEMS[2], "title": "Fargo Revisited"}
+    rows = [changed if row is ITEMS[2] else row for row in ITEMS[3:]] + [added, changed]
+    rebuilt, fresh = first.rebuilt(rows, "h"), LexicalIndex.build(rows, "h")
+    assert rebuilt.item_ids == fresh.item_ids
+    for query in ("brand new picture", "fargo revisited", "lupino", "Alien", "a Ridley Scott film"):
+        assert np.allclose(rebuilt.scores(query).ranking, fresh.scores(query).ranking), query

@@ -233,7 +233,7 @@ def _updater(settings: Settings, recommender: Recommender, engine: Engine) -> Ca
         logger.warning("catalogue updates are off: bundle %s has no item vectors", recommender.bundle_id)
         return None
     try:
-        return CatalogueUpdater(
+        updater = CatalogueUpdater(
             settings.bundle_dir,
             recommender.manifest,
             loaded.base_rows,
@@ -246,6 +246,10 @@ def _updater(settings: Settings, recommender: Recommender, engine: Engine) -> Ca
     except UpdatesUnavailable as error:
         logger.warning("catalogue updates are off: %s", error)
         return None
+    # The same index, holding every row's tokens: the first change then re-reads only its own rows.
+    ranker = recommender.ranker
+    ranker.lexical = ranker.lexical.rebuilt(loaded.live.rows, loaded.live.content_hash)
+    return updater
 
 
 def _served_catalogue(repository: CatalogueRepository, engine: Engine) -> tuple[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.db.session import DEFAULT_DATABASE_URL
@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     # "Authorization: Bearer <token>"; unset, they are off (403) and the query encoder loads only when the
     # bundle's fusion uses the dense source. Read routes never need it.
     admin_token: SecretStr | None = None
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # SEMID_ADMIN_TOKEN= (compose's "${SEMID_ADMIN_TOKEN:-}") means no token, not an empty one.
+        return None if isinstance(value, str) and not value.strip() else value
+
     max_update_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)  # a batch; larger -> 413
     max_update_items: int = Field(default=10_000, ge=1)  # changes in one batch; more -> 422
 

@@ -49,7 +49,7 @@ def test_a_bundle_for_another_catalogue_is_refused(tiny_bundle: TinyBundle, tmp_
     url = f"sqlite:///{tmp_path / 'other.db'}"
     prepare_database(url, tiny_bundle, version="f" * 64)
     with pytest.raises(
-        BundleMismatch, match=r"built for catalogue \w+, but the catalogue being served is f{12}"
+        BundleMismatch, match=r"serves catalogue \w+, but the catalogue being served is f{12}"
     ):
         _start(tiny_bundle, url)
     result = CliRunner().invoke(cli, _serve_args(tiny_bundle, url))

@@ -134,7 +134,7 @@ def test_catalogue_edited_after_writing_is_refused(trained: dict[str, Any], tmp_
 
 def test_other_catalogue_hash_is_refused(trained: dict[str, Any]) -> None:
     with pytest.raises(
-        BundleMismatch, match=r"built for catalogue .* but the catalogue being served is 000000000000"
+        BundleMismatch, match=r"serves catalogue .* but the catalogue being served is 000000000000"
     ):
         load_recommender_model(
             trained["bundle_dir"], trained["base_models_dir"], "cpu", expected_catalogue_hash="0" * 64

@@ -60,7 +60,7 @@ def test_a_bundle_whose_catalogue_does_not_match_its_manifest_is_refused(
                            env={"DATABASE_URL": database_url})  # fmt: skip
 
     assert result.exit_code == 2
-    assert "has 7 items; the manifest says 6" in _one_error_line(result.stderr)
+    assert "(7 items) does not match its manifest's catalogue (6 items" in _one_error_line(result.stderr)
     assert items_snapshot(migrated_engine) == []
 
 

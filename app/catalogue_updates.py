@@ -41,7 +41,7 @@ from semantic_ids.bundle import (
     read_catalogue,
     read_manifest,
 )
-from semantic_ids.dense import QueryEncoder
+from semantic_ids.dense import DenseIndex, QueryEncoder
 from semantic_ids.id_allocation import IdAllocator
 from semantic_ids.ids import SemanticId
 from semantic_ids.item_text import render_row
@@ -110,6 +110,10 @@ class LiveCatalogue:
     @property
     def ids(self) -> list[SemanticId]:
         return [SemanticId.from_codes(row["semantic_id"]) for row in self.rows]
+
+    def dense_index(self, model: str) -> DenseIndex:
+        """Its vectors as the dense index (rows in catalogue order) of embedding model ``model``."""
+        return DenseIndex(self.vectors, [str(row["item_id"]) for row in self.rows], self.content_hash, model)
 
 
 @dataclass(frozen=True)
@@ -482,7 +486,7 @@ def compact_bundle(bundle_dir: Path) -> Manifest:
     retired IDs stay retired (an overlay holding only them). The database needs no reload: the catalogue
     it holds is the one the new base serves."""
     from semantic_ids.bundle import DENSE_DIR, LEXICAL_DIR, MANIFEST, atomic_directory
-    from semantic_ids.dense import DenseIndex, bundle_dense_index
+    from semantic_ids.dense import bundle_dense_index
     from semantic_ids.lexical import bundle_lexical_index
     from semantic_ids.overlay import OVERLAYS_DIR
 
@@ -508,8 +512,7 @@ def compact_bundle(bundle_dir: Path) -> Manifest:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         lexical.save(staging / LEXICAL_DIR)
         if live is not None and dense is not None:
-            item_ids = [str(row["item_id"]) for row in rows]
-            DenseIndex(live.vectors, item_ids, live.content_hash, dense.model).save(staging / DENSE_DIR)
+            live.dense_index(dense.model).save(staging / DENSE_DIR)
         (staging / MANIFEST).write_text(compacted.model_dump_json(indent=2) + "\n")
         if overlay.retired:
             retired_only = Overlay(

@@ -20,7 +20,7 @@ from app.inference.model_loading import LoadedModel, load_recommender_model
 from semantic_ids.bundle import Manifest
 from semantic_ids.causal_lm import flush_denormals
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
-from semantic_ids.dense import DenseIndex, DenseRetriever
+from semantic_ids.dense import DenseRetriever
 from semantic_ids.hybrid import HybridRanker, Recommendation
 from semantic_ids.ids import IdScheme
 from semantic_ids.trie import PrefixTrie
@@ -43,11 +43,8 @@ class Recommender:
         self.manifest = manifest
         self.num_beams = num_beams
         self.loaded = loaded  # what the bundle loaded as: its base catalogue and live state, for updates
-        self.catalogue_hash = (
-            manifest.catalogue.content_hash
-            if loaded is None or loaded.live is None
-            else (loaded.live.content_hash)
-        )
+        live = None if loaded is None else loaded.live
+        self.catalogue_hash = manifest.catalogue.content_hash if live is None else live.content_hash
         # The semantic-ID tokens are added in one contiguous run starting at [SEM_START].
         self._first_semantic_token = ranker.decoder.token_ids.sem_start
         self._prompt_overhead = len(self._prompt_ids(""))  # [REC][SEM_START] (and any BOS)
@@ -115,9 +112,7 @@ class Recommender:
         lexical = current.lexical.rebuilt(live.rows, live.content_hash)
         dense = None
         if current.dense is not None:
-            item_ids = [str(row["item_id"]) for row in live.rows]
-            index = DenseIndex(live.vectors, item_ids, live.content_hash, current.dense.index.model)
-            dense = DenseRetriever(index, current.dense.encoder)
+            dense = DenseRetriever(live.dense_index(current.dense.index.model), current.dense.encoder)
         return HybridRanker(decoder, lexical, ids, current.fusion, dense)
 
     def swap(self, ranker: HybridRanker, live: LiveCatalogue) -> None:

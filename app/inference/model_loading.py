@@ -115,9 +115,7 @@ def load_recommender_model(
     if overlay is not None:
         lexical = lexical.rebuilt(items, overlay.catalogue_hash)
         if dense_index is not None and live is not None:
-            dense_index = DenseIndex(
-                live.vectors, [r["item_id"] for r in items], live.content_hash, dense_index.model
-            )
+            dense_index = live.dense_index(dense_index.model)
     ids, trie = _build_trie(items, manifest)
     base_dir = _base_dir(manifest, base_models_dir)
     tokenizer: Any = AutoTokenizer.from_pretrained(str(bundle_dir / TOKENIZER_DIR))

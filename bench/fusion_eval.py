@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semantic_ids.bundle import FusionParams
-from semantic_ids.fusion import MODEL, Candidates, rank
+from semantic_ids.fusion import DECISIVE_DEPTH_PER_K, MODEL, Candidates, rank
 from semantic_ids.hybrid import HybridRanker
 
 logger = logging.getLogger("bench.tune_fusion")
@@ -85,6 +85,11 @@ def narrowed(scored: Scored, params: FusionParams) -> Candidates:
     """The candidates ``params``' depths would have given: beams, and lexical and dense finds within them."""
     c = scored.candidates
     keep = scored.is_beam | ((scored.lexical_rank < params.lexical_depth) & (c.lexical > 0.0))
+    if params.decisive_evidence is not None and c.decisive is not None:
+        # The decisive matches the service adds (``HybridRanker._decisive_rows``): the best-ranked ones.
+        decisive = np.flatnonzero(c.decisive >= params.decisive_evidence)
+        best = decisive[np.argsort(scored.lexical_rank[decisive], kind="stable")]
+        keep[best[: DECISIVE_DEPTH_PER_K * TOP_K]] = True
     if scored.dense_rank is not None and c.dense is not None:
         keep |= (scored.dense_rank < params.dense_depth) & (c.dense > 0.0)
     return c.subset(np.flatnonzero(keep))

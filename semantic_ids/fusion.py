@@ -37,6 +37,9 @@ from semantic_ids.bundle import GATE_FEATURES, DenseGate, FusionParams
 
 MODEL, LEXICAL, DENSE = "model", "lexical", "dense"  # the sources an item can be found by, in this order
 SOURCES = (MODEL, LEXICAL, DENSE)
+# The decisive lexical matches that join the candidates, per item asked for: the tier keeps only the rows
+# that are candidates, and a name in more films than the lexical depth would otherwise lose the rest.
+DECISIVE_DEPTH_PER_K = 3
 _FLOOR = -1e9  # stands in for a -inf log-probability, so sums and sorts stay finite
 
 

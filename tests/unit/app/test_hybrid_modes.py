@@ -221,6 +221,21 @@ def test_a_decisive_lexical_match_stays_first_against_the_model(
     assert plain[0].semantic_id != loaded.ids[target]  # without the tier the model's choice wins
 
 
+def test_every_film_of_a_name_reaches_the_top_k_beyond_the_lexical_depth(
+    bundle: TinyBundle, loaded: LoadedModel
+) -> None:
+    rows = copy.deepcopy(bundle.items)
+    films = [2, 5, 9, 13, 17]
+    for row in films:
+        rows[row]["fields"]["cast"] = [*rows[row]["fields"].get("cast", []), "Zbigniew Kowalczyk"]
+    shallow = FusionParams(lexical_depth=2, lexical_weight=0.0, title_weight=0.0)
+    (top,) = _ranker_over(loaded, rows, shallow).rank(["Kowalczyk"], 5, "hybrid", num_beams=3)
+    assert {found.semantic_id for found in top} == {loaded.ids[row] for row in films}
+    untiered = shallow.model_copy(update={"decisive_evidence": None})
+    (plain,) = _ranker_over(loaded, rows, untiered).rank(["Kowalczyk"], 5, "hybrid", num_beams=3)
+    assert {found.semantic_id for found in plain} != {loaded.ids[row] for row in films}
+
+
 def test_a_catalogue_without_cast_loads_and_serves(bundle: TinyBundle, loaded: LoadedModel) -> None:
     rows = copy.deepcopy(bundle.items)
     for row in rows:

@@ -7,7 +7,9 @@ trained on, of items it did), ``--typo-titles`` typo'd catalogue titles, half ba
 for ...", made with another seed than ``bench.typo_titles`` measures with (the training queries typo
 titles too), and queries that name a genre by one of the query configuration's held-out synonyms
 (``held_out_synonyms``: words training never used, so the model knows them no better than a user's own
-paraphrase; every film of the genre is relevant, Recall@10 capped at min(10, relevant)); never
+paraphrase; every film of the genre is relevant, Recall@10 capped at min(10, relevant)), and
+``--people`` queries naming one cast member at any billing position, the full name or the surname alone
+(every film of theirs relevant: what the decisive tier and its threshold are tuned on); never
 ``bench/queries/``: those stay unseen so the benchmark measures what the tuning did not look at. The
 other queries have one relevant item, so their Recall@10 is Hit@10.
 
@@ -78,8 +80,13 @@ TITLE_WEIGHTS = (0.0, 4.0, 8.0, 16.0, 32.0)  # times a title match in [0, 1]
 TYPO_SEED = 1  # bench.typo_titles measures with seed 0: the tuning's typos are others
 TYPO_KINDS = ("typo", "typo_phrased")
 GATE_WEIGHTS = (16.0, 32.0, 64.0, 128.0, 256.0)  # dense weights tried behind a learned gate
+# Decisive-tier thresholds tried (``FusionParams.decisive_evidence``; None: no tier), the least first so
+# the one model pass gathers the decisive matches of every threshold (``collect`` runs at the least).
+DECISIVE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, None)
 GATE_L2 = 0.1  # ridge on the gate's standardised weights: a few hundred queries, six features
-SYNONYMS = "held_out_synonyms"  # the kind of the queries that name a category in words never trained on
+SYNONYMS = "held_out_synonyms"
+PEOPLE = "people"  # queries naming one cast member, any billing position (``people_pairs``)
+PEOPLE_SEED = 2  # the kind of the queries that name a category in words never trained on
 
 
 def valid_examples(
@@ -109,6 +116,28 @@ def typo_title_pairs(
         "typo": rng.sample(made["typo"], min(len(made["typo"]), (limit + 1) // 2)),
         "typo_phrased": rng.sample(made["typo_phrased"], min(len(made["typo_phrased"]), limit // 2)),
     }
+
+
+def people_pairs(rows: Sequence[Any], limit: int, seed: int = PEOPLE_SEED) -> list[Pair]:
+    """(query, every row the person is in) of ``limit`` people drawn from a seeded sample of cast lists,
+    any billing position alike: the full name or the surname alone, bare or in "movies with ...", the
+    person's every film relevant (``PEOPLE``: the kind the decisive tier is for)."""
+    films_of: dict[str, list[int]] = {}
+    for row_index, row in enumerate(rows):
+        for name in row.get("fields", {}).get("cast", []) or []:
+            films_of.setdefault(str(name), []).append(row_index)
+    rng = random.Random(seed)
+    names = sorted(films_of)
+    out: list[Pair] = []
+    for name in rng.sample(names, min(limit, len(names))):
+        said = name if rng.random() < 0.5 or " " not in name else name.split()[-1]
+        query = said if rng.random() < 0.5 else f"movies with {said}"
+        relevant = tuple(films_of[name])
+        if said != name:  # a surname alone: every film with someone of that surname is as good
+            same = {row for other, films in films_of.items() if other.split()[-1] == said for row in films}
+            relevant = tuple(sorted(same))
+        out.append((query, relevant))
+    return out
 
 
 def grid(dense: bool = False) -> list[FusionParams]:
@@ -283,6 +312,36 @@ def gate_the_dense_term(
     return pick, tried
 
 
+def tune_decisive(
+    best: FusionParams, groups: Mapping[str, Sequence[Scored]]
+) -> tuple[FusionParams, list[dict[str, Any]]]:
+    """``best`` with the decisive tier's threshold that gives all the queries together the best Recall@10
+    (then MRR@10) among those where no kind falls more than its noise below its own best threshold; ties
+    to the higher threshold (the tier overrides the model and the dense source less often). And each
+    threshold's figures."""
+    pooled = [s for members in groups.values() for s in members]
+    if not pooled:
+        return best, []
+    settings = [best.model_copy(update={"decisive_evidence": t}) for t in DECISIVE_THRESHOLDS]
+    by_kind = {k: [evaluate(members, p)["recall@10"] for p in settings] for k, members in groups.items()}
+    holds = [True] * len(settings)
+    for kind, members in groups.items():
+        top = max(range(len(settings)), key=by_kind[kind].__getitem__)
+        tolerance = _tolerance(by_kind[kind][top], len(members), _spread(members, settings[top]))
+        for i, recall in enumerate(by_kind[kind]):
+            holds[i] = holds[i] and recall >= by_kind[kind][top] - tolerance - 0.5 / len(members)
+    tried = []
+    for i, params in enumerate(settings):
+        figures = evaluate(pooled, params)
+        by = {kind: recalls[i] for kind, recalls in by_kind.items()}
+        tried.append({"decisive_evidence": params.decisive_evidence, **figures, "recall@10_by_kind": by,
+                      "holds": holds[i]})  # fmt: skip
+    eligible = [i for i in range(len(settings)) if holds[i]] or list(range(len(settings)))
+    threshold = [2.0 if t is None else t for t in DECISIVE_THRESHOLDS]  # None: never, above any threshold
+    pick = max(eligible, key=lambda i: (tried[i]["recall@10"], tried[i]["mrr@10"], threshold[i]))
+    return settings[pick], tried
+
+
 def _spread(members: Sequence[Scored], params: FusionParams) -> float | None:
     """The per-query spread of a kind with many relevant items per query; None: hit or miss."""
     if any(len(s.relevant) > 1 for s in members) and len(members) > 1:
@@ -353,6 +412,9 @@ def tune(
 ) -> dict[str, Any]:
     """Choose on the held-out phrasings and the other kinds of query (typo'd titles, held-out synonyms)
     together, each kind within noise of its own best (``choose``); the figures of each kind apart."""
+    # Gathered at the least decisive threshold, so the candidates hold every threshold's decisive matches.
+    least = min(t for t in DECISIVE_THRESHOLDS if t is not None)
+    ranker.fusion = ranker.fusion.model_copy(update={"decisive_evidence": least})
     groups = {"held_out_phrasings": collect(ranker, pairs, beams=beams, batch=batch)}
     for kind, kind_pairs in (kinds or {}).items():
         if kind_pairs:
@@ -360,6 +422,7 @@ def tune(
     pooled = [scored for members in groups.values() for scored in members]
     best, table = choose(pooled, groups)
     best, gate_weights = gate_the_dense_term(best, groups)
+    best, thresholds = tune_decisive(best, groups)
     best_recall = max(table, key=lambda row: (row["recall@10"], row["mrr@10"]))
     figures: dict[str, Any] = {
         "queries": len(pooled),
@@ -367,12 +430,14 @@ def tune(
         **baselines(pooled),
         "best_in_grid": best_recall,
         "learned_gate": gate_weights,
+        "decisive_thresholds": thresholds,
         "rule": "within one standard error (whole queries) of the best Recall@10 on all queries, not below "
         "lexical alone: the largest dense depth; then, each kind within noise of its own best at that depth, "
         "the gated dense term, the smallest lexical and title weights, the largest dense weight (a kind of "
         "many-relevant queries within its measured standard error; where no setting is within noise on every "
         "kind, those that fall least short); then the dense term behind a gate learned on the same queries, "
-        "at the largest dense weight where no kind falls more than its noise",
+        "at the largest dense weight where no kind falls more than its noise; last the decisive tier's "
+        "threshold with the best Recall@10 among those that keep every kind within its noise",
     }
     for kind, members in groups.items():
         figures[kind] = {"queries": len(members), "hybrid": evaluate(members, best), **baselines(members)}
@@ -382,6 +447,8 @@ def tune(
         tuned_on += f", {typos} typo'd titles (seed {TYPO_SEED})"
     if groups.get(SYNONYMS):
         tuned_on += f", {len(groups[SYNONYMS])} queries naming a genre by a held-out synonym"
+    if groups.get(PEOPLE):
+        tuned_on += f", {len(groups[PEOPLE])} queries naming a cast member (seed {PEOPLE_SEED})"
     chosen = best.model_copy(update={"tuned_on": tuned_on, "figures": figures})
     return {"chosen": chosen.model_dump(), "figures": figures, "grid": table}
 
@@ -403,6 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="the query configuration whose held-out synonyms are tuned on (default: the run's "
         "query_templates.json)",
+    )
+    parser.add_argument(
+        "--people", type=int, default=100, help="queries naming one cast member at any billing position"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--beams", type=int, default=10)
@@ -429,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds[SYNONYMS] = (
         synonym_queries(load_templates(templates), rows, args.seed) if templates.exists() else []
     )
+    kinds[PEOPLE] = people_pairs(rows, args.people)
     if not kinds[SYNONYMS]:
         logging.warning("%s names no held-out synonyms: the dense weight is tuned without them", templates)
     result = tune(

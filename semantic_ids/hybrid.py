@@ -4,8 +4,9 @@
 ``lexical_depth`` items and its decisive matches (up to ``DECISIVE_DEPTH_PER_K`` × k, best first) ∪,
 when the bundle has item vectors and its fusion uses them, the dense retriever's top ``dense_depth``
 (``semantic_ids.dense``). Every candidate gets the model's teacher-forced probability of its ID, so a
-find the beams missed still gets the model's opinion: the lexical and dense finds are scored inside the beam search's own forwards (``ConstrainedDecoder.decode_and_score``, one
-prompt pass for both), which is why the retrievers run first. The scores are fused as the bundle's
+find the beams missed still gets the model's opinion: the lexical and dense finds are scored inside
+the beam search's own forwards (``ConstrainedDecoder.decode_and_score``, one prompt pass for both),
+which is why the retrievers run first. The scores are fused as the bundle's
 ``FusionParams`` say (``semantic_ids.fusion``; chosen on held-out training phrasings by
 ``bench/tune_fusion.py`` and kept in the manifest).
 

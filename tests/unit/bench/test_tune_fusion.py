@@ -22,7 +22,9 @@ from bench.tune_fusion import (
     gate_the_dense_term,
     grid,
     noise,
+    people_pairs,
     tune,
+    tune_decisive,
     typo_title_pairs,
     valid_examples,
     write_fusion,
@@ -227,3 +229,37 @@ def test_the_learned_gate_opens_the_dense_term_only_where_it_helps() -> None:
         base.model_copy(update={"dense_depth": 0}),
         [],
     )
+
+
+def _decisive(target_decisive: float, others_decisive: float, target_log_prob: float) -> Scored:
+    """``_scored``'s query with decisiveness: the target's ``target_decisive``, the ten others'."""
+    scored = _scored(target_log_prob, 0.0)
+    decisive = np.asarray([target_decisive] + [others_decisive] * 10)
+    return replace(scored, candidates=replace(scored.candidates, decisive=decisive))
+
+
+def test_the_decisive_threshold_is_the_one_that_serves_every_kind() -> None:
+    # Names: the target matches 0.7 of the query's known words and the model ranks it last.
+    names = [_decisive(0.7, 0.0, -20.0) for _ in range(30)]
+    # Paraphrases: the model is right, ten wrong rows each share 0.6 of a common word.
+    paraphrases = [_decisive(0.0, 0.6, 0.0) for _ in range(30)]
+    chosen, tried = tune_decisive(FusionParams(), {"names": names, "paraphrases": paraphrases})
+    assert chosen.decisive_evidence == 0.7
+    by_threshold = {row["decisive_evidence"]: row["recall@10_by_kind"] for row in tried}
+    assert by_threshold[0.7] == {"names": 1.0, "paraphrases": 1.0}
+    assert by_threshold[0.6]["paraphrases"] == 0.0 and by_threshold[None]["names"] == 0.0
+
+
+def test_people_queries_name_any_billing_position_and_count_every_film() -> None:
+    rows = [
+        {"fields": {"cast": [f"Lead {i}", *[f"Extra{j} Person{j}" for j in range(12)]]}} for i in range(3)
+    ]
+    pairs = people_pairs(rows, 15, seed=0)
+    assert len(pairs) == 15
+    for query, relevant in pairs:
+        assert isinstance(relevant, tuple)
+        if "Person" in query:  # an extra is in every film
+            assert relevant == (0, 1, 2)
+        else:
+            assert len(relevant) == 1
+    assert any(query.split()[-1].startswith("Person1") for query, _ in pairs)  # billed 2nd to 13th

@@ -50,29 +50,32 @@ class Profile:
 # so the budget takes what the 25 minutes leave: up to 1,260 s of training, less on a machine whose other
 # stages take longer (``total_budget_s``). The layers run compiled where a C++ compiler is there, one layer
 # at a time (+29 % examples per second on an AVX2-only CPU after a 30 s compile, bench/RESULTS.md).
-# What `bench.tune_fusion` chose on the demo bundle of 2026-12-03 (bench/results/fusion_tuning.json), so
-# `make demo` serves all three sources at once, the dense term behind the gate learned there (the
-# model's sureness is one of its signals: a bundle trained for less time may want its own);
-# `bench.tune_fusion --write` tunes a bundle on its own (about 7 minutes on the demo).
+# What `bench.tune_fusion` chose on the demo bundle of 2026-12-05 (bench/results/fusion_tuning.json,
+# training-side queries only: held-out phrasings, typo'd titles, held-out genre synonyms, cast members at
+# any billing position), so `make demo` serves all three sources at once, the dense term behind the gate
+# learned there (the model's sureness is one of its signals: a bundle trained for less time may want its
+# own) and decisive lexical matches first from 0.7 of the query's known words (0.8 held as well; 0.5 lost
+# the people kind); `bench.tune_fusion --write` tunes a bundle on its own (about 7 minutes on the demo).
 DEMO_FUSION = FusionParams(
     method="linear",
     lexical_depth=10,
     lexical_weight=64.0,
-    title_weight=4.0,
+    title_weight=16.0,
     dense_depth=10,
-    dense_weight=128.0,
+    dense_weight=256.0,
     dense_gate=DenseGate(
-        bias=-0.595498,
+        bias=-0.994377,
         weights={
-            "lexical_evidence": -4.622331,
-            "title_match": 0.409478,
-            "model_top_log_prob": 0.109325,
-            "model_top_gap": -0.013512,
-            "dense_top_cosine": 1.430213,
-            "beam_dense_overlap": 11.638864,
+            "lexical_evidence": -1.800788,
+            "title_match": -0.621783,
+            "model_top_log_prob": 0.228969,
+            "model_top_gap": -0.309041,
+            "dense_top_cosine": 5.656158,
+            "beam_dense_overlap": 6.166463,
         },
     ),
-    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261203T115848Z, not this bundle",
+    decisive_evidence=0.7,
+    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261205T122242Z, not this bundle",
 )
 _DEMO_PIPELINE = PipelineConfig(
     profile="demo",

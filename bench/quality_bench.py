@@ -49,10 +49,12 @@ from bench.relevance_metrics import METRICS, expected_random, mean_metrics, quer
 from bench.unseen_queries import CATEGORIES as FIRST_SET_CATEGORIES
 from bench.unseen_queries import DEFAULT_OUT, flat, read_jsonl, relevant_items
 from bench.unseen_queries_2 import CATEGORIES as SECOND_SET_CATEGORIES
+from bench.unseen_queries_3 import CATEGORIES as THIRD_SET_CATEGORIES
 from semantic_ids.bundle import MANIFEST
 from training.run_layout import ARTIFACTS, BASE_MODELS_DIR, RunLayout, bundle_dir_for
 
-CATEGORIES = (*FIRST_SET_CATEGORIES, *SECOND_SET_CATEGORIES)  # both sets' kinds, in their order
+# Every set's kinds, in their order (no two sets share a kind's name).
+CATEGORIES = (*FIRST_SET_CATEGORIES, *SECOND_SET_CATEGORIES, *THIRD_SET_CATEGORIES)
 
 logger = logging.getLogger("bench.quality_bench")
 

@@ -29,8 +29,8 @@ Filter keys (all given keys must hold):
 - ``writer``, ``production``: a name or a list (*any* among the item's comma-separated writers or
   production companies).
 
-A second set with other kinds (``bench.unseen_queries_2``, ``bench/queries/demo_unseen_2.jsonl``) is
-built by the same code.
+A second and a third set with other kinds (``bench.unseen_queries_2``, ``bench.unseen_queries_3``,
+``bench/queries/demo_unseen_2.jsonl`` and ``_3``) are built by the same code.
 """
 
 from __future__ import annotations

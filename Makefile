@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: install
-	# PASSIVE OpenMP workers keep 2 threads fast even when another process holds a core (bench/RESULTS.md).
+	# PASSIVE OpenMP workers keep 2 threads fast even when another process holds a core (bench/HISTORY.md).
 	OMP_WAIT_POLICY=PASSIVE SEMID_THREADS=2 $(BIN)/semid pipeline --profile $(PROFILE) $(CATALOGUE_ARGS)
 	$(BIN)/semid-service demo --profile $(PROFILE) --port $(PORT)
 

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # CPUs with AVX512-BF16 (half fp32's time, 5 % under fp16 weights'); fp32 compute over fp16-stored linear
     # weights on other AVX2 CPUs (25 % less than fp32 on an AVX2-only one, level with bf16 on an Intel
     # AVX512-BF16 one without AMX); fp32 elsewhere
-    # (semantic_ids.causal_lm.inference_precision, bench/RESULTS.md).
+    # (semantic_ids.causal_lm.inference_precision, bench/HISTORY.md).
     precision: Literal["auto", "bf16", "fp32", "fp16-weights"] = "auto"
 
     # Decoding and request limits.

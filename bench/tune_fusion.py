@@ -184,7 +184,7 @@ def choose(
     Held-out phrasings are template queries (titles, directors, cast) where BM25 is near perfect, so
     Recall@10 saturates and MRR keeps rising with the lexical weight: picking the maximum would tune the
     model out by a query or two. Only the held-out synonyms show what the dense source adds (paraphrases,
-    where dense retrieval measured ahead of both the model and BM25 on unseen queries, bench/RESULTS.md),
+    where dense retrieval measured ahead of both the model and BM25 on unseen queries, bench/HISTORY.md),
     and reranking cannot add the finds only it has: so first the largest dense depth that all the
     queries together do not measurably reject. Then, among the settings of that depth, the
     smallest lexical weight, so paraphrase and other-language queries, where the model and not BM25 is
@@ -194,7 +194,7 @@ def choose(
 
     ``groups`` (kinds of query, together ``collected``) keep a small kind from being traded away in that
     second step: pooled with 200 held-out phrasings, 50 typo'd titles in "looking for ..." lost four of
-    their number (0.92 Hit@10 where lexical alone had 0.99, bench/RESULTS.md) and the pool was still
+    their number (0.92 Hit@10 where lexical alone had 0.99, bench/HISTORY.md) and the pool was still
     within one standard error; so each kind must be within noise of its own best at the chosen depth. The
     dense depth is left to the pool: its benefit lies outside these kinds, and held to each kind's noise a
     single held-out phrasing lost of 200 turned the dense source off. A kind whose queries have many

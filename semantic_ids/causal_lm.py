@@ -44,7 +44,7 @@ def resize_for_tokens(model: Any, tokenizer: Any) -> int:
 
 # AMX, or AVX512-BF16 on an AMD CPU. On a Xeon with AVX512-BF16 whose hypervisor hides the AMX tiles, bf16
 # autocast trained the top layers 1.7x slower than fp32 (14.6 vs 25.4 examples/s); on an AMD EPYC (Zen, which
-# runs AVX512-BF16 natively) 2.4x faster, where MKL's fp32 GEMM takes AVX2 code paths (bench/RESULTS.md).
+# runs AVX512-BF16 natively) 2.4x faster, where MKL's fp32 GEMM takes AVX2 code paths (bench/HISTORY.md).
 _BF16_CPU_FLAGS = ("amx_bf16",)
 _AMD_BF16_FLAGS = ("AuthenticAMD", "avx512_bf16")
 
@@ -55,7 +55,7 @@ def flush_denormals() -> bool:
     A matrix product whose terms fall below ~1e-38 runs on microcode assists: measured on this project's
     2-core Xeon, MKL's sgemm of 1280 x 576 x 1536 took 3.8 s instead of 14 ms; late in fine-tuning, once the
     gradients of learnt examples are tiny, steps slowed from 1.3 s to 6 s for minutes at a time
-    (bench/RESULTS.md). Flushing changes only values below that range. Call it before the first parallel
+    (bench/HISTORY.md). Flushing changes only values below that range. Call it before the first parallel
     torch operation: OpenMP's worker threads take the floating-point mode of the thread that starts them,
     when they start; set later, it reaches the calling thread alone and half of a 2-thread product stays slow.
     """
@@ -91,7 +91,7 @@ def inference_precision(device: torch.device, requested: str = "auto", *, cpuinf
     weights stored in fp16). ``auto``: bf16 where ``compute_dtype`` takes it (CUDA, AMX, AMD's AVX512-BF16);
     fp16 weights on other x86 CPUs with AVX2, where decoding is bound by reading the weights: measured on
     an AVX2-only 2-core CPU, 25 % less time per query than fp32 at the same held-out recall
-    (bench/RESULTS.md; bf16 there would be emulated); fp32 elsewhere."""
+    (bench/HISTORY.md; bf16 there would be emulated); fp32 elsewhere."""
     if requested == "fp16-weights":
         if device.type != "cpu":  # torch.ao's dynamic fp16 linear layers are CPU kernels
             raise ValueError(f"precision fp16-weights runs on the CPU only, not on {device.type}")
@@ -120,7 +120,7 @@ def compute_dtype(
     """The dtype to compute in: bf16 on CUDA, on CPUs with AMX and on AMD CPUs with AVX512-BF16; fp32
     elsewhere.
 
-    Measured on 2-core CPUs (bench/RESULTS.md): bf16 autocast trains the top layers 2.6x faster on one
+    Measured on 2-core CPUs (bench/HISTORY.md): bf16 autocast trains the top layers 2.6x faster on one
     with AMX, 2.4x faster on an AMD EPYC, and 1.7x slower on a Xeon with AVX512-BF16 but no AMX, hence
     the detection. (Training on a CPU times the candidates instead: training/llm/step_precision.py.)
     """

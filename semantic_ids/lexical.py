@@ -8,7 +8,7 @@ did not). So each row is indexed field by field, in groups (``FIELD_GROUPS``): t
 cast member, director, writer, production company), categories (genres), short facts (year, rating,
 country, language, awards, figures) and prose (a critics' consensus, a description). A row's score is
 ``sum_g weight_g * BM25_g(query, row's group g)`` (BM25F-like: names and titles weigh more than
-prose; ``GROUP_WEIGHTS``, chosen on training-side queries, bench/RESULTS.md). Text is folded before
+prose; ``GROUP_WEIGHTS``, chosen on training-side queries, bench/HISTORY.md). Text is folded before
 tokenising (``query_attributes.fold``: case and accents gone, so "Penelope Cruz" finds "Penélope
 Cruz"), and one token per word lets a surname alone ("Reeves", "Nolan") match.
 
@@ -24,7 +24,7 @@ row meets. The lexical ranking is ``satisfied`` first, then the combined score; 
 
 One item's lexical score is ``(bm25 / best bm25 of the query + 0.5 * title match) / 1.5``, in [0, 1]
 whatever the query: it ranks the lexical retriever's finds. The threshold and the weight were chosen with
-``bench/typo_titles.py`` on the demo catalogue's titles and held-out training phrasings (RESULTS.md).
+``bench/typo_titles.py`` on the demo catalogue's titles and held-out training phrasings (bench/HISTORY.md).
 
 Fusion weighs another score, ``evidence``: the same sum with the BM25 part times the query's
 ``coverage``, how much of the query its best document matched: the best document's BM25 over the ideal,
@@ -362,7 +362,7 @@ class LexicalIndex:
         """(items,) the fuzzy title match, over content words: WRatio's token-set part scores any shared
         word 100, so with the stopwords in, "looking for the marix" matched every title with "the" in it
         as well as The Matrix (~160 ties in 1,000 films; its typo'd titles in phrases were found 0.90 of
-        the time against 0.98 without them, bench/RESULTS.md). A query of stopwords alone ("into the")
+        the time against 0.98 without them, bench/HISTORY.md). A query of stopwords alone ("into the")
         is matched whole against whole titles."""
         processed = utils.default_process(fold(query))
         content = self._content(processed)

@@ -7,7 +7,7 @@ genre-like groups an LLM can learn to pick first. demo (1,000 films): 2 x 64. Wi
 level-0 codes would hold about 4 films and nothing would be shared; 64 codes give about 16 films each,
 so every level-0 token is seen often in fine-tuning. 64^2 = 4,096 combinations leave 23 % of the films
 sharing theirs (at most 5 to one), which the disambiguation code resolves. Against 3 x 32 (one more
-decision per ID), on the same CPU and time budget (bench/RESULTS.md): held-out Recall@10 0.75 vs 0.71,
+decision per ID), on the same CPU and time budget (bench/HISTORY.md): held-out Recall@10 0.75 vs 0.71,
 unseen 0.50 vs 0.49 model alone, and hybrid queries 20 % faster (one level fewer for the finds' rows).
 Smaller batches for the small catalogue keep enough optimiser steps per epoch. Another catalogue (a
 JSONL file, run under a name of its own) takes the preset nearest its size, RQ-VAE and pipeline alike,
@@ -45,11 +45,11 @@ class Profile:
 # Demo: 1,000 films end to end in under 25 minutes on a 2-core CPU. The top 8 of 30 layers train in
 # bf16 (where the CPU has it) on fresh queries every epoch for a fixed time. Equal-time runs chose the
 # layer learning rate (2e-3 over 3e-4, 1e-3 and 4e-3); the top 4 over cached activations (3 passes per
-# epoch) learnt the training strings better but generalised worse: held-out 0.46 vs 0.64 (bench/RESULTS.md).
+# epoch) learnt the training strings better but generalised worse: held-out 0.46 vs 0.64 (bench/HISTORY.md).
 # Held-out recall still climbs steeply at the end of the budget (watch: 0.47 at 500 steps, 0.75 at 747),
 # so the budget takes what the 25 minutes leave: up to 1,260 s of training, less on a machine whose other
 # stages take longer (``total_budget_s``). The layers run compiled where a C++ compiler is there, one layer
-# at a time (+29 % examples per second on an AVX2-only CPU after a 30 s compile, bench/RESULTS.md).
+# at a time (+29 % examples per second on an AVX2-only CPU after a 30 s compile, bench/HISTORY.md).
 # What `bench.tune_fusion` chose on the demo bundle of 2026-12-05 (bench/results/fusion_tuning.json,
 # training-side queries only: held-out phrasings, typo'd titles, held-out genre synonyms, cast members at
 # any billing position), so `make demo` serves all three sources at once, the dense term behind the gate

@@ -1,7 +1,7 @@
 """How a top-layers training step computes on this machine: bf16 autocast, fp32, or fp32 with the frozen
 layers' weights stored in fp16 (fbgemm's fp16-weight GEMM: fp32 compute, weights converted in registers).
 
-Which is fastest depends on the CPU more than its flags say (bench/RESULTS.md): bf16 autocast trained
+Which is fastest depends on the CPU more than its flags say (bench/HISTORY.md): bf16 autocast trained
 2.6x as fast as fp32 on a Xeon with AMX and 0.58x as fast on a Xeon with AVX512-BF16 but its AMX tiles
 hidden; on a 2-core AMD EPYC a bf16 matrix product ran 4x as fast as MKL's fp32 one (which takes AVX2
 code paths there) and fbgemm's fp16-weight product 2x. So ``auto`` on a CPU times one training step of

@@ -130,7 +130,7 @@ def test_the_service_precision_follows_the_cpu() -> None:
     cpu, avx2 = torch.device("cpu"), "flags : fpu sse avx2 f16c"
     fbgemm = "fbgemm" in torch.backends.quantized.supported_engines
     assert inference_precision(cpu, cpuinfo="flags : avx512f amx_bf16 amx_tile avx2 f16c") == "bf16"
-    # AVX512-BF16 without AMX: fp16 weights serve 12-14 % more under load than bf16 there (RESULTS.md)
+    # AVX512-BF16 without AMX: fp16 weights serve 12-14 % more under load than bf16 there (bench/HISTORY.md)
     no_amx = "flags : avx512f avx512_bf16 avx2 f16c"
     assert inference_precision(cpu, cpuinfo=no_amx) == ("fp16-weights" if fbgemm else "fp32")
     assert inference_precision(cpu, cpuinfo=avx2) == ("fp16-weights" if fbgemm else "fp32")

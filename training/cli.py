@@ -184,7 +184,8 @@ def finetune_command(
     time_budget_s: opt.BudgetOption = None,
     epoch_repeats: opt.RepeatsOption = None,
 ) -> None:
-    """Fine-tune the base model: the top layers on fresh queries (default) or LoRA on the examples file."""
+    """Fine-tune the base model: the top layers on fresh queries (default; in full, or by LoRA with
+    --method top_layers_lora) or LoRA on every layer over the examples file."""
     layout = RunLayout.for_profile(profile, run_dir)
     overrides: dict[str, Any] = {
         "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,

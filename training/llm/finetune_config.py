@@ -12,7 +12,7 @@ from training.llm.lora import LoraSettings
 from training.llm.target_loss import LossKind
 from training.llm.tokens import TokenInit
 
-FinetuneMethod = Literal["top_layers", "lora"]
+FinetuneMethod = Literal["top_layers", "top_layers_lora", "lora"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class FinetuneConfig:
     # "top_layers": the top ``trainable_layers`` layers and the new tokens' output rows, on fresh
     # queries every epoch, stopped by ``time_budget_s`` (training/llm/top_layers.py). "lora": LoRA on
     # every layer over the fixed examples file, ``max_steps`` steps (the first design, kept for comparison).
+    # "top_layers_lora": the top-layers loop with LoRA (``lora``, at ``lr_lora``) on the top
+    # ``trainable_layers`` layers in place of training them in full.
     method: FinetuneMethod = "lora"
     trainable_layers: int = 8
     lr_layers: float = 1e-3
@@ -51,10 +53,17 @@ class FinetuneConfig:
     seed: int = 0
     device: str = "auto"
 
+    @property
+    def trains_top_layers(self) -> bool:
+        """Whether the top-layers loop trains (training/llm/train_top_layers.py), with LoRA or without."""
+        return self.method in ("top_layers", "top_layers_lora")
+
     def adapter(self) -> dict[str, Any]:
         """What the bundle manifest records of the trained weights (its ``lora`` section)."""
         if self.method == "top_layers":
             return {"method": "top_layers", "trainable_layers": self.trainable_layers}
+        if self.method == "top_layers_lora":
+            return {"method": self.method, "trainable_layers": self.trainable_layers, **self.lora.to_dict()}
         return {"method": "lora", **self.lora.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:

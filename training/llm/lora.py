@@ -1,13 +1,18 @@
-"""Wrap a causal LM with a LoRA adapter whose only other trainable weights are the new token rows."""
+"""LoRA adapters on a causal LM: every layer's behind a peft model (the LoRA method), or some layers'
+injected in place and merged into a plain copy on export (the top layers' LoRA option)."""
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, get_peft_model, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
+from torch import nn
 
 from semantic_ids.causal_lm import heads_are_tied
 
@@ -50,3 +55,33 @@ def attach_lora(model: Any, settings: LoraSettings, new_token_ids: Sequence[int]
         "LoRA rank %d on %s: %d trainable parameters", settings.rank, settings.target_modules, trainable_count
     )
     return peft_model
+
+
+def inject_lora(model: nn.Module, settings: LoraSettings, layers: Sequence[int]) -> None:
+    """LoRA adapters, in place, on the projections of the decoder layers ``layers`` only; every other
+    weight is frozen and stays a plain module. The model is not wrapped in a peft model."""
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        layers_to_transform=list(layers),
+    )
+    inject_adapter_in_model(config, model)
+    del model.peft_config  # what marks a peft model (the bundle writer saves those as an adapter)
+
+
+def merged_copy(model: nn.Module, adapted: nn.Module) -> Any:
+    """``model`` without LoRA modules: a copy of the part ``adapted`` with the adapters merged into its
+    plain linear weights; every weight outside ``adapted`` is shared with ``model``, not copied.
+    ``model`` keeps its unmerged adapters, so it can go on training."""
+    copied = {id(t) for t in itertools.chain(adapted.parameters(), adapted.buffers())}
+    own = itertools.chain(model.parameters(), model.buffers())
+    shared: dict[int, Any] = {id(t): t for t in own if id(t) not in copied}  # deepcopy's memo: kept as is
+    merged = copy.deepcopy(model, memo=shared)
+    for name, module in list(merged.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()  # base weight += scale * B @ A, on the copy's own base weight
+            parent, _, child = name.rpartition(".")
+            setattr(merged.get_submodule(parent), child, module.get_base_layer())
+    return merged

@@ -1,6 +1,6 @@
 """Fine-tuning only the top N decoder layers: the backward stops there, and the layers below can be cached.
 
-Measured on the 2-core CPU (bench/RESULTS.md): training the top 8 of SmolLM2's 30 layers in bf16
+Measured on the 2-core CPU (bench/HISTORY.md): training the top 8 of SmolLM2's 30 layers in bf16
 runs 4-5x the examples per second of LoRA on every layer, and learns more per second. What trains:
 the top N layers, the final norm, and the *output* rows of the new tokens (``code_rows``). The
 input rows of the new tokens stay at their initial values, so nothing below the cut depends on a
@@ -10,13 +10,18 @@ The model is therefore served with an untied head whose new-token rows are ``cod
 ``compile_layers`` runs each decoder layer through ``torch.compile`` during training (regional
 compilation: the layers share one class, so their code is compiled once per grad mode and reused by every
 layer, where compiling the body unrolled all 30 of them: minutes of compiling on a slow 2-core CPU, which the
-time budget pays; bench/RESULTS.md). ``export`` still hands out the plain model, so decoding never goes
+time budget pays; bench/HISTORY.md). ``export`` still hands out the plain model, so decoding never goes
 through (or recompiles) the training graphs.
 
 ``store_frozen_fp16`` runs the frozen layers over a copy of their linear weights stored in fp16 (fbgemm's
 fp16-weight GEMM, fp32 compute), as the service runs the whole model on x86 CPUs without AMX: on this
 project's 2-core AMD EPYC the 22 frozen layers ran 2.1x as fast as MKL's fp32, their output within 5e-4
-(relative) of fp32's (bench/RESULTS.md). The trained layers, the saved weights and ``export`` stay fp32.
+(relative) of fp32's (bench/HISTORY.md). The trained layers, the saved weights and ``export`` stay fp32.
+
+With ``lora`` settings (the ``top_layers_lora`` method) the top layers are not trained in full: LoRA
+adapters on their projections train instead (with the final norm and ``code_rows``), the layers below stay
+plain modules. ``export`` then hands out a copy with the adapters merged into the top layers' weights, a
+plain causal LM as without them, and the training model keeps its adapters to train on after a watch.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from torch import nn
 
 from semantic_ids.causal_lm import store_linear_weights_fp16, untie_head
 from training.llm.batches import IGNORE
+from training.llm.lora import LoraSettings, inject_lora, merged_copy
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +59,14 @@ def _only_layers(body: Any, layers: nn.ModuleList, norm: nn.Module) -> Iterator[
 class TopLayersModel(nn.Module):
     """A causal LM split at a layer: frozen below, trainable above, with trainable new-token output rows."""
 
-    def __init__(self, causal_lm: Any, trainable_layers: int, new_token_ids: Sequence[int]) -> None:
+    def __init__(
+        self,
+        causal_lm: Any,
+        trainable_layers: int,
+        new_token_ids: Sequence[int],
+        *,
+        lora: LoraSettings | None = None,
+    ) -> None:
         super().__init__()
         ids = list(new_token_ids)
         if ids != list(range(ids[0], ids[0] + len(ids))):
@@ -66,7 +79,11 @@ class TopLayersModel(nn.Module):
         self.lower_layers = nn.ModuleList(layers[: self.cut])
         self.upper_layers = nn.ModuleList(layers[self.cut :])
         causal_lm.requires_grad_(False)
-        self.upper_layers.requires_grad_(True)
+        self.lora = lora
+        if lora is None:
+            self.upper_layers.requires_grad_(True)
+        else:  # only the adapters' A and B matrices train in the top layers
+            inject_lora(causal_lm, lora, range(self.cut, len(layers)))
         causal_lm.model.norm.requires_grad_(True)
         rows = causal_lm.get_input_embeddings().weight[ids]
         self.code_rows = nn.Parameter(rows.detach().clone())  # (new tokens, hidden): the output rows
@@ -146,11 +163,12 @@ class TopLayersModel(nn.Module):
 
     @torch.no_grad()
     def export(self) -> Any:
-        """The causal LM for decoding and saving: an untied head whose new-token rows are ``code_rows``."""
+        """The causal LM for decoding and saving: an untied head whose new-token rows are ``code_rows``;
+        with LoRA, a copy of it with the adapters merged (sharing every weight but the top layers')."""
         untie_head(self.lm)
         head = self.lm.get_output_embeddings().weight
         head[self.first : self.first + self.code_rows.shape[0]] = self.code_rows.to(head.dtype)
-        return self.lm
+        return self.lm if self.lora is None else merged_copy(self.lm, self.upper_layers)
 
 
 def _compile_each(layers: nn.ModuleList) -> nn.ModuleList:

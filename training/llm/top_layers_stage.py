@@ -39,7 +39,8 @@ def prepare_top_layers(
     initialise_new_rows(
         lm, tokenizer, scheme, strategy=config.token_init, items=items, rq_levels=rq_levels, seed=config.seed
     )
-    return TopLayersModel(lm, config.trainable_layers, new_ids), tokenizer, new_ids
+    lora = config.lora if config.method == "top_layers_lora" else None
+    return TopLayersModel(lm, config.trainable_layers, new_ids, lora=lora), tokenizer, new_ids
 
 
 def _watch(

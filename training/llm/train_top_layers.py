@@ -132,12 +132,17 @@ def train_top_layers(
 
 
 def _optimizer(model: TopLayersModel, config: FinetuneConfig) -> torch.optim.Optimizer:
-    """AdamW, layers and new rows in their own groups: the rows start from nothing, so learn faster."""
-    layers = [p for n, p in model.named_parameters() if p.requires_grad and n != "code_rows"]
+    """AdamW, layers, LoRA adapters (if any) and new rows in their own groups: the rows start from
+    nothing, so learn faster."""
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad and n != "code_rows"]
+    layers = [p for n, p in trained if "lora_" not in n]
+    adapters = [p for n, p in trained if "lora_" in n]
     groups = [
         {"params": layers, "base_lr": config.lr_layers},
         {"params": [model.code_rows], "base_lr": config.lr_tokens},
     ]
+    if adapters:
+        groups.append({"params": adapters, "base_lr": config.lr_lora})
     return torch.optim.AdamW(groups, weight_decay=0.0, betas=(0.9, 0.98))
 
 

@@ -12,7 +12,7 @@ from training.llm.finetune_config import FinetuneConfig
 from training.llm.lora import LoraSettings
 
 TOKEN_INITS = ("mean", "cluster")
-METHODS = ("top_layers", "lora")
+METHODS = ("top_layers", "top_layers_lora", "lora")
 
 
 class PipelineError(RuntimeError):
@@ -65,7 +65,8 @@ class PipelineConfig:
         if changes.get("token_init") not in (None, *TOKEN_INITS):
             raise PipelineError(f"--token-init must be mean or cluster, got {changes['token_init']!r}")
         if changes.get("method") not in (None, *METHODS):
-            raise PipelineError(f"--method must be top_layers or lora, got {changes['method']!r}")
+            methods = f"{', '.join(METHODS[:-1])} or {METHODS[-1]}"
+            raise PipelineError(f"--method must be {methods}, got {changes['method']!r}")
         for key in ("trainable_layers", "epoch_repeats"):
             if changes.get(key) == 0:
                 raise PipelineError(f"--{key.replace('_', '-')} must be at least 1")

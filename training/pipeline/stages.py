@@ -85,7 +85,7 @@ def train_model(
     if not (base_dir / BASE_WEIGHTS).is_file():
         raise PipelineError(f"{base_dir}: no base model here; run `semid prepare-base-model` first")
     held_out = eval_sample(valid, config.eval_queries + config.finetune.eval_queries, config.examples.seed)
-    if config.finetune.method == "top_layers":
+    if config.finetune.trains_top_layers:
         _check_trainable_layers(base_dir, config.finetune.trainable_layers)
         return train_top_layers_model(
             base_dir,
@@ -120,7 +120,7 @@ def evaluate_model(
     embeddings = layout.load_embeddings()
     decoder = ConstrainedDecoder(model, tokenizer, PrefixTrie([item.sid for item in items], scheme))
     result = evaluate_all(decoder, queries, items, embeddings, beams=config.eval_beams, cache_dir=cache_dir)
-    if config.finetune.method == "top_layers":  # it trains on generated queries, not the examples file
+    if config.finetune.trains_top_layers:  # it trains on generated queries, not the examples file
         generator = QueryGenerator(
             items, config.finetune.queries_per_item, config.examples.seed, layout.load_query_templates()
         )

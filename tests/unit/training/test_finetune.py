@@ -24,7 +24,7 @@ from training.llm.finetune_config import FinetuneConfig
 from training.llm.lora import LoraSettings
 from training.pipeline.config import PipelineConfig
 from training.pipeline.stages import make_examples, train_model, write_run_bundle
-from training.profiles import PROFILES, Profile
+from training.profiles import PROFILES, Profile, pipeline_config
 from training.run_layout import RunLayout
 
 CONFIG = PipelineConfig(
@@ -149,7 +149,8 @@ def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path: Path)
         (["finetune", "--profile", "nope"], "error: unknown profile 'nope': use demo or full"),
         (["pipeline", "--max-steps", "-3", "--reuse-ids"], "error: --max-steps must not be negative, got -3"),
         (["finetune", "--token-init", "zeros"], "error: --token-init must be mean or cluster, got 'zeros'"),
-        (["finetune", "--method", "full"], "error: --method must be top_layers or lora, got 'full'"),
+        (["finetune", "--method", "full"],
+         "error: --method must be top_layers, top_layers_lora or lora, got 'full'"),
         (["pipeline", "--trainable-layers", "0"], "error: --trainable-layers must be at least 1"),
         (["finetune", "--epoch-repeats", "0"], "error: --epoch-repeats must be at least 1"),
         (["examples", "--run-dir", "/nonexistent/run"],
@@ -165,13 +166,14 @@ def test_bad_cli_arguments_exit_2_with_one_line(
     assert capsys.readouterr().err.strip().splitlines() == [message]
 
 
+@pytest.mark.parametrize("method", ["top_layers", "top_layers_lora"])
 def test_cli_top_layers_options_reach_the_training_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], method: str
 ) -> None:
     run_dir, base_models = make_run(tmp_path)
     monkeypatch.setitem(PROFILES, "tiny", Profile("tiny", catalogue_size=None, rqvae={}, pipeline=CONFIG))
     where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
-    top = ["--method", "top_layers", "--time-budget", "0", "--max-steps", "4", "--lr-layers", "5e-3"]
+    top = ["--method", method, "--time-budget", "0", "--max-steps", "4", "--lr-layers", "5e-3", "--rank", "2"]
     assert run_semid(monkeypatch, "finetune", *where, *top, "--trainable-layers", "3") == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: --trainable-layers must be at most 2, the base model's layer count"
@@ -179,7 +181,8 @@ def test_cli_top_layers_options_reach_the_training_loop(
     one_layer = ["--trainable-layers", "1", "--epoch-repeats", "2"]
     assert run_semid(monkeypatch, "finetune", *where, *top, *one_layer) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["steps"] == 4 and report["config"]["method"] == "top_layers"
+    assert report["steps"] == 4 and report["config"]["method"] == method
+    assert report["config"]["lora"]["rank"] == 2
     assert (report["config"]["trainable_layers"], report["config"]["lr_layers"]) == (1, 5e-3)
     assert report["config"]["epoch_repeats"] == 2
 
@@ -213,3 +216,13 @@ def test_the_training_budget_shrinks_to_keep_the_whole_run_within_its_total() ->
     given = demo.with_overrides(time_budget_s=300)
     assert given.with_training_time(1_000.0).finetune.time_budget_s == 300
     assert replace(demo, total_budget_s=0.0).with_training_time(1_000.0) == replace(demo, total_budget_s=0.0)
+
+
+def test_the_top_layers_lora_method_is_accepted_with_its_lora_settings() -> None:
+    config = pipeline_config("demo", method="top_layers_lora", rank=8, lr_lora=5e-3, trainable_layers=12)
+    tuned = config.finetune
+    assert tuned.trains_top_layers and not replace(tuned, method="lora").trains_top_layers
+    assert (tuned.lora.rank, tuned.lora.alpha, tuned.lr_lora) == (8, 16, 5e-3)
+    recorded = tuned.adapter()  # the bundle manifest's record: the layers the bundle carries, and the LoRA
+    assert (recorded["method"], recorded["trainable_layers"], recorded["rank"]) == ("top_layers_lora", 12, 8)
+    assert PROFILES["demo"].pipeline.finetune.adapter() == {"method": "top_layers", "trainable_layers": 8}

@@ -1,5 +1,6 @@
 """The top-layers method on the tiny Llama: frozen weights stay put, caching is exact, the loop learns,
-the per-epoch generator is seeded, bf16 only where native, and the model round-trips through a bundle."""
+the per-epoch generator is seeded, bf16 only where native, and the model round-trips through a bundle;
+with LoRA on the top layers, only the adapters train and the export merges them into a plain model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from peft.tuners.lora import LoraLayer
 
 from app.inference.model_loading import load_recommender_model
 from semantic_ids.bundle import FusionParams, read_manifest
@@ -21,11 +23,13 @@ from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_SCHEME, tiny_catalogue
 from tests.unit.training.test_finetune import CONFIG, make_run
 from training.llm.batches import collate, encode_examples
+from training.llm.finetune_config import FinetuneConfig
+from training.llm.lora import LoraSettings
 from training.llm.query_generator import QueryGenerator, title_form
 from training.llm.step_precision import choose_step_precision
 from training.llm.top_layers import ActivationCache, TopLayersModel
 from training.llm.top_layers_stage import prepare_top_layers
-from training.llm.train_top_layers import train_top_layers
+from training.llm.train_top_layers import _optimizer, train_top_layers
 from training.pipeline.stages import train_model, write_run_bundle
 from training.run_layout import RunLayout
 
@@ -44,6 +48,8 @@ TOP = replace(
     ),
     eval_queries=12,  # the other 8 held-out queries are watched during training
 )
+# LoRA on the top layer in place of training it in full (hidden size 64: rank 4 is a sixteenth of it).
+TOP_LORA = replace(TOP.finetune, method="top_layers_lora", lora=LoraSettings(rank=4, alpha=8), lr_lora=2e-2)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +57,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_run(tmp_path_factory.mktemp("top"))
 
 
-def _split(run: tuple[Path, Path]) -> tuple[TopLayersModel, Any, list[dict[str, torch.Tensor]]]:
+def _split(
+    run: tuple[Path, Path], config: FinetuneConfig = TOP.finetune
+) -> tuple[TopLayersModel, Any, list[dict[str, torch.Tensor]]]:
     run_dir, base_models = run
     items, report, scheme = RunLayout(run_dir).load_id_outputs()
     base = base_models / TOP.base_model
-    model, tokenizer, _ = prepare_top_layers(base, scheme, items, TOP.finetune, int(report["rq_levels"]))
+    model, tokenizer, _ = prepare_top_layers(base, scheme, items, config, int(report["rq_levels"]))
     examples = QueryGenerator(items, 4, seed=0).epoch(0)
     encoded = encode_examples(tokenizer, examples, 64)
     batches = [collate(encoded[i : i + 16], tokenizer.pad_token_id) for i in range(0, 64, 16)]
@@ -330,3 +338,88 @@ def test_bf16_training_path_runs_on_cpu(run: tuple[Path, Path]) -> None:
     result = train_top_layers(model, tokenizer, QueryGenerator(items, 4, seed=0), config)
     assert result.steps == 6 and all(np.isfinite(r["loss"]) for r in result.history)
     assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
+
+
+def _assert_same_logits(lm: Any, other: Any, batch: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        got, want = (
+            m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            for m in (lm, other)
+        )
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _lora_modules(module: torch.nn.Module) -> list[str]:
+    return [name for name, part in module.named_modules() if isinstance(part, LoraLayer)]
+
+
+def test_top_layers_lora_trains_only_the_adapters_norm_and_rows(run: tuple[Path, Path]) -> None:
+    model, _, batches = _split(run, TOP_LORA)
+    trained = {name for name, param in model.named_parameters() if param.requires_grad}
+    adapters = {name for name in trained if ".lora_A." in name or ".lora_B." in name}
+    assert trained - adapters == {"code_rows", "lm.model.norm.weight"}
+    assert len(adapters) == 2 * 7  # A and B on each of the top layer's seven projections
+    assert not _lora_modules(model.lower_layers) and len(_lora_modules(model.upper_layers)) == 7
+    lora_count = sum(p.numel() for p in model.trainable_parameters())
+    full_count = sum(p.numel() for p in _split(run)[0].trainable_parameters())
+    assert lora_count < full_count / 5
+    reference = float(model(batches[0]).detach())
+    model.store_frozen_fp16()  # the frozen layers stay plain: their fp16-weight copy runs as without LoRA
+    assert float(model(batches[0]).detach()) == pytest.approx(reference, rel=2e-3)
+
+
+def test_top_layers_lora_exports_its_adapters_merged_and_trains_on_after(run: tuple[Path, Path]) -> None:
+    torch.manual_seed(0)
+    model, _, batches = _split(run, TOP_LORA)
+    frozen = {n: p.detach().clone() for n, p in model.lm.named_parameters() if not p.requires_grad}
+    losses = _train(model, batches, passes=8)
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    exported = model.export()
+    assert not _lora_modules(exported) and not hasattr(exported, "peft_config")
+    assert exported.state_dict().keys() == _split(run)[0].export().state_dict().keys()
+    base = frozen["model.layers.1.self_attn.q_proj.base_layer.weight"]
+    assert not torch.equal(exported.model.layers[1].self_attn.q_proj.weight, base)  # merged: W + BA
+    _assert_same_logits(exported, model.lm, batches[0])
+    # The export merged into a copy: the training model keeps its adapters and its base weights.
+    assert len(_lora_modules(model.upper_layers)) == 7
+    adapters = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    _train(model, batches, passes=1)
+    assert all(not torch.equal(p, adapters[n]) for n, p in model.named_parameters() if "lora_" in n)
+    _assert_same_logits(model.export(), model.lm, batches[0])
+    for name, param in model.lm.named_parameters():
+        if name in frozen:
+            assert torch.equal(param, frozen[name]), name
+
+
+def test_top_layers_lora_trains_in_the_loop_and_round_trips_through_the_bundle(
+    run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run_dir, base_models = run
+    items, report, scheme = RunLayout(run_dir).load_id_outputs()
+    config = replace(TOP_LORA, max_steps=6, eval_every=2)
+    model, tokenizer, new_ids = prepare_top_layers(
+        base_models / TOP.base_model, scheme, items, config, int(report["rq_levels"])
+    )
+    by_lr = {g["base_lr"]: {id(p) for p in g["params"]} for g in _optimizer(model, config).param_groups}
+    named = dict(model.named_parameters())
+    assert by_lr[config.lr_lora] == {id(p) for n, p in named.items() if "lora_" in n}
+    assert by_lr[config.lr_layers] == {id(named["lm.model.norm.weight"])}
+    watched: list[torch.Tensor] = []
+
+    def watch(lm: Any) -> dict[str, float]:
+        assert not _lora_modules(lm)
+        watched.append(lm.model.layers[1].self_attn.q_proj.weight.clone())
+        return {"probe_recall@10": 1.0}
+
+    result = train_top_layers(model, tokenizer, QueryGenerator(items, 4, seed=0), config, watch)
+    assert result.steps == 6 and len(watched) == 3  # steps 2, 4 and 6
+    assert not torch.equal(watched[0], watched[1]) and not torch.equal(watched[1], watched[2])
+    bundle = tmp_path / "bundle"
+    write_run_bundle(
+        result.model, tokenizer, new_ids, RunLayout(run_dir), base_models, replace(TOP, finetune=config),
+        {"steps": 6}, {"recall@10": 1.0}, bundle,
+    )  # fmt: skip
+    assert read_manifest(bundle).lora == config.adapter() and not (bundle / "adapter").exists()
+    loaded = load_recommender_model(bundle, base_models, "cpu", precision="fp32")
+    batch = collate(encode_examples(tokenizer, QueryGenerator(items, 1, seed=1).epoch(0)[:8], 64), 0)
+    _assert_same_logits(loaded.model, result.model, batch)

@@ -5,8 +5,9 @@ Layout of a bundle folder (written to a temporary sibling, then renamed into pla
     manifest.json             this schema
     catalogue.jsonl           one item per line: item_id, title, fields, semantic_id (code list)
     tokenizer/                base tokenizer plus the special tokens
-    adapter/                  peft LoRA adapter (safetensors, no full embedding matrix)
-    new_token_rows.safetensors  trained embedding rows of the added tokens ("embed_tokens")
+    finetuned_layers.safetensors  the fine-tuned top decoder layers and final norm (what training writes)
+    adapter/                  or: a peft LoRA adapter (bundles of the retired LoRA-on-every-layer loop)
+    new_token_rows.safetensors  trained rows of the added tokens ("embed_tokens", untied "lm_head")
     rqvae.safetensors         the RQ-VAE weights (for assigning IDs to new items later)
     lexical/                  BM25 index of the item text (semantic_ids/lexical.py; no pickle), since schema 2
     dense/                    the items' MiniLM vectors (semantic_ids/dense.py; .npy, no pickle), schema 3
@@ -41,7 +42,7 @@ READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.jsonl"
 TOKENIZER_DIR = "tokenizer"
-ADAPTER_DIR = "adapter"  # LoRA bundles
+ADAPTER_DIR = "adapter"  # LoRA bundles of the retired LoRA-on-every-layer loop: still served
 # Top-layers bundles: the fine-tuned decoder layers and final norm, under the causal LM's parameter names.
 FINETUNED_LAYERS = "finetuned_layers.safetensors"
 NEW_TOKEN_ROWS = "new_token_rows.safetensors"

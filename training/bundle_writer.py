@@ -1,8 +1,9 @@
 """Write the artifact bundle (semantic_ids/bundle.py describes the layout) atomically.
 
-The adapter holds LoRA weights only: peft's trainable-token rows are stripped from it and saved in
-``new_token_rows.safetensors`` instead, because the loader writes those rows into the resized base
-embedding itself and must not get them a second time from the adapter.
+The model is what the training loop exports: a plain causal LM whose fine-tuned top layers and final norm
+go into ``finetuned_layers.safetensors`` and whose new tokens' rows go into ``new_token_rows.safetensors``
+(the loader writes those into the resized base embedding and head). The service still loads the LoRA
+``adapter/`` of bundles written by the retired LoRA-on-every-layer loop; nothing writes those any more.
 
 The run's item embeddings, when given, go in as the dense index (hybrid's third candidate source);
 ``add_dense_index`` puts them into a bundle written without them.
@@ -10,7 +11,6 @@ The run's item embeddings, when given, go in as the dense index (hybrid's third 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -22,11 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from peft import get_peft_model_state_dict
 from safetensors.torch import save_file
 
 from semantic_ids.bundle import (
-    ADAPTER_DIR,
     CATALOGUE,
     DENSE_DIR,
     EVALUATION,
@@ -84,34 +82,18 @@ class BundleInputs:
     framing_text: Sequence[str] = ()  # the query configuration's framing words, left out of lexical queries
 
 
-def new_token_rows(peft_model: Any, new_token_ids: Sequence[int]) -> dict[str, torch.Tensor]:
-    """The trained rows of the new tokens, read through the wrapped layers (so peft's values are used)."""
+def new_token_rows(model: Any, new_token_ids: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The trained rows of the new tokens: their input rows, and their head rows when the head is untied."""
     ids = torch.tensor(list(new_token_ids), dtype=torch.long)
-    base = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
-    embed = base.get_input_embeddings()
-    device = next(embed.parameters()).device
-    with torch.no_grad():
-        rows = {"token_ids": ids, "embed_tokens": embed(ids.to(device)).float().cpu().contiguous()}
-        if not heads_are_tied(base):
-            head = base.get_output_embeddings()
-            hidden = rows["embed_tokens"].shape[1]
-            eye = torch.eye(hidden, device=device, dtype=head.weight.dtype)
-            rows["lm_head"] = head(eye)[:, ids.to(device)].T.float().cpu().contiguous()  # (n, hidden)
+
+    def rows_of(module: Any) -> torch.Tensor:
+        weight: torch.Tensor = module.weight.detach()
+        return weight[ids.to(weight.device)].float().cpu().contiguous()  # (new tokens, hidden)
+
+    rows = {"token_ids": ids, "embed_tokens": rows_of(model.get_input_embeddings())}
+    if not heads_are_tied(model):
+        rows["lm_head"] = rows_of(model.get_output_embeddings())
     return rows
-
-
-def save_lora_adapter(peft_model: Any, adapter_dir: Path, base_model_name: str) -> None:
-    """Save only the LoRA matrices and a config without ``trainable_token_indices``."""
-    state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
-    lora_only = {k: v.detach().float().cpu().contiguous().clone() for k, v in state.items() if "lora_" in k}
-    if not lora_only:
-        raise ValueError("the model carries no LoRA weights to save")
-    config = copy.deepcopy(peft_model.peft_config["default"])
-    config.trainable_token_indices = None
-    config.base_model_name_or_path = base_model_name
-    adapter_dir.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(str(adapter_dir))
-    save_file(lora_only, str(adapter_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
 def finetuned_layers(model: Any, method: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -170,7 +152,7 @@ def build_manifest(inputs: BundleInputs, rows: list[dict[str, Any]], added_count
 
 
 def write_bundle(
-    bundle_dir: Path, *, peft_model: Any, tokenizer: Any, new_token_ids: Sequence[int], inputs: BundleInputs
+    bundle_dir: Path, *, model: Any, tokenizer: Any, new_token_ids: Sequence[int], inputs: BundleInputs
 ) -> Manifest:
     """Write the bundle into a temporary sibling and rename it to ``bundle_dir``; return its manifest."""
     scheme = IdScheme(tuple(int(k) for k in inputs.id_report["codebook_sizes"]))
@@ -192,11 +174,8 @@ def write_bundle(
             dense = DenseIndex.build(vectors, rows, manifest.catalogue.content_hash, inputs.embedding_model)
             dense.save(staging / DENSE_DIR)
         tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
-        if hasattr(peft_model, "peft_config"):
-            save_lora_adapter(peft_model, staging / ADAPTER_DIR, manifest.base_model.name)
-        else:
-            save_file(finetuned_layers(peft_model, inputs.lora), str(staging / FINETUNED_LAYERS))
-        save_file(new_token_rows(peft_model, new_token_ids), str(staging / NEW_TOKEN_ROWS))
+        save_file(finetuned_layers(model, inputs.lora), str(staging / FINETUNED_LAYERS))
+        save_file(new_token_rows(model, new_token_ids), str(staging / NEW_TOKEN_ROWS))
         if inputs.rqvae_path is not None:
             shutil.copyfile(inputs.rqvae_path, staging / RQVAE_WEIGHTS)
         (staging / EVALUATION).write_text(json.dumps(dict(inputs.evaluation), indent=2) + "\n")

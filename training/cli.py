@@ -176,7 +176,6 @@ def finetune_command(
     lr_lora: opt.LrLoraOption = None,
     lr_tokens: opt.LrTokensOption = None,
     token_init: opt.TokenInitOption = None,
-    rows_only_steps: opt.RowsOnlyOption = None,
     rank: opt.RankOption = None,
     method: opt.MethodOption = None,
     trainable_layers: opt.LayersOption = None,
@@ -184,12 +183,12 @@ def finetune_command(
     time_budget_s: opt.BudgetOption = None,
     epoch_repeats: opt.RepeatsOption = None,
 ) -> None:
-    """Fine-tune the base model: the top layers on fresh queries (default; in full, or by LoRA with
-    --method top_layers_lora) or LoRA on every layer over the examples file."""
+    """Fine-tune the base model's top layers on fresh queries: in full (default) or by LoRA adapters
+    (--method top_layers_lora; LoRA on every layer with --trainable-layers set to the model's count)."""
     layout = RunLayout.for_profile(profile, run_dir)
     overrides: dict[str, Any] = {
         "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,
-        "token_init": token_init, "rows_only_steps": rows_only_steps, "rank": rank, "method": method,
+        "token_init": token_init, "rank": rank, "method": method,
         "trainable_layers": trainable_layers, "lr_layers": lr_layers, "time_budget_s": time_budget_s,
         "epoch_repeats": epoch_repeats,
     }  # fmt: skip
@@ -204,13 +203,12 @@ def finetune_command(
 def evaluate_command(
     profile: opt.ProfileOption = "demo",
     run_dir: opt.RunDirOption = None,
-    base_models_dir: opt.BaseModelsOption = BASE_MODELS_DIR,
     eval_queries: opt.EvalQueriesOption = None,
 ) -> None:
     """Fine-tuned model vs dense (MiniLM) vs BM25 on the same held-out queries: one table."""
     layout = RunLayout.for_profile(profile, run_dir)
     config = pipeline_config(profile, layout.item_count(), eval_queries=eval_queries)
-    result = stages.evaluate_run(layout, base_models_dir, config)
+    result = stages.evaluate_run(layout, config)
     typer.echo(format_table(result), err=True)
     _echo(result)
 
@@ -256,7 +254,6 @@ def pipeline_command(
     lr_lora: opt.LrLoraOption = None,
     lr_tokens: opt.LrTokensOption = None,
     token_init: opt.TokenInitOption = None,
-    rows_only_steps: opt.RowsOnlyOption = None,
     rank: opt.RankOption = None,
     method: opt.MethodOption = None,
     trainable_layers: opt.LayersOption = None,
@@ -283,7 +280,7 @@ def pipeline_command(
     """
     overrides: dict[str, Any] = {
         "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,
-        "token_init": token_init, "rows_only_steps": rows_only_steps, "rank": rank, "method": method,
+        "token_init": token_init, "rank": rank, "method": method,
         "trainable_layers": trainable_layers, "lr_layers": lr_layers, "time_budget_s": time_budget_s,
         "epoch_repeats": epoch_repeats, "eval_queries": eval_queries,
     }  # fmt: skip

@@ -22,27 +22,30 @@ TemplatesOption = Annotated[
     ),
 ]
 BaseModelsOption = Annotated[Path, typer.Option(help="Folder of prepared base models.")]
-MaxStepsOption = Annotated[int | None, typer.Option(help="Optimizer steps [profile default].")]
+MaxStepsOption = Annotated[
+    int | None, typer.Option(help="Optimizer steps, with --time-budget 0 [profile default].")
+]
 BatchOption = Annotated[int | None, typer.Option(help="Examples per step [profile default].")]
 LrLoraOption = Annotated[
-    float | None, typer.Option(help="lora, top_layers_lora: peak learning rate of the LoRA weights.")
+    float | None, typer.Option(help="top_layers_lora: peak learning rate of the LoRA weights.")
 ]
 LrTokensOption = Annotated[float | None, typer.Option(help="Peak learning rate of the new token rows.")]
 TokenInitOption = Annotated[str | None, typer.Option(help="New-row init: mean | cluster.")]
-RowsOnlyOption = Annotated[int | None, typer.Option(help="First steps that train only the new rows.")]
-RankOption = Annotated[int | None, typer.Option(help="lora, top_layers_lora: LoRA rank (alpha = 2 x rank).")]
+RankOption = Annotated[int | None, typer.Option(help="top_layers_lora: LoRA rank (alpha = 2 x rank).")]
 EvalQueriesOption = Annotated[int | None, typer.Option(help="Held-out queries in the evaluation table.")]
 MethodOption = Annotated[
-    str | None, typer.Option(help="Fine-tuning method: top_layers | top_layers_lora | lora.")
+    str | None,
+    typer.Option(
+        help="Fine-tuning method: top_layers (the top layers in full) | top_layers_lora (LoRA adapters on "
+        "them; on every layer with --trainable-layers set to the model's count)."
+    ),
 ]
-LayersOption = Annotated[int | None, typer.Option(help="top_layers(_lora): how many top layers train.")]
+LayersOption = Annotated[int | None, typer.Option(help="How many top layers train.")]
 LrLayersOption = Annotated[
     float | None,
     typer.Option(help="top_layers: peak learning rate of the layers (top_layers_lora: of the final norm)."),
 ]
 BudgetOption = Annotated[
-    float | None, typer.Option("--time-budget", help="top_layers(_lora): seconds of training (0: max-steps).")
+    float | None, typer.Option("--time-budget", help="Seconds of training (0: --max-steps).")
 ]
-RepeatsOption = Annotated[
-    int | None, typer.Option(help="top_layers(_lora): passes over each epoch's queries.")
-]
+RepeatsOption = Annotated[int | None, typer.Option(help="Passes over each epoch's queries.")]

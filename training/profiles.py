@@ -92,7 +92,6 @@ _DEMO_PIPELINE = PipelineConfig(
         warmup_steps=30,
         eval_every=250,
         eval_queries=32,
-        checkpoint_every=50,
     ),
     eval_queries=300,
     fusion=DEMO_FUSION,
@@ -113,9 +112,7 @@ FULL = Profile(
         profile="full",
         examples=ExampleConfig(train_queries_per_item=16, attribute_examples_per_item=2),
         # Sized for one GPU (bf16 on CUDA): 15 minutes of training, larger batches.
-        finetune=replace(
-            _DEMO_PIPELINE.finetune, time_budget_s=900, batch_size=256, eval_every=1_000, checkpoint_every=500
-        ),
+        finetune=replace(_DEMO_PIPELINE.finetune, time_budget_s=900, batch_size=256, eval_every=1_000),
         eval_queries=1_000,
         fusion=None,  # not tuned on the full catalogue: the defaults
         total_budget_s=1140,  # the 20 minutes on one GPU, with a minute to spare

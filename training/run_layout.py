@@ -9,8 +9,7 @@
     id_report.json        collisions, codebook usage, cosine check       (assign)
     examples.jsonl        fine-tuning examples, train and valid splits   (examples)
     query_templates.json  the query configuration the examples used      (examples)
-    checkpoint/           the resumable fine-tuning state                (finetune)
-    finetuned/            the fine-tuned adapter between CLI steps       (finetune)
+    finetuned/            the fine-tuned model between CLI steps         (finetune)
     evaluation.json       model vs dense vs BM25                         (evaluate)
     training_curves.png   loss and Recall@10 over steps                  (finetune)
     evaluation.png        evaluation.json as grouped bars                (evaluate)
@@ -95,10 +94,6 @@ class RunLayout:
     @property
     def query_templates(self) -> Path:
         return self.folder / "query_templates.json"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.folder / "checkpoint"
 
     @property
     def finetuned(self) -> Path:

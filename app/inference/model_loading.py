@@ -2,7 +2,9 @@
 
 Order: base model from ``<base_models_dir>/<manifest.base_model.name>`` (its
 weights' sha256 must match the manifest) -> resize the embedding to the bundle tokenizer -> write the
-new token rows -> apply the LoRA adapter -> merge it (no adapter overhead per token) -> eval.
+new token rows -> put the fine-tuned top layers in place (``finetuned_layers.safetensors``) or, in a
+bundle of the retired LoRA-on-every-layer loop, apply its ``adapter/`` and merge it (no adapter overhead per
+token) -> eval.
 Every way a bundle can fail to fit raises ``BundleMismatch`` with a message saying what differs.
 
 Beside the model: the lexical index, and the item vectors with the query encoder of their embedding
@@ -271,7 +273,9 @@ def _build_model(
         head[ids] = rows["lm_head"].to(head.dtype)
     if (bundle_dir / FINETUNED_LAYERS).is_file():
         return _with_layers(model, bundle_dir / FINETUNED_LAYERS, manifest)
-    from peft import PeftModel  # only LoRA bundles need it: importing it costs ~1 s of every cold start
+    # A LoRA bundle (written by the retired loop; still served). Only those need peft: importing it costs
+    # ~1 s of every cold start.
+    from peft import PeftModel
 
     peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
     return peft_model.merge_and_unload()

@@ -1,4 +1,5 @@
-"""A real bundle over the 20-film tiny catalogue: tiny random Llama, LoRA, a few quick training steps.
+"""A real bundle over the 20-film tiny catalogue: tiny random Llama, a few quick training steps of the
+training loop's model (``TopLayersModel``, both layers trainable).
 
 Built with the training side's own helpers and ``write_bundle``, so the service tests load exactly
 what the pipeline writes. The few steps teach the model to write an item's ID for its title, enough
@@ -27,8 +28,12 @@ from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catal
 from tests.helpers.tiny_encoder import HashingEncoder
 from tests.helpers.tiny_models import make_tiny_base_model
 from training.bundle_writer import BundleInputs, write_bundle
-from training.llm.lora import LoraSettings, attach_lora
+from training.llm.batches import collate, encode_examples
+from training.llm.finetune_config import FinetuneConfig
 from training.llm.tokens import add_semantic_tokens, initialise_new_rows
+from training.llm.top_layers import TopLayersModel
+
+TRAINED = FinetuneConfig(trainable_layers=2)  # both tiny layers: what the bundle records and carries
 
 
 @dataclass(frozen=True)
@@ -39,26 +44,28 @@ class TinyBundle:
     items: list[dict[str, Any]]
 
 
-def _training_texts(items: list[dict[str, Any]]) -> list[str]:
-    texts = []
+def _title_examples(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item's title -> its ID: the codes and [SEM_END] are the targets."""
+    examples = []
     for item in items:
         codes = "".join(SemanticId.from_codes(item["semantic_id"]).code_tokens())
-        texts.append(build_prompt(item["title"]) + codes + SEM_END)
-    return texts
+        examples.append({"prompt": build_prompt(item["title"]), "target": codes + SEM_END, "kind": "query"})
+    return examples
 
 
-def _train(peft_model: Any, tokenizer: Any, texts: list[str], steps: int) -> None:
-    batch = tokenizer(texts, return_tensors="pt", padding=True)  # left padding: the IDs end every row
-    labels = batch["input_ids"].clone()
-    labels[:, : -(TINY_SCHEME.levels + 1)] = -100  # learn the codes and [SEM_END] only
-    optimiser = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
-    peft_model.train()
+def _train(lm: Any, tokenizer: Any, new_ids: list[int], items: list[dict[str, Any]], steps: int) -> Any:
+    """``steps`` full-batch AdamW steps over every title; the exported causal LM (untied head)."""
+    model = TopLayersModel(lm, TRAINED.trainable_layers, new_ids)
+    batch = collate(
+        encode_examples(tokenizer, _title_examples(items), TRAINED.max_length), tokenizer.pad_token_id
+    )
+    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    model.train()
     for _ in range(steps):
-        loss = peft_model(**batch, labels=labels).loss
-        loss.backward()
+        model(batch).backward()
         optimiser.step()
         optimiser.zero_grad()
-    peft_model.eval()
+    return model.export().eval()
 
 
 def _tiny_rqvae(vectors: torch.Tensor, path: Path) -> Path:
@@ -92,9 +99,7 @@ def make_tiny_bundle(
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     resize_for_tokens(model, tokenizer)
     initialise_new_rows(model, tokenizer, TINY_SCHEME, strategy="mean")
-    lora = LoraSettings(rank=8, alpha=16)
-    peft_model = attach_lora(model, lora, new_ids)
-    _train(peft_model, tokenizer, _training_texts(items), steps)
+    trained = _train(model, tokenizer, new_ids, items, steps)
     encoder = HashingEncoder()
     vectors = encoder.encode([render_row(item) for item in items]) if dense or rqvae else None
     rqvae_path = _tiny_rqvae(torch.from_numpy(vectors), root / "rqvae.safetensors") if rqvae else None
@@ -108,7 +113,7 @@ def make_tiny_bundle(
         embedding_model=encoder.model if dense else "none",
         embedding_dimensions=encoder.dimensions if dense else 8,
         rqvae_path=rqvae_path,
-        lora=lora.to_dict(),
+        lora=TRAINED.adapter(),
         training={"steps": steps},
         evaluation={},
         fusion=fusion,
@@ -116,6 +121,6 @@ def make_tiny_bundle(
     )
     bundle_dir = root / "bundles" / "tiny"
     manifest = write_bundle(
-        bundle_dir, peft_model=peft_model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
+        bundle_dir, model=trained, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
     )
     return TinyBundle(bundle_dir=bundle_dir, base_models_dir=base_models_dir, manifest=manifest, items=items)

@@ -1,6 +1,6 @@
 """A tiny random Llama and a character-level tokenizer, saved like a real base-model folder.
 
-Unit tests use these instead of SmolLM2: a LoRA step takes about 0.2 s, and the folder has the same
+Unit tests use these instead of SmolLM2: a training step takes about 0.2 s, and the folder has the same
 shape (config.json, model.safetensors, tokenizer files) as a prepared base model.
 """
 

@@ -7,7 +7,7 @@ Training batches are right-padded so the real tokens sit at positions 0..n-1, th
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +63,3 @@ def collate(encoded: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         labels[row, :n] = torch.tensor(example.labels)
         mask[row, :n] = 1
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
-
-
-def epoch_batches(encoded: Sequence[Encoded], batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Endless stream of batches, reshuffled each epoch with ``seed + epoch``."""
-    epoch = 0
-    while True:
-        yield from length_grouped_batches(encoded, batch_size, seed + epoch)
-        epoch += 1

@@ -22,6 +22,7 @@ With ``lora`` settings (the ``top_layers_lora`` method) the top layers are not t
 adapters on their projections train instead (with the final norm and ``code_rows``), the layers below stay
 plain modules. ``export`` then hands out a copy with the adapters merged into the top layers' weights, a
 plain causal LM as without them, and the training model keeps its adapters to train on after a watch.
+With ``trainable_layers`` = every layer this is LoRA on every layer, nothing below the cut but the embedding.
 """
 
 from __future__ import annotations

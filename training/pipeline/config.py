@@ -12,7 +12,12 @@ from training.llm.finetune_config import FinetuneConfig
 from training.llm.lora import LoraSettings
 
 TOKEN_INITS = ("mean", "cluster")
-METHODS = ("top_layers", "top_layers_lora", "lora")
+METHODS = ("top_layers", "top_layers_lora")
+# The first design's loop, LoRA on every layer over the examples file, is gone: the one loop does it.
+RETIRED_METHODS = {
+    "lora": "--method lora was retired: use --method top_layers_lora --trainable-layers 30 "
+    "(the base model's layer count) for LoRA on every layer",
+}
 
 
 class PipelineError(RuntimeError):
@@ -64,6 +69,8 @@ class PipelineConfig:
                 raise PipelineError(f"--{key.replace('_', '-')} must not be negative, got {value}")
         if changes.get("token_init") not in (None, *TOKEN_INITS):
             raise PipelineError(f"--token-init must be mean or cluster, got {changes['token_init']!r}")
+        if changes.get("method") in RETIRED_METHODS:
+            raise PipelineError(RETIRED_METHODS[changes["method"]])
         if changes.get("method") not in (None, *METHODS):
             methods = f"{', '.join(METHODS[:-1])} or {METHODS[-1]}"
             raise PipelineError(f"--method must be {methods}, got {changes['method']!r}")

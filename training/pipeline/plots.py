@@ -1,7 +1,7 @@
 """Pictures of a run, next to its JSON reports: the training curves and the evaluation table.
 
-``training_curves.png``: the loss over steps (and the held-out loss where the LoRA method measured it),
-then Recall@10 on held-out and on training phrasings over steps, from the fine-tuning history.
+``training_curves.png``: the loss over steps, then Recall@10 on held-out and on training phrasings over
+steps, from the fine-tuning history.
 ``evaluation.png``: the model against dense and BM25 retrieval as grouped bars, overall and per
 held-out query template.
 
@@ -24,12 +24,8 @@ logger = logging.getLogger(__name__)
 
 OVERALL_METRICS = ("recall@1", "recall@5", "recall@10", "ndcg@10", "mrr")
 SYSTEM_LABELS = {"llm_semantic_id": "model (semantic IDs)", "dense_minilm": "dense (MiniLM)", "bm25": "BM25"}
-# History keys of the two training methods: top layers watches heldout_/train_, LoRA's validator valid_.
-CURVE_LABELS = {
-    "heldout_recall@10": "held-out phrasings",
-    "valid_recall@10": "held-out phrasings",
-    "train_recall@10": "training phrasings",
-}
+# History keys of the training loop's recall watch.
+CURVE_LABELS = {"heldout_recall@10": "held-out phrasings", "train_recall@10": "training phrasings"}
 
 
 def _save(figure: Any, path: Path) -> None:
@@ -75,9 +71,6 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> No
     steps, losses = _series(history, "loss")
     axes[0].plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="training loss (per step)")
     axes[0].plot(*_smoothed(steps, losses), color="tab:blue", label="training loss (trailing mean)")
-    valid_steps, valid_losses = _series(history, "valid_loss")
-    if valid_steps:
-        axes[0].plot(valid_steps, valid_losses, "o-", color="tab:orange", label="held-out loss")
     axes[0].set(ylabel="loss", title="training loss")
     for key in recall_keys:
         key_steps, recalls = _series(history, key)

@@ -23,14 +23,12 @@ from training.eval.metrics import ambiguity_metrics
 from training.io import write_json, write_plot
 from training.llm.base_model import recorded_base
 from training.llm.examples import ExampleConfig, build_examples
-from training.llm.finetune import finetune, prepare_model
 from training.llm.finetune_config import FinetuneResult
 from training.llm.finetuned_model import load_finetuned, save_finetuned
 from training.llm.query_generator import QueryGenerator
 from training.llm.template_files import choose_templates
 from training.llm.template_spec import QueryTemplates
 from training.llm.top_layers_stage import train_top_layers_model
-from training.llm.validator import Validator
 from training.pipeline.config import PipelineConfig, PipelineError
 from training.pipeline.plots import plot_evaluation, plot_training_curves
 from training.run_layout import RunLayout
@@ -79,30 +77,25 @@ def eval_sample(valid: Sequence[Mapping[str, Any]], count: int, seed: int) -> li
 def train_model(
     layout: RunLayout, base_models_dir: Path, config: PipelineConfig
 ) -> tuple[FinetuneResult, Any, list[int]]:
+    """Fine-tune on fresh queries phrased by the run's query configuration; the training loop watches
+    held-out phrasings the evaluation table does not use."""
     items, report, scheme = layout.load_id_outputs()
-    train, valid = layout.load_examples()
+    _, valid = layout.load_examples()
     base_dir = base_models_dir / config.base_model
     if not (base_dir / BASE_WEIGHTS).is_file():
         raise PipelineError(f"{base_dir}: no base model here; run `semid prepare-base-model` first")
     held_out = eval_sample(valid, config.eval_queries + config.finetune.eval_queries, config.examples.seed)
-    if config.finetune.trains_top_layers:
-        _check_trainable_layers(base_dir, config.finetune.trainable_layers)
-        return train_top_layers_model(
-            base_dir,
-            scheme,
-            items,
-            int(report["rq_levels"]),
-            held_out[config.eval_queries :],
-            config.finetune,
-            config.examples.seed,
-            layout.load_query_templates(),
-        )
-    model, tokenizer, new_ids = prepare_model(
-        base_dir, scheme, items, config.finetune, int(report["rq_levels"])
+    _check_trainable_layers(base_dir, config.finetune.trainable_layers)
+    return train_top_layers_model(
+        base_dir,
+        scheme,
+        items,
+        int(report["rq_levels"]),
+        held_out[config.eval_queries :],
+        config.finetune,
+        config.examples.seed,
+        layout.load_query_templates(),
     )
-    validator = Validator(tokenizer, held_out[config.eval_queries :], items, scheme, config.finetune)
-    result = finetune(model, tokenizer, train, validator, config.finetune, layout.folder)
-    return result, tokenizer, new_ids
 
 
 def _check_trainable_layers(base_dir: Path, trainable: int) -> None:
@@ -115,17 +108,18 @@ def evaluate_model(
     model: Any, tokenizer: Any, layout: RunLayout, config: PipelineConfig, cache_dir: Path | None = None
 ) -> dict[str, Any]:
     items, _, scheme = layout.load_id_outputs()
-    train, valid = layout.load_examples()
+    _, valid = layout.load_examples()
     queries = eval_sample(valid, config.eval_queries, config.examples.seed)
     embeddings = layout.load_embeddings()
     decoder = ConstrainedDecoder(model, tokenizer, PrefixTrie([item.sid for item in items], scheme))
     result = evaluate_all(decoder, queries, items, embeddings, beams=config.eval_beams, cache_dir=cache_dir)
-    if config.finetune.trains_top_layers:  # it trains on generated queries, not the examples file
-        generator = QueryGenerator(
-            items, config.finetune.queries_per_item, config.examples.seed, layout.load_query_templates()
-        )
-        train = generator.epoch(0, with_matching=True)
-    seen = eval_sample(train, config.seen_phrasing_queries, config.examples.seed)
+    # The model trains on generated queries (not the examples file): its first epoch's are the seen ones.
+    generator = QueryGenerator(
+        items, config.finetune.queries_per_item, config.examples.seed, layout.load_query_templates()
+    )
+    seen = eval_sample(
+        generator.epoch(0, with_matching=True), config.seen_phrasing_queries, config.examples.seed
+    )
     if seen:
         # The training phrasings, as the model, dense and BM25 find them, and how ambiguous they are: a
         # query naming one facet that fits dozens of items caps Recall@10 for every system.
@@ -183,7 +177,7 @@ def write_run_bundle(
         framing_text=layout.load_query_templates().framing_text(),
     )
     manifest = write_bundle(
-        bundle_dir, peft_model=model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
+        bundle_dir, model=model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
     )
     return {
         "bundle": str(bundle_dir),
@@ -227,7 +221,7 @@ def draw_training_curves(layout: RunLayout, history: Sequence[Mapping[str, Any]]
 
 
 def finetune_run(layout: RunLayout, base_models_dir: Path, config: PipelineConfig) -> dict[str, Any]:
-    """Fine-tune on the run's examples; keep the model in the run folder for ``evaluate`` and ``bundle``."""
+    """Fine-tune the run's model; keep it in the run folder for ``evaluate`` and ``bundle``."""
     result, tokenizer, _ = train_model(layout, base_models_dir, config)
     summary = training_summary(result, config)
     draw_training_curves(layout, result.history)
@@ -237,16 +231,16 @@ def finetune_run(layout: RunLayout, base_models_dir: Path, config: PipelineConfi
     return summary
 
 
-def _load_finetuned(layout: RunLayout, base_models_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+def _load_finetuned(layout: RunLayout) -> tuple[Any, Any, dict[str, Any]]:
     try:
-        return load_finetuned(layout.folder, base_models_dir)
+        return load_finetuned(layout.folder)
     except FileNotFoundError as error:
         raise PipelineError(str(error)) from None
 
 
-def evaluate_run(layout: RunLayout, base_models_dir: Path, config: PipelineConfig) -> dict[str, Any]:
+def evaluate_run(layout: RunLayout, config: PipelineConfig) -> dict[str, Any]:
     """Evaluate the run's saved fine-tuned model."""
-    model, tokenizer, _ = _load_finetuned(layout, base_models_dir)
+    model, tokenizer, _ = _load_finetuned(layout)
     return evaluate_model(model, tokenizer, layout, config)
 
 
@@ -255,7 +249,7 @@ def bundle_run(
 ) -> dict[str, Any]:
     """Write the serving bundle from the run's saved fine-tuned model and evaluation."""
     evaluation = layout.load_evaluation()
-    model, tokenizer, info = _load_finetuned(layout, base_models_dir)
+    model, tokenizer, info = _load_finetuned(layout)
     _, _, scheme = layout.load_id_outputs()
     new_ids = tokenizer.convert_tokens_to_ids(scheme.all_tokens())
     return write_run_bundle(

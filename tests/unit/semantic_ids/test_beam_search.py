@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from semantic_ids.beam_search import beam_search, score_codes
@@ -17,7 +18,6 @@ from semantic_ids.ids import IdScheme, InvalidSemanticId, SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_IDS, TINY_SCHEME
 from tests.helpers.tiny_models import make_tiny_tokenizer, randomise_code_rows
-from training.llm.lora import LoraSettings, attach_lora
 from training.llm.tokens import add_semantic_tokens
 
 # Different lengths, so a batch is left-padded; the search must not let padding shift positions.
@@ -90,7 +90,13 @@ def test_untied_head_uses_its_own_code_rows(untied_decoder: ConstrainedDecoder, 
 def test_peft_model_matches_generate(tied: tuple[Any, Any, list[int]]) -> None:
     # peft wraps the head (trainable new rows): the search must use the wrapped, trained head.
     model, tokenizer, new_ids = tied
-    peft_model = attach_lora(copy.deepcopy(model), LoraSettings(rank=4, alpha=8), new_ids)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj"],
+        trainable_token_indices={"embed_tokens": new_ids},
+    )
+    peft_model = get_peft_model(copy.deepcopy(model), config)
     torch.manual_seed(2)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():

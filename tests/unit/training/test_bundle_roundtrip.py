@@ -1,4 +1,5 @@
-"""A written bundle loads back into the model that was trained; a bundle that does not fit is refused."""
+"""A written bundle loads back into the model that was trained (and a LoRA bundle of the retired loop into
+the model it was written from); a bundle that does not fit is refused."""
 
 from __future__ import annotations
 
@@ -14,26 +15,37 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
 from app.inference.model_loading import load_recommender_model
-from semantic_ids.bundle import CATALOGUE, DENSE_DIR, MANIFEST, SCHEMA_VERSION, BundleMismatch, read_manifest
+from semantic_ids.bundle import (
+    ADAPTER_DIR,
+    CATALOGUE,
+    DENSE_DIR,
+    FINETUNED_LAYERS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    BundleMismatch,
+    read_manifest,
+)
 from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
+from tests.helpers.lora_bundle import write_lora_bundle
 from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
 from tests.helpers.tiny_encoder import HashingEncoder
 from tests.helpers.tiny_models import make_tiny_base_model
 from training import cli
 from training.bundle_writer import BundleInputs, add_dense_index, write_bundle
-from training.llm.lora import LoraSettings, attach_lora
+from training.llm.finetune_config import FinetuneConfig
+from training.llm.lora import LoraSettings
 from training.llm.tokens import add_semantic_tokens, initialise_new_rows
+from training.llm.top_layers import TopLayersModel
 
 QUERIES = ["a crime drama by Michael Mann", "Alien", "japanese film from the eighties"]
+TOP_LAYER = FinetuneConfig(trainable_layers=1)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A tiny peft model whose LoRA and new rows are far from their initial values, and its bundle."""
-    root = tmp_path_factory.mktemp("roundtrip")
+def _base(root: Path) -> tuple[Path, Any, Any, list[int]]:
+    """(base folder, tiny Llama with the semantic-ID tokens and initialised rows, tokenizer, new ids)."""
     base_dir = make_tiny_base_model(root / "base_models")
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     new_ids = add_semantic_tokens(tokenizer, TINY_SCHEME)
@@ -42,14 +54,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     initialise_new_rows(
         model, tokenizer, TINY_SCHEME, strategy="cluster", items=tiny_catalogue(), rq_levels=2
     )
-    peft_model = attach_lora(model, LoraSettings(rank=4, alpha=8), new_ids)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if parameter.requires_grad:  # stand-in for training: move every trainable weight
-                parameter.add_(torch.randn_like(parameter) * (0.05 if "lora_" in name else 0.5))
-    peft_model.eval()
-    inputs = BundleInputs(
+    return base_dir, model, tokenizer, new_ids
+
+
+def _inputs(base_dir: Path, lora: dict[str, Any]) -> BundleInputs:
+    return BundleInputs(
         profile="tiny",
         items=tiny_catalogue(),
         id_report=TINY_ID_REPORT,
@@ -58,16 +67,64 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         embedding_model="none",
         embedding_dimensions=8,
         rqvae_path=None,
-        lora=LoraSettings(rank=4, alpha=8).to_dict(),
+        lora=lora,
         training={"steps": 0},
         evaluation={"recall@10": 1.0},
     )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The training loop's export of a tiny model whose trained weights (top layer, final norm, new output
+    rows) are far from their initial values, and its bundle."""
+    root = tmp_path_factory.mktemp("roundtrip")
+    base_dir, lm, tokenizer, new_ids = _base(root)
+    split = TopLayersModel(lm, TOP_LAYER.trainable_layers, new_ids)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in split.named_parameters():
+            if parameter.requires_grad:  # stand-in for training: move every trainable weight
+                parameter.add_(torch.randn_like(parameter) * (0.5 if name == "code_rows" else 0.05))
+    model = split.export().eval()
     bundle_dir = root / "bundles" / "tiny"
     manifest = write_bundle(
-        bundle_dir, peft_model=peft_model, tokenizer=tokenizer, new_token_ids=new_ids, inputs=inputs
+        bundle_dir,
+        model=model,
+        tokenizer=tokenizer,
+        new_token_ids=new_ids,
+        inputs=_inputs(base_dir, TOP_LAYER.adapter()),
     )
     return {
-        "peft_model": peft_model,
+        "model": model,
+        "tokenizer": tokenizer,
+        "bundle_dir": bundle_dir,
+        "base_models_dir": root / "base_models",
+        "manifest": manifest,
+    }
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A LoRA bundle of the retired loop (tests/helpers/lora_bundle.py) over new rows moved far from their
+    initial values, and the peft model it was written from."""
+    root = tmp_path_factory.mktemp("legacy")
+    base_dir, lm, tokenizer, new_ids = _base(root)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        rows = lm.get_input_embeddings().weight
+        rows[new_ids] += torch.randn_like(rows[new_ids]) * 0.5
+    lora = LoraSettings(rank=4, alpha=8)
+    bundle_dir = root / "bundles" / "tiny"
+    model, manifest = write_lora_bundle(
+        bundle_dir,
+        model=lm,
+        tokenizer=tokenizer,
+        new_token_ids=new_ids,
+        inputs=_inputs(base_dir, {}),
+        lora=lora,
+    )
+    return {
+        "model": model,
         "tokenizer": tokenizer,
         "bundle_dir": bundle_dir,
         "base_models_dir": root / "base_models",
@@ -81,24 +138,24 @@ def _logits(model: Any, tokenizer: Any) -> torch.Tensor:
         return model(**batch).logits.float()
 
 
-def test_loaded_model_matches_trained_model(trained: dict[str, Any]) -> None:
-    loaded = load_recommender_model(
-        trained["bundle_dir"], trained["base_models_dir"], "cpu", precision="fp32"
-    )
-    expected = _logits(trained["peft_model"], trained["tokenizer"])
+@pytest.mark.parametrize("written", ["trained", "legacy"])
+def test_loaded_model_matches_trained_model(written: str, request: pytest.FixtureRequest) -> None:
+    bundle = request.getfixturevalue(written)
+    loaded = load_recommender_model(bundle["bundle_dir"], bundle["base_models_dir"], "cpu", precision="fp32")
+    expected = _logits(bundle["model"], bundle["tokenizer"])
     actual = _logits(loaded.model, loaded.tokenizer)
     # Merging LoRA into the weights reorders float sums: equal up to rounding, relative to the logit scale.
     assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max(), (actual - expected).abs().max()
-    assert loaded.manifest.bundle_id == trained["manifest"].bundle_id
+    assert loaded.manifest.bundle_id == bundle["manifest"].bundle_id
     assert len(loaded.trie) == 20
 
 
-def test_loaded_decoder_gives_same_top_ids(trained: dict[str, Any]) -> None:
-    loaded = load_recommender_model(
-        trained["bundle_dir"], trained["base_models_dir"], "cpu", precision="fp32"
-    )
+@pytest.mark.parametrize("written", ["trained", "legacy"])
+def test_loaded_decoder_gives_same_top_ids(written: str, request: pytest.FixtureRequest) -> None:
+    bundle = request.getfixturevalue(written)
+    loaded = load_recommender_model(bundle["bundle_dir"], bundle["base_models_dir"], "cpu", precision="fp32")
     trie = PrefixTrie([SemanticId.from_codes(i["semantic_id"]) for i in tiny_items()], TINY_SCHEME)
-    reference = ConstrainedDecoder(trained["peft_model"], trained["tokenizer"], trie)
+    reference = ConstrainedDecoder(bundle["model"], bundle["tokenizer"], trie)
     expected = reference.decode(QUERIES, num_beams=6, top_k=5)
     actual = loaded.decoder().decode(QUERIES, num_beams=6, top_k=5)
     assert [[c.semantic_id for c in row] for row in actual] == [
@@ -106,14 +163,17 @@ def test_loaded_decoder_gives_same_top_ids(trained: dict[str, Any]) -> None:
     ]
 
 
-def test_adapter_carries_lora_only(trained: dict[str, Any]) -> None:
-    from safetensors.torch import load_file
-
-    adapter = trained["bundle_dir"] / "adapter"
-    keys = load_file(str(adapter / "adapter_model.safetensors")).keys()
-    assert keys and all("lora_" in key for key in keys)
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config.get("trainable_token_indices") is None
+def test_training_writes_layers_and_a_lora_bundle_of_the_retired_loop_still_loads(
+    trained: dict[str, Any], legacy: dict[str, Any]
+) -> None:
+    written = trained["bundle_dir"]
+    assert (written / FINETUNED_LAYERS).is_file() and not (written / ADAPTER_DIR).exists()
+    assert read_manifest(written).lora == {"method": "top_layers", "trainable_layers": 1}
+    old = legacy["bundle_dir"]
+    assert (old / ADAPTER_DIR / "adapter_config.json").is_file() and not (old / FINETUNED_LAYERS).exists()
+    loaded = load_recommender_model(old, legacy["base_models_dir"], "cpu", precision="fp32")
+    assert loaded.manifest.lora["method"] == "lora"
+    assert not any("lora_" in name for name, _ in loaded.model.named_parameters())  # merged on load
 
 
 def _copy(trained: dict[str, Any], tmp_path: Path) -> Path:
@@ -187,7 +247,7 @@ def test_failed_write_leaves_previous_bundle_in_place(trained: dict[str, Any], t
     with pytest.raises(ValueError, match="carried by more than one item"):
         write_bundle(
             bundle,
-            peft_model=trained["peft_model"],
+            model=trained["model"],
             tokenizer=trained["tokenizer"],
             new_token_ids=new_ids,
             inputs=inputs,

@@ -1,4 +1,5 @@
-"""Fine-tuning the tiny Llama on the 20-film catalogue: it learns, decodes only real IDs, resumes, bundles."""
+"""Fine-tuning the tiny Llama on the 20-film catalogue through the pipeline's stage (the one training loop,
+its default method): it learns, decodes only real IDs, bundles; the CLI's options and their errors."""
 
 from __future__ import annotations
 
@@ -9,19 +10,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from app.inference.model_loading import load_recommender_model
 from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.semid_cli import run_semid
-from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
+from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_items
 from tests.helpers.tiny_models import TINY_BASE_NAME, make_tiny_base_model
 from training.llm.examples import ExampleConfig
-from training.llm.finetune import finetune, prepare_model
 from training.llm.finetune_config import FinetuneConfig
-from training.llm.lora import LoraSettings
 from training.pipeline.config import PipelineConfig
 from training.pipeline.stages import make_examples, train_model, write_run_bundle
 from training.profiles import PROFILES, Profile, pipeline_config
@@ -32,15 +30,15 @@ CONFIG = PipelineConfig(
     base_model=TINY_BASE_NAME,
     examples=ExampleConfig(train_queries_per_item=10, attribute_examples_per_item=0),
     finetune=FinetuneConfig(
-        lora=LoraSettings(rank=16, alpha=32),
+        trainable_layers=2,  # both tiny layers: one random frozen layer under char-level tokens is little
         batch_size=16,
-        max_steps=800,
-        lr_lora=3e-3,
+        max_steps=1600,
+        lr_layers=3e-3,
         lr_tokens=3e-2,
         warmup_steps=10,
         eval_every=0,
         eval_queries=8,
-        checkpoint_every=1000,
+        precision="fp32",  # the timed choice (auto) could differ run to run
         device="cpu",
     ),
     eval_queries=20,
@@ -65,7 +63,6 @@ def make_run(root: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    torch.set_num_threads(2)
     run_dir, base_models = make_run(tmp_path_factory.mktemp("ft"))
     result, tokenizer, new_ids = train_model(RunLayout(run_dir), base_models, CONFIG)
     trie = PrefixTrie([SemanticId.from_codes(i["semantic_id"]) for i in tiny_items()], TINY_SCHEME)
@@ -78,18 +75,21 @@ def test_training_lowers_the_loss(trained: dict[str, Any]) -> None:
     losses = [record["loss"] for record in trained["result"].history]
     assert np.mean(losses[-20:]) < 0.25 * np.mean(losses[:5])
     steps, batch = CONFIG.finetune.max_steps, CONFIG.finetune.batch_size
-    # The last batch of a pass over the examples is short.
+    # The last batch of an epoch's queries may be short.
     assert 0.9 * steps * batch <= trained["result"].examples_seen <= steps * batch
 
 
-def test_right_item_first_for_training_title_queries(trained: dict[str, Any]) -> None:
+def test_right_item_first_for_title_queries(trained: dict[str, Any]) -> None:
+    # Title queries name one film; attribute queries here often fit several (same director and genre). The
+    # loop trains on generated queries, whose title forms name the title alone or with its year: each item's
+    # own title, and the examples file's phrasings of those two kinds (some lowercased or with a typo).
     train, _ = RunLayout(trained["run_dir"]).load_examples()
-    # Title queries name one film; attribute queries here often fit several (same director and genre).
-    titled = [e for e in train if e["template"].startswith("title")]
+    titled = [(e["query"], e["item_id"]) for e in train if e["template"] in ("title", "title_year")]
+    titled += [(item["title"], item["item_id"]) for item in tiny_items()]
     sid_of = {item["item_id"]: SemanticId.from_codes(item["semantic_id"]) for item in tiny_items()}
-    top = trained["decoder"].decode([e["query"] for e in titled], num_beams=5, top_k=1)
-    hits = [row[0].semantic_id == sid_of[e["item_id"]] for row, e in zip(top, titled, strict=True)]
-    assert len(titled) >= 60
+    top = trained["decoder"].decode([query for query, _ in titled], num_beams=5, top_k=1)
+    hits = [row[0].semantic_id == sid_of[item_id] for row, (_, item_id) in zip(top, titled, strict=True)]
+    assert len(titled) >= 40
     assert sum(hits) / len(hits) >= 0.9
 
 
@@ -117,32 +117,6 @@ def test_trained_model_round_trips_through_the_bundle(trained: dict[str, Any], t
         assert [c.score for c in got] == pytest.approx([c.score for c in want], abs=1e-4)
 
 
-def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path: Path) -> None:
-    run_dir, base_models = make_run(tmp_path)
-    train, _ = RunLayout(run_dir).load_examples()
-    config = replace(CONFIG.finetune, max_steps=12, checkpoint_every=3)
-    items = tiny_catalogue()
-
-    def fresh() -> tuple[Any, Any]:
-        torch.manual_seed(0)
-        model, tokenizer, _ = prepare_model(base_models / TINY_BASE_NAME, TINY_SCHEME, items, config, 2)
-        return model, tokenizer
-
-    model, tokenizer = fresh()
-    straight = finetune(model, tokenizer, train, None, config, tmp_path / "a")
-    model, tokenizer = fresh()
-    first = finetune(model, tokenizer, train, None, config, tmp_path / "b", stop_after=5)
-    assert first.steps == 5
-    model, tokenizer = fresh()  # a new process: weights come back from the checkpoint
-    second = finetune(model, tokenizer, train, None, config, tmp_path / "b")
-    assert second.steps == 12 and [h["loss"] for h in second.history] == pytest.approx(
-        [h["loss"] for h in straight.history], abs=1e-5
-    )
-    pairs = zip(straight.model.named_parameters(), second.model.named_parameters(), strict=True)
-    for (name, a), (_, b) in pairs:
-        assert torch.allclose(a, b, atol=1e-6), name
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -150,7 +124,10 @@ def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path: Path)
         (["pipeline", "--max-steps", "-3", "--reuse-ids"], "error: --max-steps must not be negative, got -3"),
         (["finetune", "--token-init", "zeros"], "error: --token-init must be mean or cluster, got 'zeros'"),
         (["finetune", "--method", "full"],
-         "error: --method must be top_layers, top_layers_lora or lora, got 'full'"),
+         "error: --method must be top_layers or top_layers_lora, got 'full'"),
+        (["pipeline", "--method", "lora"],
+         "error: --method lora was retired: use --method top_layers_lora --trainable-layers 30 "
+         "(the base model's layer count) for LoRA on every layer"),
         (["pipeline", "--trainable-layers", "0"], "error: --trainable-layers must be at least 1"),
         (["finetune", "--epoch-repeats", "0"], "error: --epoch-repeats must be at least 1"),
         (["examples", "--run-dir", "/nonexistent/run"],
@@ -221,7 +198,6 @@ def test_the_training_budget_shrinks_to_keep_the_whole_run_within_its_total() ->
 def test_the_top_layers_lora_method_is_accepted_with_its_lora_settings() -> None:
     config = pipeline_config("demo", method="top_layers_lora", rank=8, lr_lora=5e-3, trainable_layers=12)
     tuned = config.finetune
-    assert tuned.trains_top_layers and not replace(tuned, method="lora").trains_top_layers
     assert (tuned.lora.rank, tuned.lora.alpha, tuned.lr_lora) == (8, 16, 5e-3)
     recorded = tuned.adapter()  # the bundle manifest's record: the layers the bundle carries, and the LoRA
     assert (recorded["method"], recorded["trainable_layers"], recorded["rank"]) == ("top_layers_lora", 12, 8)

@@ -37,7 +37,7 @@ TINY_PRESET = replace(
         examples=ExampleConfig(train_queries_per_item=6, attribute_examples_per_item=1),
         finetune=FinetuneConfig(
             method="top_layers", trainable_layers=2, lr_layers=3e-3, lr_tokens=3e-2, batch_size=16,
-            max_steps=40, queries_per_item=4, eval_every=0, eval_queries=8, checkpoint_every=1000,
+            max_steps=40, queries_per_item=4, eval_every=0, eval_queries=8,
             precision="fp32", device="cpu",
         ),
         eval_queries=20,

@@ -31,11 +31,6 @@ TOP_LAYERS_HISTORY = [
     | ({"train_recall@10": min(1.0, s / 60), "heldout_recall@10": min(1.0, s / 90)} if s % 20 == 0 else {})
     for s in range(1, 101)
 ]
-LORA_HISTORY = [
-    {"step": s, "loss": 2.0 / s}
-    | ({"valid_loss": 2.5 / s, "valid_recall@1": s / 200, "valid_recall@10": s / 100} if s % 25 == 0 else {})
-    for s in range(1, 101)
-]
 EVALUATION = {
     "queries": 30,
     "beams": 10,
@@ -63,9 +58,8 @@ def assert_drawn_png(path: Path, *, min_bytes: int = 15_000) -> tuple[int, int]:
         return image.size
 
 
-@pytest.mark.parametrize("history", [TOP_LAYERS_HISTORY, LORA_HISTORY], ids=["top_layers", "lora"])
-def test_training_curves_show_loss_and_recall_panels(tmp_path: Path, history: list[dict[str, Any]]) -> None:
-    plots.plot_training_curves(history, tmp_path / "curves.png")
+def test_training_curves_show_loss_and_recall_panels(tmp_path: Path) -> None:
+    plots.plot_training_curves(TOP_LAYERS_HISTORY, tmp_path / "curves.png")
     assert assert_drawn_png(tmp_path / "curves.png")[1] == round(2 * 3.4 * DPI)  # loss, then recall
 
 
@@ -109,7 +103,7 @@ def test_the_pipeline_draws_both_pictures_next_to_its_report(
     _no_dense_model(monkeypatch)
     # The tiny base model is in place already; SmolLM2 is not wanted.
     monkeypatch.setattr("training.pipeline.run.prepare_base_model", lambda _folder: None)
-    top = replace(CONFIG.finetune, method="top_layers", trainable_layers=1, max_steps=6, eval_every=3)
+    top = replace(CONFIG.finetune, trainable_layers=1, max_steps=6, eval_every=3)
     config = replace(CONFIG, finetune=top, eval_queries=8, seen_phrasing_queries=8)
     report = run_pipeline(
         config, reuse_ids=True, base_models_dir=base_models, run_dir=run_dir, bundle_dir=tmp_path / "bundle"
@@ -130,8 +124,11 @@ def test_the_commands_draw_their_pictures_and_survive_a_failed_one(
     run_dir, base_models = make_run(tmp_path)
     _no_dense_model(monkeypatch)
     monkeypatch.setitem(PROFILES, "tiny", Profile("tiny", catalogue_size=None, rqvae={}, pipeline=CONFIG))
-    where = ["--profile", "tiny", "--run-dir", str(run_dir), "--base-models-dir", str(base_models)]
-    assert run_semid(monkeypatch, "finetune", *where, "--method", "lora", "--max-steps", "4") == 0
+    where = ["--profile", "tiny", "--run-dir", str(run_dir)]
+    assert (
+        run_semid(monkeypatch, "finetune", *where, "--base-models-dir", str(base_models), "--max-steps", "4")
+        == 0
+    )
     layout = RunLayout(run_dir)
     assert_drawn_png(layout.training_plot, min_bytes=8_000)
     assert run_semid(monkeypatch, "evaluate", *where, "--eval-queries", "8") == 0

@@ -1,6 +1,7 @@
 """The top-layers method on the tiny Llama: frozen weights stay put, caching is exact, the loop learns,
 the per-epoch generator is seeded, bf16 only where native, and the model round-trips through a bundle;
-with LoRA on the top layers, only the adapters train and the export merges them into a plain model."""
+with LoRA on the top layers (or on every layer), only the adapters train and the export merges them into a
+plain model."""
 
 from __future__ import annotations
 
@@ -240,7 +241,6 @@ def test_bf16_is_chosen_only_where_the_cpu_has_it() -> None:
 
 @pytest.fixture(scope="module")
 def trained(run: tuple[Path, Path]) -> dict[str, Any]:
-    torch.set_num_threads(2)
     # Both tiny layers trainable: one random frozen layer under a char-level tokenizer leaves too little.
     config = replace(TOP, finetune=replace(TOP.finetune, trainable_layers=2))
     result, tokenizer, new_ids = train_model(RunLayout(run[0]), run[1], config)
@@ -389,6 +389,18 @@ def test_top_layers_lora_exports_its_adapters_merged_and_trains_on_after(run: tu
     for name, param in model.lm.named_parameters():
         if name in frozen:
             assert torch.equal(param, frozen[name]), name
+
+
+def test_top_layers_lora_on_every_layer_is_lora_everywhere(run: tuple[Path, Path]) -> None:
+    """``--trainable-layers`` at the model's count: what the retired first loop trained, in the one loop."""
+    torch.manual_seed(0)
+    model, _, batches = _split(run, replace(TOP_LORA, trainable_layers=2))
+    assert len(model.lower_layers) == 0 and len(_lora_modules(model.upper_layers)) == 2 * 7
+    losses = _train(model, batches, passes=8)
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    exported = model.export()
+    assert not _lora_modules(exported)
+    _assert_same_logits(exported, model.lm, batches[0])
 
 
 def test_top_layers_lora_trains_in_the_loop_and_round_trips_through_the_bundle(

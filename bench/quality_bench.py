@@ -486,8 +486,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[QualityBenchConfig, int]:
     parser.add_argument(
         "--summary-out",
         type=Path,
-        default=Path("bench/results/hybrid_demo.json"),
-        help="the per-system, per-category figures without the per-query detail",
+        default=None,
+        help="also write the per-system, per-category figures without the per-query detail here",
     )
     parser.add_argument("--beams", type=int, default=10)
     parser.add_argument("--device", default="auto")

@@ -63,6 +63,7 @@ import numpy as np
 from rapidfuzz import fuzz, process, utils
 
 from semantic_ids.bundle import BundleMismatch, Manifest
+from semantic_ids.named_people import NamedPeople
 from semantic_ids.query_attributes import AttributeFields, ParsedQuery, RowAttributes, fold
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class LexicalScores:
     title: np.ndarray
     coverage: float  # how much of the query its best document matched, in [0, 1]
     known_share: np.ndarray  # (items,) the share of the query's known words each row holds, weighted
+    named: np.ndarray  # (items,) the share of the people the query names in full each row has
     satisfied: np.ndarray  # the fraction of the query's attribute constraints each row meets (ones: none)
     parsed: ParsedQuery
 
@@ -152,8 +154,10 @@ class LexicalScores:
         field, each word weighing its best score (rare words, such as names, weigh most). 1 where a row
         has every such word: "Nick Frost" in a cast of twenty counts as fully as in a cast of two (BM25's
         length normalisation ranks them apart, not the match), and words no row has ("screenplay by
-        Aaron Sorkin") do not make a full name match less decisive."""
-        return self.known_share
+        Aaron Sorkin") do not make a full name match less decisive. A row with every person the query
+        names in full (``semantic_ids.named_people``) is as decisive, whatever other words the query has:
+        "alan dale small role" names Alan Dale, whose films hold half of its known words."""
+        return np.maximum(self.known_share, self.named)
 
 
 def field_group(key: str, value: Any) -> str:
@@ -212,6 +216,7 @@ class LexicalIndex:
         self._word_best = {name: _best_scores(bm25) for name, bm25 in self.groups.items()}
         self._rarest = max((self.weights[n] * best[1] for n, best in self._word_best.items()), default=0.0)
         self.attributes = RowAttributes(rows, attribute_fields)
+        self.people = NamedPeople(rows, FIELD_GROUPS["people"])
         # item id -> (its row, its tokens per group), kept by ``rebuilt`` for the next change
         self._tokens_by_row: dict[str, tuple[Mapping[str, Any], dict[str, list[str]]]] | None = None
 
@@ -313,6 +318,7 @@ class LexicalIndex:
             title=self._title(query),
             coverage=coverage,
             known_share=known_share,
+            named=self.people.share(query),
             satisfied=self.attributes.satisfied(parsed),
             parsed=parsed,
         )

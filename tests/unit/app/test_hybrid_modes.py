@@ -221,6 +221,24 @@ def test_a_decisive_lexical_match_stays_first_against_the_model(
     assert plain[0].semantic_id != loaded.ids[target]  # without the tier the model's choice wins
 
 
+@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
+def test_a_name_in_full_stays_decisive_among_words_other_rows_hold(
+    bundle: TinyBundle, loaded: LoadedModel, mode: str
+) -> None:
+    """Words around the name that other rows hold ("crime drama") dilute the known-word share below the
+    tier's threshold; the full name keeps its rows decisive (``LexicalScores.decisive``)."""
+    rows = copy.deepcopy(bundle.items)
+    target = 11
+    rows[target]["fields"]["cast"] = [*rows[target]["fields"].get("cast", []), "Zbigniew Kowalczyk"]
+    query = "zbigniew kowalczyk crime drama heat"
+    fusion = FusionParams(lexical_weight=0.0, title_weight=0.0, decisive_evidence=0.9)
+    ranker = _ranker_over(loaded, rows, fusion)
+    scores = ranker.lexical.scores(query)
+    assert scores.known_share[target] < 0.9 <= scores.decisive[target]
+    (top,) = ranker.rank([query], 3, mode, num_beams=5)
+    assert top[0].semantic_id == loaded.ids[target]
+
+
 def test_every_film_of_a_name_reaches_the_top_k_beyond_the_lexical_depth(
     bundle: TinyBundle, loaded: LoadedModel
 ) -> None:

@@ -10,9 +10,11 @@ from semantic_ids.lexical import FIELD_GROUPS
 from semantic_ids.named_people import NamedPeople
 
 ROWS: list[dict[str, Any]] = [
-    {"item_id": "a", "title": "A", "fields": {"cast": ["Russell Crowe", "Alan Dale"], "director": "Ridley Scott"}},
+    {"item_id": "a", "title": "A",
+     "fields": {"cast": ["Russell Crowe", "Alan Dale"], "director": "Ridley Scott"}},
     {"item_id": "b", "title": "B", "fields": {"cast": ["Samuel L. Jackson", "Penélope Cruz"], "year": 2004}},
-    {"item_id": "c", "title": "C", "fields": {"cast": ["Madonna", "Alan Dale"], "writer": "John Logan, Neal Purvis"}},
+    {"item_id": "c", "title": "C",
+     "fields": {"cast": ["Madonna", "Alan Dale"], "writer": "John Logan, Neal Purvis"}},
     {"item_id": "d", "title": "D", "fields": {"production": "Eon Productions, Metro-Goldwyn-Mayer"}},
 ]  # fmt: skip
 

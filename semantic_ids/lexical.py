@@ -311,14 +311,15 @@ class LexicalIndex:
         return cls(groups, rows, catalogue_hash, framing, weights, fields)
 
     def scores(self, query: str) -> LexicalScores:
-        parsed = self.attributes.parse(query)
+        names = self.people.named(query)
+        parsed = self.attributes.parse(query, keep=names)
         bm25, coverage, known_share = self._bm25(parsed.rest)
         return LexicalScores(
             bm25=bm25,
             title=self._title(query),
             coverage=coverage,
             known_share=known_share,
-            named=self.people.share(query),
+            named=self.people.share_of(names),
             satisfied=self.attributes.satisfied(parsed),
             parsed=parsed,
         )

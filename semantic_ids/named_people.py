@@ -8,6 +8,8 @@ of fusion's decisive tier; the model and the dense neighbours, which never learn
 then ranked other films first where full-row BM25 had his. Here the query's word n-grams are looked up
 among the catalogue's names (folded: "Penélope Cruz" is "penelope cruz", "Samuel L. Jackson" is "samuel
 l jackson"), longest first, and ``share`` says which fraction of the names the query holds each row has.
+The words of a name found are read as no attribute (``AttributeParser.parse``'s ``keep``): "Frances
+McDormand" asks for no French film.
 
 Only names of two words or more count: a single word ("Madonna", or a surname alone) is as likely an
 ordinary word of the query, and BM25 already weighs it by its rarity. A typo'd name ("russel crowe")
@@ -80,8 +82,11 @@ class NamedPeople:
 
     def share(self, query: str) -> np.ndarray:
         """(items,) the fraction of the names the query holds that each row has; zeros when it names none."""
+        return self.share_of(self.named(query))
+
+    def share_of(self, names: Sequence[str]) -> np.ndarray:
+        """(items,) the fraction of ``names`` (from ``named``) that each row has."""
         share = np.zeros(self.size, dtype=np.float32)
-        names = self.named(query)
         for name in names:
             share[self._rows_of[name]] += 1.0 / len(names)
         return share

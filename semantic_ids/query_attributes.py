@@ -210,14 +210,21 @@ class AttributeParser:
         for phrase, kind in every:
             self._kind_of.setdefault(phrase, []).append(kind)
 
-    def parse(self, query: str) -> ParsedQuery:
+    def parse(self, query: str, keep: Sequence[str] = ()) -> ParsedQuery:
+        """The query's constraints and the rest of its words; the folded phrases of ``keep`` (the names
+        the query holds) are read as no attribute: "Frances McDormand" asks for no French film."""
         text = f" {fold(query)} "
+        kept: dict[str, str] = {}
+        for index, phrase in enumerate(keep):
+            stand_in = f"keptphrase{chr(ord('a') + index % 26) * (1 + index // 26)}"  # letters: no pattern's
+            if f" {phrase} " in text:
+                text, kept[stand_in] = text.replace(f" {phrase} ", f" {stand_in} "), phrase
         constraints: list[Constraint] = []
         if self.fields.year is not None:
             text = self._years(text, constraints)
         if self._pattern is not None:
             text = self._words(text, constraints)
-        return ParsedQuery(tuple(constraints), " ".join(text.split()))
+        return ParsedQuery(tuple(constraints), " ".join(kept.get(word, word) for word in text.split()))
 
     def _years(self, text: str, out: list[Constraint]) -> str:
         for match in _BETWEEN.finditer(text):
@@ -296,8 +303,8 @@ class RowAttributes:
                 self._title_words.setdefault(word, np.zeros(self.size, dtype=bool))[row] = True
         self.parser = AttributeParser(self.fields, values)
 
-    def parse(self, query: str) -> ParsedQuery:
-        return self.parser.parse(query)
+    def parse(self, query: str, keep: Sequence[str] = ()) -> ParsedQuery:
+        return self.parser.parse(query, keep)
 
     def mask(self, constraint: Constraint) -> np.ndarray:
         """(rows,) whether each row meets the constraint (its title naming the asked words counts)."""

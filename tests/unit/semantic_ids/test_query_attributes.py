@@ -102,3 +102,14 @@ def test_a_book_catalogue_keeps_its_own_category_values() -> None:
     assert attributes.fields.genre == "categories"
     assert attributes.satisfied(attributes.parse("classics")).tolist() == [0.0, 1.0]
     assert attributes.satisfied(attributes.parse("science fiction from the sixties")).tolist() == [1.0, 0.0]
+
+
+def test_the_words_of_a_kept_name_are_read_as_no_attribute(attributes: RowAttributes) -> None:
+    """ "Frances" alone reads as France; in a name the query holds (``keep``), it is part of the name."""
+    unkept = attributes.parse("frances mcdormand crime")
+    assert {c.kind for c in unkept.constraints} == {"country", "genre"}
+    kept = attributes.parse("Frances McDormand crime", keep=["frances mcdormand"])
+    assert [(c.kind, c.values) for c in kept.constraints] == [("genre", ("Crime",))]
+    assert kept.rest == "frances mcdormand"  # the name stays for BM25
+    both = attributes.parse("frances mcdormand in a french film", keep=["frances mcdormand"])
+    assert {c.kind for c in both.constraints} == {"country"}

@@ -157,7 +157,8 @@ class LexicalScores:
         Aaron Sorkin") do not make a full name match less decisive. A row with every person the query
         names in full (``semantic_ids.named_people``) is as decisive, whatever other words the query has:
         "alan dale small role" names Alan Dale, whose films hold half of its known words."""
-        return np.maximum(self.known_share, self.named)
+        decisive: np.ndarray = np.maximum(self.known_share, self.named)
+        return decisive
 
 
 def field_group(key: str, value: Any) -> str:

@@ -69,10 +69,19 @@ class QuerySpec:
     lang: str = "en"  # the language the query is written in
 
 
-def _q(category: str, text: str, lang: str = "en", **filter_: Any) -> QuerySpec:
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}")
-    return QuerySpec(category, text, filter_, lang)
+def spec_writer(categories: Sequence[str]) -> Callable[..., QuerySpec]:
+    """``_q(category, text, lang="en", **filter)``: a query of one of a set's ``categories`` (another
+    category is a typo in the set, an error)."""
+
+    def spec(category: str, text: str, lang: str = "en", **filter_: Any) -> QuerySpec:
+        if category not in categories:
+            raise ValueError(f"unknown category {category!r}")
+        return QuerySpec(category, text, filter_, lang)
+
+    return spec
+
+
+_q = spec_writer(CATEGORIES)
 
 
 _N = "Christopher Nolan"

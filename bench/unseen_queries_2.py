@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-from bench.unseen_queries import QuerySpec, main
+from bench.unseen_queries import QuerySpec, main, spec_writer
 
 CATEGORIES = (
     "deep_cast", "deep_cast_attributes", "surname", "writer", "production", "rating_genre",
@@ -35,10 +34,7 @@ CATEGORIES = (
 DEFAULT_OUT = Path("bench/queries/demo_unseen_2.jsonl")
 
 
-def _q(category: str, text: str, lang: str = "en", **filter_: Any) -> QuerySpec:
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}")
-    return QuerySpec(category, text, filter_, lang)
+_q = spec_writer(CATEGORIES)
 
 
 # fmt: off

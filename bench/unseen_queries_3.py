@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-from bench.unseen_queries import QuerySpec, main
+from bench.unseen_queries import QuerySpec, main, spec_writer
 
 CATEGORIES = (
     "actor_decade_genre", "synonym_actor_decade_words", "spanish_genre_actor", "french_genre_decade",
@@ -41,10 +40,7 @@ CATEGORIES = (
 DEFAULT_OUT = Path("bench/queries/demo_unseen_3.jsonl")
 
 
-def _q(category: str, text: str, lang: str = "en", **filter_: Any) -> QuerySpec:
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}")
-    return QuerySpec(category, text, filter_, lang)
+_q = spec_writer(CATEGORIES)
 
 
 _COENS = ["Joel Coen", "Ethan Coen", "Coen brothers"]

@@ -37,13 +37,28 @@ LANGUAGES = ("en", "fr", "es", "de")
 YEAR_RANGE = (1880, 2039)
 ATTRIBUTE_KINDS = ("genre", "rating", "country", "language")  # the kinds matched by words
 _YEAR = r"(1[89]\d\d|20[0-3]\d)"
+# The part of a decade a query asks for ("the early 90s", "mid-2000s", "fin des années 80", "a finales de
+# los 90", "Mitte der 90er", "den frühen 90ern", "the late nineties"): its years from .. to. Read before the
+# decade it qualifies; as a constraint it is soft like the others (rows just outside rank after).
+DECADE_PARTS = {
+    "early": (0, 3), "mid": (3, 6), "late": (6, 9),
+    "debut des": (0, 3), "au debut des": (0, 3), "milieu des": (3, 6), "fin des": (6, 9),
+    "principios de": (0, 3), "mediados de": (3, 6), "finales de": (6, 9), "fines de": (6, 9),
+    "anfang der": (0, 3), "mitte der": (3, 6), "ende der": (6, 9),
+    "fruhen": (0, 3), "fruehen": (0, 3), "spaten": (6, 9), "spaeten": (6, 9),
+}  # fmt: skip
+_PART_WORDS = "|".join(re.escape(p) for p in sorted(DECADE_PARTS, key=len, reverse=True))
+_PART = f"(?:({_PART_WORDS}) )?"
 # A decade in digits: "1990s", "90s" and "'90s" (folded: "90 s"), "années 90", "los (años) 90",
-# "década de 1990", "90er", "1990er Jahre", "den 80ern".
-_DECADE_PATTERNS = (
-    re.compile(r"\b(1[89]\d0|20[0-3]0) ?s\b"),
-    re.compile(r"\b(\d0) ?s\b"),
-    re.compile(r"\b(?:annees|anos|los|las|decada de(?: los)?|decada del) ((?:1[89]|20)?\d0)\b"),
-    re.compile(r"\b((?:1[89]|20)?\d0) ?er(?:n|jahre|jahren)?\b"),
+# "década de 1990", "90er", "1990er Jahre", "den 80ern"; group 1 is the part of it asked for, if any.
+_DECADE_PATTERNS = tuple(
+    re.compile(r"\b" + _PART + body)
+    for body in (
+        r"(1[89]\d0|20[0-3]0) ?s\b",
+        r"(\d0) ?s\b",
+        r"(?:annees|anos|los|las|decada de(?: los)?|decada del) ((?:1[89]|20)?\d0)\b",
+        r"((?:1[89]|20)?\d0) ?er(?:n|jahre|jahren)?\b",
+    )
 )
 _AFTER = r"(?:after|since|post|from|apres|depuis|desde|despues de|nach|seit|ab)"
 _BEFORE = r"(?:before|pre|until|avant|antes de|vor|bis)"
@@ -164,6 +179,12 @@ def _year(value: Any) -> int | None:
     return int(match.group()) if match else None
 
 
+def _decade_years(decade: int, part: str | None) -> tuple[int, int]:
+    """The years of ``decade``, or of the part of it asked for (``DECADE_PARTS``)."""
+    first, last = DECADE_PARTS.get(part or "", (0, 9))
+    return decade + first, decade + last
+
+
 def _short_decade(digits: str) -> int:
     """ "90" -> 1990, "10" -> 2010, "1990" -> 1990; "20" is the 1920s, the more common ask."""
     value = int(digits)
@@ -204,7 +225,15 @@ class AttributeParser:
         every += [(p, "decade") for p in self._decade_words]
         every.sort(key=lambda pair: -len(pair[0]))
         self._pattern = (
-            re.compile(r"\b(" + "|".join(re.escape(p) for p, _ in every) + r")(?:s|es)?\b") if every else None
+            # German decades take an -n after "den" ("aus den Neunzigern"); a decade word may follow the
+            # part of it asked for ("the late nineties"), read as its "part" group.
+            re.compile(
+                rf"\b(?:(?P<part>{_PART_WORDS}) )?("
+                + "|".join(re.escape(p) for p, _ in every)
+                + r")(?:s|es|n)?\b"
+            )
+            if every
+            else None
         )
         self._kind_of: dict[str, list[str]] = {}
         for phrase, kind in every:
@@ -233,9 +262,10 @@ class AttributeParser:
         text = _BETWEEN.sub(" ", text)
         for pattern in _DECADE_PATTERNS:
             for match in pattern.finditer(text):
-                decade = _short_decade(match.group(1))
+                decade = _short_decade(match.group(2))
                 if YEAR_RANGE[0] <= decade <= YEAR_RANGE[1]:
-                    out.append(Constraint("year", match.group(0).strip(), years=(decade, decade + 9)))
+                    years = _decade_years(decade, match.group(1))
+                    out.append(Constraint("year", match.group(0).strip(), years=years))
             text = pattern.sub(" ", text)
         for match in _OPEN_RANGE.finditer(text):
             word, year = match.group(1), int(match.group(2))
@@ -257,20 +287,22 @@ class AttributeParser:
         seen: set[tuple[str, tuple[str, ...]]] = set()
 
         def take(match: re.Match[str]) -> str:
-            phrase = match.group(1)
+            phrase, part = match.group(2), match.group("part")
             kinds = self._kind_of[phrase]
             if "decade" in kinds:
-                decade = self._decade_words[phrase]
-                out.append(Constraint("year", match.group(0), years=(decade, decade + 9)))
+                years = _decade_years(self._decade_words[phrase], part)
+                out.append(Constraint("year", match.group(0).strip(), years=years))
                 return " "
+            kept = f" {part} " if part else " "  # "late" before a genre is no part of a decade
+            span = match.group(0)[len(part) :].strip() if part else match.group(0)
             values = {kind: tuple(sorted(self._phrases[kind][phrase])) for kind in kinds}
             first, *others = kinds
             key = (first, values[first])
             if key not in seen:
                 seen.add(key)
                 also = tuple((kind, v) for kind in others for v in values[kind])
-                out.append(Constraint(first, match.group(0), values=values[first], also=also))
-            return " "
+                out.append(Constraint(first, span, values=values[first], also=also))
+            return kept
 
         return self._pattern.sub(take, text)
 

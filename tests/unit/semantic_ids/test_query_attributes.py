@@ -113,3 +113,30 @@ def test_the_words_of_a_kept_name_are_read_as_no_attribute(attributes: RowAttrib
     assert kept.rest == "frances mcdormand"  # the name stays for BM25
     both = attributes.parse("frances mcdormand in a french film", keep=["frances mcdormand"])
     assert {c.kind for c in both.constraints} == {"country"}
+
+
+@pytest.mark.parametrize(
+    ("query", "years"),
+    [("mid-2000s horror", (2003, 2006)), ("the early 90s", (1990, 1993)),
+     ("the late nineties", (1996, 1999)), ("fin des années 80", (1986, 1989)),
+     ("a finales de los 90", (1996, 1999)), ("Mitte der 90er", (1993, 1996)),
+     ("aus den frühen 90ern", (1990, 1993)), ("early eighties sci-fi", (1980, 1983))],
+)  # fmt: skip
+def test_the_part_of_a_decade_asked_for_narrows_its_years(
+    attributes: RowAttributes, query: str, years: tuple[int, int]
+) -> None:
+    assert _years(attributes, query) == [years]
+
+
+def test_a_part_word_before_anything_but_a_decade_stays_a_word(attributes: RowAttributes) -> None:
+    parsed = attributes.parse("late comedy from the 90s")
+    assert _years(attributes, "late comedy from the 90s") == [(1990, 1999)]
+    assert "late" in parsed.rest.split()
+    assert [c.span for c in parsed.constraints if c.kind == "genre"] == ["comedy"]
+
+
+def test_german_decades_in_the_dative_and_aussie(attributes: RowAttributes) -> None:
+    assert _years(attributes, "Actionfilm aus den Neunzigern") == [(1990, 1999)]
+    assert [c.values for c in attributes.parse("aussie comedy").constraints if c.kind == "country"] == [
+        ("Australia",)
+    ]

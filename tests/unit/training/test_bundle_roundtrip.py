@@ -94,6 +94,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         new_token_ids=new_ids,
         inputs=_inputs(base_dir, TOP_LAYER.adapter()),
     )
+    return _written(model, tokenizer, bundle_dir, root, manifest)
+
+
+def _written(model: Any, tokenizer: Any, bundle_dir: Path, root: Path, manifest: Any) -> dict[str, Any]:
+    """What a bundle fixture hands its tests: the model it was written from, and where it went."""
     return {
         "model": model,
         "tokenizer": tokenizer,
@@ -123,13 +128,7 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         inputs=_inputs(base_dir, {}),
         lora=lora,
     )
-    return {
-        "model": model,
-        "tokenizer": tokenizer,
-        "bundle_dir": bundle_dir,
-        "base_models_dir": root / "base_models",
-        "manifest": manifest,
-    }
+    return _written(model, tokenizer, bundle_dir, root, manifest)
 
 
 def _logits(model: Any, tokenizer: Any) -> torch.Tensor:

@@ -5,6 +5,10 @@ a machine-readable JSON report into the run folder, and the command echoes it on
 ends in one line on stderr and exit code 2: domain errors are raised deep and mapped here, in
 ``main`` only.
 
+``finetune`` and ``pipeline`` also run under ``torchrun`` (``python -m training.cli`` is this module's
+``main``): every process fine-tunes on its share of the queries, rank 0 alone writes and reports, the
+others end with exit code 0 (``training/distributed.py``).
+
 Adding a command is one block: a function decorated with ``@app.command("name")`` that calls a stage
 and finishes with ``_echo(report)``; add the stage's domain error to ``DOMAIN_ERRORS``. Options that
 several commands share are declared once, in ``cli_options.py``.
@@ -28,6 +32,7 @@ from semantic_ids.rqvae import RQVAEError
 from training import cli_options as opt
 from training.data.catalogue import CatalogueError
 from training.data.embeddings import EmbeddingError
+from training.distributed import MainRankFailed, session
 from training.eval.evaluate import format_table
 from training.io import write_json
 from training.llm.base_model import BaseModelError, prepare_base_model
@@ -56,6 +61,7 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     BaseModelError,
     BundleMismatch,
     TemplateError,
+    MainRankFailed,
 )
 
 app = typer.Typer(
@@ -193,7 +199,10 @@ def finetune_command(
         "epoch_repeats": epoch_repeats,
     }  # fmt: skip
     config = pipeline_config(profile, layout.item_count(), **overrides)
-    summary = stages.finetune_run(layout, base_models_dir, config)
+    with session(config.finetune.device) as place:
+        summary = stages.finetune_run(layout, base_models_dir, config, place)
+    if summary is None:
+        return  # not rank 0: it writes the report
     report = {k: v for k, v in summary.items() if k != "history"}
     write_json(report, layout.training)
     _echo(report)
@@ -291,14 +300,18 @@ def pipeline_command(
         layout, profile, jsonl=jsonl, templates_file=templates, reuse_ids=reuse_ids, hold_out_share=hold_out
     )
     config = config or pipeline_config(profile, len(inputs.items), **overrides)
-    report = run_pipeline(
-        config,
-        inputs=inputs,
-        reuse_ids=reuse_ids,
-        base_models_dir=base_models_dir,
-        run_dir=layout.folder,
-        bundle_dir=bundle_dir_for(name or profile),
-    )
+    with session(config.finetune.device) as place:
+        report = run_pipeline(
+            config,
+            inputs=inputs,
+            reuse_ids=reuse_ids,
+            base_models_dir=base_models_dir,
+            run_dir=layout.folder,
+            bundle_dir=bundle_dir_for(name or profile),
+            place=place,
+        )
+    if report is None:
+        return  # not rank 0: it writes the report
     typer.echo(format_table(report["evaluation"]), err=True)
     _echo({k: v for k, v in report.items() if k != "evaluation"})
 

@@ -143,10 +143,11 @@ class TopLayersModel(nn.Module):
         mask = labels != IGNORE
         states, targets = states[:, :-1][mask], labels[mask]  # (n, hidden), (n,)
         is_code = (targets >= self.first) & (targets < self.first + self.code_rows.shape[0])
-        total = states.new_zeros((), dtype=torch.float32)
-        if is_code.any():
-            logits = states[is_code] @ self.code_rows.T.to(states.dtype)  # (n_code, new tokens)
-            total = total + F.cross_entropy(logits.float(), targets[is_code] - self.first, reduction="sum")
+        # No ``if is_code.any()`` here: with no code target the sum is 0 and ``code_rows`` still gets a
+        # (zero) gradient, so under DDP every trainable parameter is in every step's graph (one left out
+        # on one rank would stall the gradient all-reduce). The text rows are frozen: no such need there.
+        logits = states[is_code] @ self.code_rows.T.to(states.dtype)  # (n_code, new tokens)
+        total = F.cross_entropy(logits.float(), targets[is_code] - self.first, reduction="sum")
         if (~is_code).any():
             logits = self.lm.get_output_embeddings()(states[~is_code])  # (n_text, vocab)
             total = total + F.cross_entropy(logits.float(), targets[~is_code], reduction="sum")

@@ -14,6 +14,7 @@ from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.ids import IdScheme
 from semantic_ids.trie import PrefixTrie
 from training.data.items import CatalogueItem
+from training.distributed import Place
 from training.eval.evaluate import model_rankings
 from training.eval.metrics import ranking_metrics
 from training.llm.finetune_config import FinetuneConfig, FinetuneResult
@@ -77,14 +78,16 @@ def train_top_layers_model(
     config: FinetuneConfig,
     seed: int,
     templates: QueryTemplates | None = None,
+    place: Place | None = None,
 ) -> tuple[FinetuneResult, Any, list[int]]:
-    """Train on fresh queries phrased by ``templates`` (the catalogue's query configuration)."""
+    """Train on fresh queries phrased by ``templates`` (the catalogue's query configuration); ``place``:
+    this process's rank under ``torchrun`` [alone]."""
     model, tokenizer, new_ids = prepare_top_layers(base_dir, scheme, items, config, rq_levels)
     generator = QueryGenerator(items, config.queries_per_item, seed, templates)
     first_epoch = generator.epoch(0)
     training = random.Random(seed).sample(first_epoch, min(WATCH_TRAINING_QUERIES, len(first_epoch)))
     watch = _watch(tokenizer, items, scheme, held_out, training, config.eval_beams)
-    result = train_top_layers(model, tokenizer, generator, config, watch)
+    result = train_top_layers(model, tokenizer, generator, config, watch, place=place)
     epochs = 1 + max((record.get("epoch", 0) for record in result.history), default=0)
     result.history[-1]["exposures_per_item"] = generator.per_item * epochs
     return result, tokenizer, new_ids

@@ -2,6 +2,9 @@
 bundle, in one process, with ``<run>/pipeline_report.json`` recording the stage timings and the PNGs
 drawn (training curves, evaluation bars).
 
+Under ``torchrun`` (``training/distributed.py``) rank 0 runs the stages before fine-tuning while the other
+ranks wait, every rank fine-tunes on its share of the queries, and rank 0 alone runs the stages after it.
+
 What the user gives (the catalogue, a query templates file) is read and checked first, in
 ``pipeline_inputs``: bad input is an error before any stage writes anything.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data.items import CatalogueItem
+from training.distributed import Place
 from training.io import write_json
 from training.llm.base_model import prepare_base_model
 from training.llm.template_files import choose_templates
@@ -93,44 +97,61 @@ def run_pipeline(
     run_dir: Path | None = None,
     bundle_dir: Path | None = None,
     cache_dir: Path = EMBEDDING_CACHE_DIR,
-) -> dict[str, Any]:
+    place: Place | None = None,
+) -> dict[str, Any] | None:
     """Every stage in order; ``reuse_ids`` keeps the run's semantic IDs instead of building them.
-    ``inputs`` from ``pipeline_inputs`` [the profile's films, or the run's catalogue with reuse_ids]."""
+    ``inputs`` from ``pipeline_inputs`` [the profile's films, or the run's catalogue with reuse_ids].
+    ``place``: this process's rank under ``torchrun`` [alone]; the report on rank 0, None elsewhere."""
+    place = place or Place()
     layout = RunLayout.for_profile(config.profile, run_dir)
     given = inputs or pipeline_inputs(layout, config.profile, reuse_ids=reuse_ids)
     bundle_dir = bundle_dir or bundle_dir_for(config.profile)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    if given.held_out:
-        layout.save_catalogue(given.held_out, layout.held_out)
-    if not reuse_ids:
-        timed(timings, "ids", lambda: build_ids(
-            layout, config.profile, jsonl=given.jsonl, cache_dir=cache_dir, read=given.items
-        ))  # fmt: skip
-    timed(timings, "base_model", lambda: prepare_base_model(base_models_dir))
-    examples = timed(timings, "examples", lambda: make_examples(layout, config.examples, given.templates))
+
+    def before_training() -> dict[str, Any]:
+        """What fine-tuning reads, written once (by rank 0); the examples stage's report."""
+        if given.held_out:
+            layout.save_catalogue(given.held_out, layout.held_out)
+        if not reuse_ids:
+            timed(timings, "ids", lambda: build_ids(
+                layout, config.profile, jsonl=given.jsonl, cache_dir=cache_dir, read=given.items
+            ))  # fmt: skip
+        timed(timings, "base_model", lambda: prepare_base_model(base_models_dir))
+        return timed(timings, "examples", lambda: make_examples(layout, config.examples, given.templates))
+
+    examples = place.main_first(before_training)
     config = config.with_training_time(time.perf_counter() - started)
     result, tokenizer, new_ids = timed(
-        timings, "finetune", lambda: train_model(layout, base_models_dir, config)
+        timings, "finetune", lambda: train_model(layout, base_models_dir, config, place)
     )
-    draw_training_curves(layout, result.history)  # before evaluating: curves even if evaluation fails
-    evaluation = timed(timings, "evaluate", lambda: evaluate_model(result.model, tokenizer, layout, config))
-    training = training_summary(result, config)
-    bundle = timed(timings, "bundle", lambda: write_run_bundle(
-        result.model, tokenizer, new_ids, layout, base_models_dir, config, training, evaluation, bundle_dir
-    ))  # fmt: skip
-    timings["total"] = round(time.perf_counter() - started, 1)
-    report = {
-        "profile": config.profile,
-        "catalogue": str(given.jsonl) if given.jsonl else "films",
-        "query_templates": given.templates.name,
-        "held_out": {"items": len(given.held_out), "file": str(layout.held_out)} if given.held_out else None,
-        "timings_s": timings,
-        "examples": examples["counts"],
-        "training": {k: v for k, v in training.items() if k != "history"},
-        "evaluation": evaluation,
-        "plots": [str(path) for path in (layout.training_plot, layout.evaluation_plot) if path.is_file()],
-        **bundle,
-    }
-    write_json(report, layout.report("pipeline"))
-    return report
+
+    def after_training() -> dict[str, Any]:
+        draw_training_curves(layout, result.history)  # before evaluating: curves even if evaluation fails
+        evaluation = timed(
+            timings, "evaluate", lambda: evaluate_model(result.model, tokenizer, layout, config)
+        )
+        training = training_summary(result, config)
+        bundle = timed(timings, "bundle", lambda: write_run_bundle(
+            result.model, tokenizer, new_ids, layout, base_models_dir, config, training, evaluation,
+            bundle_dir,
+        ))  # fmt: skip
+        timings["total"] = round(time.perf_counter() - started, 1)
+        report = {
+            "profile": config.profile,
+            "catalogue": str(given.jsonl) if given.jsonl else "films",
+            "query_templates": given.templates.name,
+            "held_out": (
+                {"items": len(given.held_out), "file": str(layout.held_out)} if given.held_out else None
+            ),
+            "timings_s": timings,
+            "examples": examples["counts"] if examples else {},
+            "training": {k: v for k, v in training.items() if k != "history"},
+            "evaluation": evaluation,
+            "plots": [str(path) for path in (layout.training_plot, layout.evaluation_plot) if path.is_file()],
+            **bundle,
+        }
+        write_json(report, layout.report("pipeline"))
+        return report
+
+    return place.main_only(after_training)

@@ -18,6 +18,7 @@ from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.trie import PrefixTrie
 from training.bundle_writer import BundleInputs, add_dense_index, write_bundle
 from training.data.embeddings import MODEL_NAME
+from training.distributed import Place
 from training.eval.evaluate import evaluate_all
 from training.eval.metrics import ambiguity_metrics
 from training.io import write_json, write_plot
@@ -75,10 +76,11 @@ def eval_sample(valid: Sequence[Mapping[str, Any]], count: int, seed: int) -> li
 
 
 def train_model(
-    layout: RunLayout, base_models_dir: Path, config: PipelineConfig
+    layout: RunLayout, base_models_dir: Path, config: PipelineConfig, place: Place | None = None
 ) -> tuple[FinetuneResult, Any, list[int]]:
     """Fine-tune on fresh queries phrased by the run's query configuration; the training loop watches
-    held-out phrasings the evaluation table does not use."""
+    held-out phrasings the evaluation table does not use. Under ``torchrun`` every rank calls this (each
+    reads the run folder; none writes)."""
     items, report, scheme = layout.load_id_outputs()
     _, valid = layout.load_examples()
     base_dir = base_models_dir / config.base_model
@@ -95,6 +97,7 @@ def train_model(
         config.finetune,
         config.examples.seed,
         layout.load_query_templates(),
+        place,
     )
 
 
@@ -220,15 +223,23 @@ def draw_training_curves(layout: RunLayout, history: Sequence[Mapping[str, Any]]
     return write_plot(lambda path: plot_training_curves(history, path), layout.training_plot)
 
 
-def finetune_run(layout: RunLayout, base_models_dir: Path, config: PipelineConfig) -> dict[str, Any]:
-    """Fine-tune the run's model; keep it in the run folder for ``evaluate`` and ``bundle``."""
-    result, tokenizer, _ = train_model(layout, base_models_dir, config)
-    summary = training_summary(result, config)
-    draw_training_curves(layout, result.history)
-    save_finetuned(
-        result.model, tokenizer, layout.folder, {"base_model": config.base_model, "training": summary}
-    )
-    return summary
+def finetune_run(
+    layout: RunLayout, base_models_dir: Path, config: PipelineConfig, place: Place | None = None
+) -> dict[str, Any] | None:
+    """Fine-tune the run's model; keep it in the run folder for ``evaluate`` and ``bundle``. Under
+    ``torchrun`` every rank trains and rank 0 alone saves and returns the summary (None elsewhere)."""
+    place = place or Place()
+    result, tokenizer, _ = train_model(layout, base_models_dir, config, place)
+
+    def save() -> dict[str, Any]:
+        summary = training_summary(result, config)
+        draw_training_curves(layout, result.history)
+        save_finetuned(
+            result.model, tokenizer, layout.folder, {"base_model": config.base_model, "training": summary}
+        )
+        return summary
+
+    return place.main_only(save)
 
 
 def _load_finetuned(layout: RunLayout) -> tuple[Any, Any, dict[str, Any]]:

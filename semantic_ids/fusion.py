@@ -89,28 +89,12 @@ def fuse(candidates: Candidates, params: FusionParams) -> np.ndarray:
 
 def tiers(candidates: Candidates, params: FusionParams) -> tuple[np.ndarray, np.ndarray]:
     """(candidates,) the attribute tier and the decisive tier (0 or 1) that come before the fused score."""
-    return tiers_of(len(candidates.rows), candidates.satisfied, candidates.decisive, params)
-
-
-def tiers_of(
-    count: int, satisfied: np.ndarray | None, decisive: np.ndarray | None, params: FusionParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """``tiers`` from the rows' attribute shares and decisive shares, known before the model runs."""
-    satisfied = satisfied if params.attributes else None
+    count = len(candidates.rows)
+    satisfied = candidates.satisfied if candidates.satisfied is not None and params.attributes else None
     attribute_tier = np.zeros(count) if satisfied is None else np.round(satisfied, 6)
-    if decisive is None or params.decisive_evidence is None:
+    if candidates.decisive is None or params.decisive_evidence is None:
         return attribute_tier, np.zeros(count)
-    return attribute_tier, (decisive >= params.decisive_evidence).astype(np.float64)
-
-
-def surely_below(attribute_tier: np.ndarray, decisive_tier: np.ndarray, k: int) -> np.ndarray:
-    """(rows,) whether each row has at least ``k`` others in a strictly higher tier: whatever the model
-    says of it, ``rank`` puts it below the top ``k``."""
-    other, this = attribute_tier[None, :], attribute_tier[:, None]
-    # (rows, rows): row j ranks ahead of row i on the tiers alone
-    higher = (other > this) | ((other == this) & (decisive_tier[None, :] > decisive_tier[:, None]))
-    below: np.ndarray = higher.sum(axis=1) >= k
-    return below
+    return attribute_tier, (candidates.decisive >= params.decisive_evidence).astype(np.float64)
 
 
 def rank(candidates: Candidates, params: FusionParams) -> tuple[np.ndarray, np.ndarray]:

@@ -37,8 +37,6 @@ from semantic_ids.fusion import (
     Candidates,
     best_rows,
     rank,
-    surely_below,
-    tiers_of,
     union,
 )
 from semantic_ids.ids import SemanticId
@@ -149,8 +147,7 @@ class HybridRanker:
         """Fused rankings; ``on_fusion`` is told the seconds spent outside the model (retrieval, union,
         fusion), ``on_dense`` those of the dense retrieval among them, when it ran."""
         started, timings = time.perf_counter(), Timings()
-        gathered = self.gather(queries, k, num_beams=num_beams, timings=timings, prune=True)
-        ranked = [self._ranked(c, k) for c in gathered]
+        ranked = [self._ranked(c, k) for c in self.gather(queries, k, num_beams=num_beams, timings=timings)]
         if on_fusion is not None:
             on_fusion(time.perf_counter() - started - timings.model_s)
         if on_dense is not None and self._dense_on(self.fusion.dense_depth):
@@ -166,15 +163,12 @@ class HybridRanker:
         lexical_depth: int | None = None,
         dense_depth: int | None = None,
         timings: Timings | None = None,
-        prune: bool = False,
     ) -> list[Candidates]:
         """Per query: beams ∪ lexical top ``lexical_depth`` ∪ dense top ``dense_depth`` (the manifest's
         by default), each with every component score. A beam keeps the score beam search gave it; the
         finds are scored in the same search (``decode_and_score`` gives the same scores as ``score_ids``,
         as tests check); only fill-up rows, when beams and finds fall short of ``k``, take a pass of
-        their own. ``prune``: finds that the tiers alone keep below the top ``k`` under this ranker's
-        fusion (``fusion.surely_below``) are not scored (their log-probability is -inf): the top ``k``
-        is the same, for fewer rows in the search; off for the tuning, which re-ranks with other params."""
+        their own."""
         timings = timings or Timings()
         retrieved = self._retrieve(
             queries,
@@ -184,7 +178,7 @@ class HybridRanker:
             timings,
         )
         started = time.perf_counter()
-        beams, known = self._decode(queries, retrieved, max(num_beams, k), k if prune else None)
+        beams, known = self._decode(queries, retrieved, max(num_beams, k))
         wanted = min(k, len(self.ids))
         chosen = []
         for beam_row, found in zip(beams, retrieved, strict=True):
@@ -240,17 +234,10 @@ class HybridRanker:
         return [row for row in rows if row not in taken]
 
     def _decode(
-        self, queries: list[str], retrieved: list[_Retrieved], beams: int, top_k: int | None = None
+        self, queries: list[str], retrieved: list[_Retrieved], beams: int
     ) -> tuple[list[list[Candidate]], list[dict[int, float]]]:
-        """The beams, and the model's log-probability of every beam and find by catalogue row (-inf for
-        the finds that cannot reach the top ``top_k``, when given)."""
+        """The beams, and the model's log-probability of every beam and find by catalogue row."""
         forced = [sorted({row for _, rows in r.found for row in rows}) for r in retrieved]
-        skipped: list[list[int]] = [[] for _ in retrieved]
-        if top_k is not None:
-            for index, (rows, retrieval) in enumerate(zip(forced, retrieved, strict=True)):
-                below = self._surely_below(rows, retrieval, top_k)
-                skipped[index] = [row for row, out in zip(rows, below, strict=True) if out]
-                forced[index] = [row for row, out in zip(rows, below, strict=True) if not out]
         if not any(forced):
             found = self.decoder.decode(queries, num_beams=beams, top_k=beams)
             known: list[dict[int, float]] = [{} for _ in queries]
@@ -263,19 +250,9 @@ class HybridRanker:
             known = [
                 dict(zip(rows, values, strict=False)) for rows, values in zip(forced, scored, strict=True)
             ]
-        for row_known, beam_row, unscored in zip(known, found, skipped, strict=True):
-            row_known.update((row, -math.inf) for row in unscored)
+        for row_known, beam_row in zip(known, found, strict=True):
             row_known.update((self.row_of[c.semantic_id], math.log(c.score)) for c in beam_row)
         return found, known
-
-    def _surely_below(self, rows: list[int], found: _Retrieved, k: int) -> list[bool]:
-        """Whether each of a query's finds is kept below the top ``k`` by the tiers alone."""
-        if not rows:
-            return []
-        index = np.asarray(rows)
-        satisfied = None if found.satisfied is None else found.satisfied[index]
-        attribute, decisive = tiers_of(len(rows), satisfied, found.decisive[index], self.fusion)
-        return [bool(out) for out in surely_below(attribute, decisive, k)]
 
     def _score_missing(
         self,

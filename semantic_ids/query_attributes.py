@@ -245,7 +245,7 @@ class AttributeParser:
         text = f" {fold(query)} "
         kept: dict[str, str] = {}
         for index, phrase in enumerate(keep):
-            stand_in = f"keptphrase{chr(ord('a') + index % 26) * (1 + index // 26)}"  # letters: no pattern's
+            stand_in = "keptname" + "x" * (index + 1)  # one word of letters no pattern reads
             if f" {phrase} " in text:
                 text, kept[stand_in] = text.replace(f" {phrase} ", f" {stand_in} "), phrase
         constraints: list[Constraint] = []

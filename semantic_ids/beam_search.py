@@ -30,12 +30,13 @@ import torch
 
 from semantic_ids.forced_ids import ExtraRows, ForcedIds
 from semantic_ids.search_steps import (
-    CausalLm,
+    SearchLm,
     TokenLayout,
     advance,
     level_log_probs,
     prompt_positions,
     rows_mask,
+    search_lm,
 )
 from semantic_ids.trie import PrefixTrie
 
@@ -84,7 +85,7 @@ def beam_search(
     its full ID ranks among them; the next level's forward costs little more for the extra rows.
     """
     queries, levels, device = input_ids.shape[0], len(layout.sizes), input_ids.device
-    lm = CausalLm(model)
+    lm = search_lm(model)
     early_finish = device.type == "cpu" if early_finish is None else early_finish
     positions = prompt_positions(input_ids, attention_mask)  # (Q, T)
     hidden = lm.forward(input_ids, attention_mask, positions)[:, -1]  # (Q, H): left padding ends every row
@@ -142,7 +143,7 @@ def _determined(trie: PrefixTrie | None, level: int, nodes: torch.Tensor, riders
 
 
 def _feed_last_codes(
-    lm: CausalLm,
+    lm: SearchLm,
     codes: torch.Tensor,
     extra: ExtraRows | None,
     prompt_mask: torch.Tensor | None,
@@ -179,7 +180,7 @@ def score_codes(
     of the same queries, ``beam_search(forced=...)`` is cheaper: no second prompt pass, no extra forward.
     """
     queries, count, levels = codes.shape
-    lm = CausalLm(model)
+    lm = search_lm(model)
     positions = prompt_positions(input_ids, attention_mask)  # (Q, T)
     first_hidden = lm.forward(input_ids, attention_mask, positions)[:, -1]  # (Q, H)
     hidden = first_hidden.repeat_interleave(count, dim=0).unsqueeze(1)  # (Q * N, 1, H)

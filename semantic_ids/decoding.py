@@ -128,8 +128,10 @@ class ConstrainedDecoder:
     (the unconstrained baseline the benchmark measures). Either way only existing IDs are returned.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, trie: PrefixTrie) -> None:
+    def __init__(self, model: Any, tokenizer: Any, trie: PrefixTrie, *, body: Any = None) -> None:
         self.model = model
+        # What our search runs: ``model``, or a faster body over its frozen weights (``LlamaBody``).
+        self.body = model if body is None else body
         self.tokenizer = tokenizer
         self.trie = trie
         self.token_ids = CodeTokenIds.from_tokenizer(tokenizer, trie.scheme)
@@ -175,7 +177,7 @@ class ConstrainedDecoder:
         prompts, mask = self._encode(queries)
         num_beams = max(num_beams, top_k)
         found = beam_search(
-            self.model,
+            self.body,
             prompts,
             mask,
             self.token_ids,
@@ -208,7 +210,7 @@ class ConstrainedDecoder:
         prompts, mask = self._encode(queries)
         trie = self.trie if constrained else None
         log_probs = score_codes(
-            self.model, prompts, mask, self.token_ids, trie, codes.to(self.device)
+            self.body, prompts, mask, self.token_ids, trie, codes.to(self.device)
         ).tolist()
         return [values[: len(ids)] for values, ids in zip(log_probs, candidates, strict=True)]
 
@@ -227,7 +229,7 @@ class ConstrainedDecoder:
     ) -> list[_Scored]:
         trie = self.trie if constrained else None
         found = beam_search(
-            self.model,
+            self.body,
             prompts,
             mask,
             self.token_ids,

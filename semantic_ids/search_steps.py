@@ -49,13 +49,35 @@ class CausalLm:
         return hidden
 
     def logits(self, hidden: torch.Tensor, first: int, size: int) -> torch.Tensor:
-        """(rows, hidden) -> (rows, size) float32 logits of vocabulary rows ``first .. first + size``."""
-        if type(self.head) is torch.nn.Linear:  # tied or untied, the head's own rows for these tokens
-            bias = None if self.head.bias is None else self.head.bias[first : first + size]
-            return F.linear(hidden, self.head.weight[first : first + size], bias).float()
-        # A wrapped head (peft while training) is only known through its forward: run it, then slice.
-        full: torch.Tensor = self.head(hidden)
-        return full[:, first : first + size].float()
+        return head_logits(self.head, hidden, first, size)
+
+
+class SearchLm(Protocol):
+    """What a search calls: ``CausalLm``, or a faster body's session (``llama_body.LlamaSession``)."""
+
+    cache: Any  # reorders its rows with ``batch_select_indices(rows)``
+
+    def forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def logits(self, hidden: torch.Tensor, first: int, size: int) -> torch.Tensor: ...
+
+
+def search_lm(model: Any) -> SearchLm:
+    """A fresh search over ``model``: a transformers causal LM, or a body with its own ``session``."""
+    session = getattr(model, "session", None)
+    return session() if callable(session) else CausalLm(model)
+
+
+def head_logits(head: Any, hidden: torch.Tensor, first: int, size: int) -> torch.Tensor:
+    """(rows, hidden) -> (rows, size) float32 logits of vocabulary rows ``first .. first + size``."""
+    if type(head) is torch.nn.Linear:  # tied or untied, the head's own rows for these tokens
+        bias = None if head.bias is None else head.bias[first : first + size]
+        return F.linear(hidden, head.weight[first : first + size], bias).float()
+    # A wrapped head (peft while training) is only known through its forward: run it, then slice.
+    full: torch.Tensor = head(hidden)
+    return full[:, first : first + size].float()
 
 
 def prompt_positions(input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -107,7 +107,9 @@ class Recommender:
         current = self.ranker
         ids = live.ids
         trie = PrefixTrie(ids, self.scheme)
-        decoder = ConstrainedDecoder(current.decoder.model, current.decoder.tokenizer, trie)
+        decoder = ConstrainedDecoder(
+            current.decoder.model, current.decoder.tokenizer, trie, body=current.decoder.body
+        )
         decoder.first_level_beams = current.decoder.first_level_beams
         lexical = current.lexical.rebuilt(live.rows, live.content_hash)
         dense = None

@@ -1,0 +1,278 @@
+"""The serving forward of a Llama-family model: transformers' arithmetic in fewer, larger operations.
+
+On a 2-core CPU a search's forward costs what reading the weights costs plus a fixed price per operation
+(measured on 2026-12-06, bench/HISTORY.md: of SmolLM2's 37 ms per forward, 26 ms were its 210 matrix
+products at ~7 GB/s, the rest ~1,300 small operations and module calls). transformers' ``LlamaModel`` runs
+seven products per layer (q, k, v, o, gate, up, down); here q, k and v are one product over their
+concatenated weights and gate and up another, the rotary embedding is read from a table and applied to q
+and k in one go, and the KV cache is two tensors per layer that the search reorders with ``index_select``.
+
+``LlamaBody.of(model)`` builds it from a loaded model in eval mode and makes the model's own q/k/v and
+gate/up weights views of the concatenated ones (no second copy, and ``model.generate`` still works);
+it returns None for a model it does not cover (another architecture, rope scaling, biases), which then
+decodes through transformers (``search_steps.CausalLm``). Either way the search gets the same results:
+the tests compare the two on the same model. The body is for frozen weights: built once when a bundle
+is loaded for serving, never while training changes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from semantic_ids.search_steps import head_logits
+
+
+@dataclass(frozen=True)
+class _Shape:
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    eps: float
+
+
+class LlamaBody(torch.nn.Module):
+    """The decoder layers of a ``LlamaForCausalLM`` with q/k/v and gate/up each in one linear layer."""
+
+    def __init__(self, model: Any, shape: _Shape) -> None:
+        super().__init__()
+        decoder = model.get_decoder()
+        self.shape = shape
+        self.embed = decoder.embed_tokens.weight
+        self.head = model.get_output_embeddings()
+        self.final_norm = decoder.norm.weight
+        self.input_norms = [layer.input_layernorm.weight for layer in decoder.layers]
+        self.post_norms = [layer.post_attention_layernorm.weight for layer in decoder.layers]
+        self.qkv = torch.nn.ModuleList()
+        self.o = torch.nn.ModuleList()
+        self.gate_up = torch.nn.ModuleList()
+        self.down = torch.nn.ModuleList()
+        pack = _packs_weights(self.embed)
+        for layer in decoder.layers:
+            attention, mlp = layer.self_attn, layer.mlp
+            self.qkv.append(pack(_joined(attention.q_proj, attention.k_proj, attention.v_proj)))
+            self.gate_up.append(pack(_joined(mlp.gate_proj, mlp.up_proj)))
+            self.o.append(pack(attention.o_proj))
+            self.down.append(pack(mlp.down_proj))
+        self.packed = pack is PackedLinear
+        rotary = decoder.rotary_emb
+        positions = torch.arange(model.config.max_position_embeddings, device=self.embed.device)
+        # transformers' rotary forward, for every position at once: the same fp32 products, then the cast.
+        freqs = positions[:, None].float() * rotary.inv_freq.float()[None, :]  # (P, D / 2)
+        angles = torch.cat((freqs, freqs), dim=-1)  # (P, D)
+        self.cos = (angles.cos() * rotary.attention_scaling).to(self.embed.dtype)
+        self.sin = (angles.sin() * rotary.attention_scaling).to(self.embed.dtype)
+
+    @classmethod
+    def of(cls, model: Any) -> LlamaBody | None:
+        """The body of ``model`` (eval mode, weights frozen), or None where it is not a plain Llama."""
+        config = getattr(model, "config", None)
+        if config is None or getattr(config, "model_type", None) != "llama" or model.training:
+            return None
+        rope = getattr(config, "rope_parameters", None) or {}
+        plain = (
+            rope.get("rope_type", "default") == "default"
+            and not getattr(config, "attention_bias", False)
+            and not getattr(config, "mlp_bias", False)
+            and getattr(config, "hidden_act", "silu") == "silu"
+            and getattr(config, "pretraining_tp", 1) == 1
+        )
+        decoder = model.get_decoder()
+        linears = [
+            module
+            for layer in decoder.layers
+            for module in (
+                *_attention_linears(layer),
+                layer.mlp.gate_proj,
+                layer.mlp.up_proj,
+                layer.mlp.down_proj,
+            )
+        ]
+        if not plain or any(type(module) is not torch.nn.Linear for module in linears):
+            return None  # peft layers, quantised layers, biases or another rotary: transformers' forward
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        shape = _Shape(
+            hidden=config.hidden_size,
+            heads=config.num_attention_heads,
+            kv_heads=config.num_key_value_heads,
+            head_dim=head_dim,
+            intermediate=config.intermediate_size,
+            eps=config.rms_norm_eps,
+        )
+        with torch.no_grad():
+            return cls(model, shape)
+
+    def session(self) -> LlamaSession:
+        """A search's view of the body: its forwards share one fresh KV cache."""
+        return LlamaSession(self)
+
+
+class KvCache:
+    """Keys and values of every layer, (rows, kv_heads, length, head_dim) each; one row per prefix."""
+
+    def __init__(self, layers: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * layers
+        self.values: list[torch.Tensor | None] = [None] * layers
+
+    @property
+    def length(self) -> int:
+        first = self.keys[0]
+        return 0 if first is None else first.shape[2]
+
+    def batch_select_indices(self, rows: torch.Tensor) -> None:
+        """Keep the given rows, in that order (repeats copy a row): as ``DynamicCache``'s method does."""
+        self.keys = [None if k is None else k.index_select(0, rows) for k in self.keys]
+        self.values = [None if v is None else v.index_select(0, rows) for v in self.values]
+
+    def extend(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        old_keys, old_values = self.keys[layer], self.values[layer]
+        if old_keys is not None and old_values is not None:
+            keys, values = torch.cat([old_keys, keys], dim=2), torch.cat([old_values, values], dim=2)
+        self.keys[layer], self.values[layer] = keys, values
+        return keys, values
+
+
+class LlamaSession:
+    """What ``search_steps.CausalLm`` offers a search (``forward``, ``logits``, ``cache``), over a
+    ``LlamaBody``."""
+
+    def __init__(self, body: LlamaBody) -> None:
+        self.body = body
+        self.cache = KvCache(len(body.qkv))
+
+    @torch.inference_mode()
+    def forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+    ) -> torch.Tensor:
+        """(rows, new) tokens after the cached ones -> (rows, new, hidden) last hidden states.
+
+        ``mask``: (rows, cached + new), 0 where a row's prompt is padded, or None where nothing is.
+        """
+        body, shape = self.body, self.body.shape
+        rows, new = input_ids.shape
+        attend = _attention_mask(mask, self.cache.length, new)
+        cos = body.cos[positions].unsqueeze(2)  # (rows, new, 1, D): broadcast over heads
+        sin = body.sin[positions].unsqueeze(2)
+        rotated = shape.heads + shape.kv_heads  # q's heads then k's, side by side in the qkv output
+        hidden = F.embedding(input_ids, body.embed)
+        for layer, qkv_proj in enumerate(body.qkv):
+            x = _rms_norm(hidden, body.input_norms[layer], shape.eps)
+            qkv = qkv_proj(x).view(rows, new, rotated + shape.kv_heads, shape.head_dim)
+            qk = qkv[:, :, :rotated]
+            qk = qk * cos + _rotate_half(qk) * sin
+            query = qk[:, :, : shape.heads].transpose(1, 2)  # (rows, heads, new, D)
+            keys = qk[:, :, shape.heads :].transpose(1, 2)
+            values = qkv[:, :, rotated:].transpose(1, 2)
+            keys, values = self.cache.extend(layer, keys, values)
+            attended = F.scaled_dot_product_attention(
+                query,
+                keys,
+                values,
+                attn_mask=attend,
+                is_causal=attend is None and new > 1 and keys.shape[2] == new,
+                scale=shape.head_dim**-0.5,
+                enable_gqa=shape.kv_heads != shape.heads,
+            )
+            hidden = hidden + body.o[layer](attended.transpose(1, 2).reshape(rows, new, -1))
+            gate, up = body.gate_up[layer](_rms_norm(hidden, body.post_norms[layer], shape.eps)).chunk(
+                2, dim=-1
+            )
+            hidden = hidden + body.down[layer](F.silu(gate) * up)
+        return _rms_norm(hidden, body.final_norm, shape.eps)
+
+    def logits(self, hidden: torch.Tensor, first: int, size: int) -> torch.Tensor:
+        return head_logits(self.body.head, hidden, first, size)
+
+
+def _attention_linears(layer: Any) -> tuple[Any, ...]:
+    attention = layer.self_attn
+    return attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj
+
+
+def _joined(*parts: torch.nn.Linear) -> torch.nn.Linear:
+    """One linear layer whose output is the parts' outputs side by side; each part's weight becomes a view
+    of the joined weight, so the model keeps working and the weights are held once."""
+    weights = [part.weight for part in parts]
+    joined = torch.nn.Linear(weights[0].shape[1], sum(w.shape[0] for w in weights), bias=False)
+    joined.weight = torch.nn.Parameter(torch.cat(weights), requires_grad=False)
+    start = 0
+    for part, weight in zip(parts, weights, strict=True):
+        part.weight = torch.nn.Parameter(joined.weight[start : start + weight.shape[0]], requires_grad=False)
+        start += weight.shape[0]
+    return joined
+
+
+class PackedLinear(torch.nn.Module):
+    """A bias-free linear layer whose weight oneDNN has laid out for its own kernels once, at load.
+
+    ``F.linear`` on a CPU hands oneDNN the plain weight at every call; laid out ahead (what inductor's
+    weight freezing does), SmolLM2's products took 13 ms a forward instead of 20 on a 2-core AMX Xeon,
+    with bitwise-equal results (bench/HISTORY.md, 2026-12-06). A second copy of the weight: the model's own
+    stays for ``generate``.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.out_features = linear.weight.shape[0]
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [None], "")
+        return out
+
+
+def _packs_weights(sample: torch.Tensor) -> Any:
+    """``PackedLinear`` where oneDNN runs this dtype on this CPU and gives what ``F.linear`` gives on a
+    trial product; else the linear layers as they are."""
+    if sample.device.type != "cpu" or sample.dtype not in (torch.bfloat16, torch.float32):
+        return _as_is
+    if not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
+        return _as_is
+    try:
+        trial = torch.nn.Linear(64, 48, bias=False).to(sample.dtype)
+        x = torch.randn(3, 5, 64, dtype=sample.dtype)
+        if not torch.equal(PackedLinear(trial)(x), F.linear(x, trial.weight)):
+            return _as_is
+    except (RuntimeError, AttributeError):  # a torch built without these oneDNN operators
+        return _as_is
+    return PackedLinear
+
+
+def _as_is(linear: torch.nn.Linear) -> torch.nn.Module:
+    return linear
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' LlamaRMSNorm: normalised in float32, cast back, then scaled."""
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _attention_mask(mask: torch.Tensor | None, cached: int, new: int) -> torch.Tensor | None:
+    """(rows, 1, new, cached + new) bool: each new token sees the unpadded tokens up to itself.
+
+    None where nothing is padded and either one token is new (it sees everything) or the cache is empty
+    (plain causal attention, ``is_causal``). A padded position sees itself too: a query that sees nothing
+    would give NaN, and a NaN value there would reach every row through the zero weights of the mask.
+    """
+    if mask is None and (new == 1 or cached == 0):
+        return None
+    total = cached + new
+    keys = torch.arange(total, device=mask.device if mask is not None else None)
+    queries = torch.arange(cached, total, device=keys.device)
+    visible = keys[None, :] <= queries[:, None]  # (new, total): causal
+    if mask is None:
+        return visible[None, None]
+    itself = keys[None, :] == queries[:, None]
+    return ((visible[None] & mask.bool()[:, None, :]) | itself[None]).unsqueeze(1)

@@ -2,6 +2,15 @@
 
 ``Service.load`` does every slow or fallible start-up step once (database check, bundle check, model
 load, warm-up), so a process either starts ready or refuses with one line saying why.
+
+Every torch computation of the service runs on one thread of its own (the "torch thread"): the load,
+the warm-up, the micro-batcher's decodes and the embedding of new items. PyTorch's CPU operators run on an
+OpenMP team that belongs to the calling thread and lives as long as it does; with two long-lived threads
+that called torch, a 2-core CPU holds more OpenMP threads than cores, and libgomp then puts idle workers
+to sleep after every parallel region and wakes them for the next (or, with ``OMP_WAIT_POLICY=ACTIVE``, one
+team's idle worker spins on the core the other needs). Measured on 2026-12-06 on a 2-core AMX Xeon: a hybrid
+query took 95 ms while one thread had run torch and 148-157 ms in either thread once two had
+(bench/HISTORY.md); the service had loaded on one thread and decoded on another.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine
@@ -46,7 +56,10 @@ class Service:
         repository: CatalogueRepository,
         metrics: Metrics,
         updater: CatalogueUpdater | None = None,
+        torch_thread: ThreadPoolExecutor | None = None,
     ) -> None:
+        # The one thread that runs torch (the module's docstring says why); the batcher shuts it down.
+        self.torch_thread = torch_thread or _new_torch_thread()
         self.settings = settings
         self.recommender = recommender
         self.repository = repository
@@ -62,6 +75,7 @@ class Service:
             max_queued=settings.max_queued,
             retry_after_s=settings.retry_after_s,
             metrics=metrics,
+            executor=self.torch_thread,
         )
         self.running = False
         # Service.load checked the database holds the bundle's catalogue; readiness re-checks it.
@@ -70,7 +84,17 @@ class Service:
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics) -> Service:
-        """Check the database holds the bundle's catalogue, load the model, warm it up."""
+        """Check the database holds the bundle's catalogue, load the model, warm it up: on the torch
+        thread, which then decodes."""
+        torch_thread = _new_torch_thread()
+        try:
+            return torch_thread.submit(cls._load, settings, metrics, torch_thread).result()
+        except BaseException:
+            torch_thread.shutdown(wait=False)
+            raise
+
+    @classmethod
+    def _load(cls, settings: Settings, metrics: Metrics, torch_thread: ThreadPoolExecutor) -> Service:
         read_manifest(settings.bundle_dir)  # a wrong bundle path is named before the database is asked
         engine = create_db_engine(settings.database_url)
         repository = CatalogueRepository(engine)
@@ -94,7 +118,7 @@ class Service:
             raise
         metrics.describe_bundle(recommender.manifest, item_count)
         metrics.overlay_bytes.set(overlay_bytes(settings.bundle_dir))
-        return cls(settings, recommender, repository, metrics, updater)
+        return cls(settings, recommender, repository, metrics, updater, torch_thread)
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -141,8 +165,9 @@ class Service:
                 "catalogue updates are off: set SEMID_ADMIN_TOKEN and restart the service"
             )
         changes = self.updater.parse(raws)
-        report = await run_in_threadpool(
-            self.updater.apply, changes, self.recommender.prepare, self.recommender.swap
+        # New items are embedded on the torch thread, between two decodes.
+        report = await asyncio.get_running_loop().run_in_executor(
+            self.torch_thread, self.updater.apply, changes, self.recommender.prepare, self.recommender.swap
         )
         for action in ("added", "updated", "deleted"):
             self.metrics.catalogue_changes.labels(action).inc(report.counts[action])
@@ -287,3 +312,7 @@ def _item_fields(row: ItemRow) -> dict[str, Any]:
         "semantic_id": row.semantic_id.compact,
         "semantic_id_tokens": row.semantic_id.tokens,
     }
+
+
+def _new_torch_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")

@@ -74,7 +74,10 @@ class MicroBatcher(Generic[Result]):
         max_queued: int,
         retry_after_s: int,
         metrics: Metrics,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
+        """``executor``: the one thread the decodes run on (default: a thread of its own); ``stop`` shuts
+        it down."""
         self._decode = decode
         self._beams_for = beams_for
         self.max_batch_size = max_batch_size
@@ -82,7 +85,7 @@ class MicroBatcher(Generic[Result]):
         self.retry_after_s = retry_after_s
         self._metrics = metrics
         self._queue: asyncio.Queue[_Request[Result]] = asyncio.Queue(maxsize=max_queued)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._task: asyncio.Task[None] | None = None
         self._in_flight: list[_Request[Result]] = []
         self._last = _LastBatch()

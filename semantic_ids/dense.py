@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from semantic_ids.bundle import BundleMismatch, Manifest
 
@@ -115,10 +116,13 @@ class DenseRetriever:
         self.encoder = encoder
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
-        """(queries, items) cosine similarities in [-1, 1]."""
-        vectors = self.encoder.encode(list(queries))  # (queries, dimensions)
-        similarities: np.ndarray = vectors @ self.index.vectors.T
-        return similarities
+        """(queries, items) cosine similarities in [-1, 1].
+
+        The product runs in torch, on the calling thread's OpenMP team, not in numpy: numpy's BLAS has
+        threads of its own that spin after a matrix product, and on a 2-core CPU the model's next forward
+        took 110 ms instead of 24 while they did (bench/HISTORY.md, 2026-12-06)."""
+        vectors = torch.from_numpy(self.encoder.encode(list(queries)))  # (queries, dimensions)
+        return (vectors @ torch.from_numpy(self.index.vectors).T).numpy()
 
 
 def bundle_dense_index(

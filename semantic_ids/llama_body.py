@@ -39,7 +39,7 @@ class _Shape:
 class LlamaBody(torch.nn.Module):
     """The decoder layers of a ``LlamaForCausalLM`` with q/k/v and gate/up each in one linear layer."""
 
-    def __init__(self, model: Any, shape: _Shape) -> None:
+    def __init__(self, model: Any, shape: _Shape, *, pack: bool = True) -> None:
         super().__init__()
         decoder = model.get_decoder()
         self.shape = shape
@@ -52,14 +52,14 @@ class LlamaBody(torch.nn.Module):
         self.o = torch.nn.ModuleList()
         self.gate_up = torch.nn.ModuleList()
         self.down = torch.nn.ModuleList()
-        pack = _packs_weights(self.embed)
+        laid_out = _packs_weights(self.embed) if pack else _as_is
         for layer in decoder.layers:
             attention, mlp = layer.self_attn, layer.mlp
-            self.qkv.append(pack(_joined(attention.q_proj, attention.k_proj, attention.v_proj)))
-            self.gate_up.append(pack(_joined(mlp.gate_proj, mlp.up_proj)))
-            self.o.append(pack(attention.o_proj))
-            self.down.append(pack(mlp.down_proj))
-        self.packed = pack is PackedLinear
+            self.qkv.append(laid_out(_joined(attention.q_proj, attention.k_proj, attention.v_proj)))
+            self.gate_up.append(laid_out(_joined(mlp.gate_proj, mlp.up_proj)))
+            self.o.append(laid_out(attention.o_proj))
+            self.down.append(laid_out(mlp.down_proj))
+        self.packed = laid_out is PackedLinear
         rotary = decoder.rotary_emb
         positions = torch.arange(model.config.max_position_embeddings, device=self.embed.device)
         # transformers' rotary forward, for every position at once: the same fp32 products, then the cast.
@@ -69,8 +69,9 @@ class LlamaBody(torch.nn.Module):
         self.sin = (angles.sin() * rotary.attention_scaling).to(self.embed.dtype)
 
     @classmethod
-    def of(cls, model: Any) -> LlamaBody | None:
-        """The body of ``model`` (eval mode, weights frozen), or None where it is not a plain Llama."""
+    def of(cls, model: Any, *, pack: bool = True) -> LlamaBody | None:
+        """The body of ``model`` (eval mode, weights frozen), or None where it is not a plain Llama.
+        ``pack=False`` leaves the weights as they are (``PackedLinear``), for comparison."""
         config = getattr(model, "config", None)
         if config is None or getattr(config, "model_type", None) != "llama" or model.training:
             return None
@@ -105,7 +106,7 @@ class LlamaBody(torch.nn.Module):
             eps=config.rms_norm_eps,
         )
         with torch.no_grad():
-            return cls(model, shape)
+            return cls(model, shape, pack=pack)
 
     def session(self) -> LlamaSession:
         """A search's view of the body: its forwards share one fresh KV cache."""

@@ -38,7 +38,7 @@ OUT = Path("bench/results/scale.json")
 
 
 def synthetic_vectors(count: int, seed: int = 0) -> np.ndarray:
-    """(count, 384) float32 unit vectors in topics of ``ITEMS_PER_TOPIC``, made in blocks (memory stays flat)."""
+    """(count, 384) float32 unit vectors in topics of ``ITEMS_PER_TOPIC``, made in blocks (flat memory)."""
     rng = np.random.default_rng(seed)
     topics = max(1, count // ITEMS_PER_TOPIC)
     centres = rng.standard_normal((topics, DIMENSIONS), dtype=np.float32)

@@ -158,7 +158,7 @@ class LlamaSession:
         """
         body, shape = self.body, self.body.shape
         rows, new = input_ids.shape
-        attend = _attention_mask(mask, self.cache.length, new)
+        attend = _attention_mask(mask, self.cache.length, new, input_ids.device)
         cos = body.cos[positions].unsqueeze(2)  # (rows, new, 1, D): broadcast over heads
         sin = body.sin[positions].unsqueeze(2)
         rotated = shape.heads + shape.kv_heads  # q's heads then k's, side by side in the qkv output
@@ -280,7 +280,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def _attention_mask(mask: torch.Tensor | None, cached: int, new: int) -> torch.Tensor | None:
+def _attention_mask(
+    mask: torch.Tensor | None, cached: int, new: int, device: torch.device
+) -> torch.Tensor | None:
     """(rows, 1, new, cached + new) bool: each new token sees the unpadded tokens up to itself.
 
     None where nothing is padded and either one token is new (it sees everything) or the cache is empty
@@ -290,8 +292,8 @@ def _attention_mask(mask: torch.Tensor | None, cached: int, new: int) -> torch.T
     if mask is None and (new == 1 or cached == 0):
         return None
     total = cached + new
-    keys = torch.arange(total, device=mask.device if mask is not None else None)
-    queries = torch.arange(cached, total, device=keys.device)
+    keys = torch.arange(total, device=device)
+    queries = torch.arange(cached, total, device=device)
     visible = keys[None, :] <= queries[:, None]  # (new, total): causal
     if mask is None:
         return visible[None, None]

@@ -79,6 +79,21 @@ def test_prefix_cosines_match_brute_force() -> None:
     assert result["same_prefix_1"] == pytest.approx(np.mean(same))
 
 
+@pytest.mark.parametrize("block_rows", [1, 4, 7, 1000])
+def test_prefix_cosines_in_blocks_match_brute_force(block_rows: int) -> None:
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(40, 6))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    codes = rng.integers(0, 3, size=(40, 2))
+    result = prefix_cosines(vectors, codes, block_rows=block_rows)
+    cosine = vectors @ vectors.T
+    pairs = [(i, j) for i in range(40) for j in range(40) if i != j]
+    assert result["all_pairs"] == pytest.approx(np.mean([cosine[i, j] for i, j in pairs]))
+    for length in (1, 2):
+        same = [cosine[i, j] for i, j in pairs if (codes[i, :length] == codes[j, :length]).all()]
+        assert result[f"same_prefix_{length}"] == pytest.approx(np.mean(same))
+
+
 def test_code_stats() -> None:
     codes = np.array([[0, 1], [0, 1], [1, 1], [3, 0]])
     assert collision_rate(codes) == 0.5

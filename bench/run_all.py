@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import quality_bench, service_bench
+from bench import forward_bench, quality_bench, service_bench
 from training.run_layout import bundle_dir_for
 
 DEMO_BUNDLE = str(bundle_dir_for("demo"))
@@ -15,6 +15,7 @@ DEMO_BUNDLE = str(bundle_dir_for("demo"))
 
 def main() -> int:
     service_bench.main(["--bundle", DEMO_BUNDLE])
+    forward_bench.main(["--bundle", DEMO_BUNDLE])
     return quality_bench.main(["--bundle", DEMO_BUNDLE])
 
 

@@ -2,12 +2,14 @@
 
     .venv/bin/python -m bench.forward_bench --bundle artifacts/bundles/demo
 
-1. The model's forward, three ways over the same loaded model, interleaved query by query in both model
+1. The model's forward, three ways over the same weights, interleaved query by query in both model
    modes (``generative``: the constrained beam search; ``hybrid``: with the lexical and dense finds scored
    in it): transformers' ``LlamaModel``; our own forward (``semantic_ids.llama_body``: q/k/v and gate/up
    joined) with the weights as they are; and with the weights laid out for oneDNN once (what the service
-   runs). p50 ms, Recall@10 on the unseen queries, and the share of queries whose ten IDs come out in the
-   same order as through transformers.
+   runs). On a CPU where the service stores the weights in fp16 (AVX2 without native bf16): transformers'
+   forward over fp16-stored layers, ours in fp32 laid out for oneDNN, ours over fp16 weights (served).
+   p50 ms, Recall@10 on the unseen queries, and the share of queries whose ten IDs come out in the same
+   order as through transformers.
 2. Threads: hybrid p50 on the calling thread; then on a second thread (from then on two threads have run
    torch, each with its OpenMP team); then on the calling thread again. The service runs all torch work on
    one thread (``app/service.py``) because of what this shows on a 2-core CPU.
@@ -18,6 +20,7 @@ Writes ``bench/results/forward.json`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -36,7 +39,6 @@ from training.run_layout import BASE_MODELS_DIR, bundle_dir_for
 
 TOP_K = 10
 BEAMS = 10
-VARIANTS = ("transformers", "own", "own_packed")
 MODES = ("generative", "hybrid")
 
 
@@ -44,43 +46,72 @@ def _p50_ms(samples: Sequence[float]) -> float:
     return round(1000 * statistics.median(samples), 1)
 
 
-def forwards(bundle: Path, queries: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], Callable[[str], Any]]:
-    """Part 1; also returns the service's hybrid ranking (own forward, packed) for part 2."""
+def _served_ways(bundle: Path) -> tuple[Any, dict[str, tuple[Any, Any]]]:
+    """The loaded bundle and the ways to run its model: name -> (model, body or None for transformers').
+
+    Where the service runs bf16 or fp32: transformers' forward, ours with the weights as loaded, ours with
+    them laid out for oneDNN (served). Where it stores the weights in fp16 (AVX2 CPUs without native bf16):
+    transformers' forward over fp16-stored layers (served before), ours in fp32 laid out for oneDNN (what
+    ``SEMID_PRECISION=fp32`` serves), ours over fp16 weights (served).
+    """
+    import torch
+
     from app.inference.model_loading import load_recommender_model
-    from semantic_ids.decoding import ConstrainedDecoder
-    from semantic_ids.hybrid import HybridRanker
+    from semantic_ids.causal_lm import inference_precision, store_linear_weights_fp16
     from semantic_ids.llama_body import LlamaBody
 
-    loaded = load_recommender_model(bundle, BASE_MODELS_DIR, "cpu", own_forward=False)
-    bodies = {
-        "transformers": None,
-        "own": LlamaBody.of(loaded.model, pack=False),
-        "own_packed": LlamaBody.of(loaded.model),
-    }
-    if bodies["own"] is None:
+    served_precision = inference_precision(torch.device("cpu"))
+    fp16 = served_precision == "fp16-weights"
+    loaded = load_recommender_model(
+        bundle, BASE_MODELS_DIR, "cpu", own_forward=False, precision="fp32" if fp16 else "auto"
+    )
+    model = loaded.model
+    if LlamaBody.of(model, pack=False) is None:
         raise SystemExit(
             f"error: bundle {bundle}'s model is not a plain Llama: there is no own forward to compare"
         )
+    if not fp16:
+        return loaded, {
+            "transformers": (model, None),
+            "own": (model, LlamaBody.of(model, pack=False)),
+            "own_packed": (model, LlamaBody.of(model)),
+        }
+    stored_fp16 = copy.deepcopy(model)
+    store_linear_weights_fp16(stored_fp16.get_decoder())
+    return loaded, {
+        "transformers": (stored_fp16, None),
+        "own_fp32_packed": (model, LlamaBody.of(model)),
+        "own_fp16": (model, LlamaBody.of(model, fp16_weights=True)),
+    }
+
+
+def forwards(bundle: Path, queries: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], Callable[[str], Any]]:
+    """Part 1; also returns the service's hybrid ranking (the last way, what it serves) for part 2."""
+    from semantic_ids.decoding import ConstrainedDecoder
+    from semantic_ids.hybrid import HybridRanker
+
+    loaded, ways = _served_ways(bundle)
+    variants = list(ways)
     rankers = {
         name: HybridRanker(
-            ConstrainedDecoder(loaded.model, loaded.tokenizer, loaded.trie, body=body),
+            ConstrainedDecoder(model, loaded.tokenizer, loaded.trie, body=body),
             loaded.lexical,
             loaded.ids,
             loaded.fusion,
             loaded.dense,
         )
-        for name, body in bodies.items()
+        for name, (model, body) in ways.items()
     }
     item_of = dict(zip(loaded.ids, loaded.lexical.item_ids, strict=True))
     for ranker in rankers.values():  # warm-up: first calls allocate
         ranker.rank([queries[0]["query"]], TOP_K, "hybrid", num_beams=BEAMS)
-    seconds: dict[tuple[str, str], list[float]] = {(v, m): [] for v in VARIANTS for m in MODES}
-    recalls: dict[tuple[str, str], list[float]] = {(v, m): [] for v in VARIANTS for m in MODES}
-    same: dict[tuple[str, str], int] = {(v, m): 0 for v in VARIANTS for m in MODES}
+    seconds: dict[tuple[str, str], list[float]] = {(v, m): [] for v in variants for m in MODES}
+    recalls: dict[tuple[str, str], list[float]] = {(v, m): [] for v in variants for m in MODES}
+    same: dict[tuple[str, str], int] = {(v, m): 0 for v in variants for m in MODES}
     for query in queries:
         for mode in MODES:
             answers = {}
-            for variant in VARIANTS:
+            for variant in variants:
                 started = time.perf_counter()
                 found = rankers[variant].rank([query["query"]], TOP_K, mode, num_beams=BEAMS)[0]
                 seconds[variant, mode].append(time.perf_counter() - started)
@@ -92,7 +123,7 @@ def forwards(bundle: Path, queries: Sequence[dict[str, Any]]) -> tuple[dict[str,
     rows = []
     for mode in MODES:
         base = statistics.median(seconds["transformers", mode])
-        for variant in VARIANTS:
+        for variant in variants:
             rows.append(
                 {
                     "mode": mode,
@@ -103,9 +134,14 @@ def forwards(bundle: Path, queries: Sequence[dict[str, Any]]) -> tuple[dict[str,
                     "same_ids_and_order_as_transformers": round(same[variant, mode] / len(queries), 3),
                 }
             )
-    packed = bodies["own_packed"]
-    served = rankers["own_packed"]
-    result = {"precision": loaded.precision, "packed_weights": bool(packed and packed.packed), "rows": rows}
+    served_name = variants[-1]
+    served_body = ways[served_name][1]
+    served = rankers[served_name]
+    result = {
+        "served_precision": "fp16-weights" if served_name == "own_fp16" else loaded.precision,
+        "served_weights": served_body.weights if served_body is not None else None,
+        "rows": rows,
+    }
     return result, lambda text: served.rank([text], TOP_K, "hybrid", num_beams=BEAMS)
 
 

@@ -39,7 +39,7 @@ class _Shape:
 class LlamaBody(torch.nn.Module):
     """The decoder layers of a ``LlamaForCausalLM`` with q/k/v and gate/up each in one linear layer."""
 
-    def __init__(self, model: Any, shape: _Shape, *, pack: bool = True) -> None:
+    def __init__(self, model: Any, shape: _Shape, *, pack: bool = True, fp16_weights: bool = False) -> None:
         super().__init__()
         decoder = model.get_decoder()
         self.shape = shape
@@ -52,7 +52,10 @@ class LlamaBody(torch.nn.Module):
         self.o = torch.nn.ModuleList()
         self.gate_up = torch.nn.ModuleList()
         self.down = torch.nn.ModuleList()
-        laid_out = _packs_weights(self.embed) if pack else _as_is
+        if fp16_weights:
+            laid_out: Any = Fp16WeightLinear
+        else:
+            laid_out = _packs_weights(self.embed) if pack else _as_is
         for layer in decoder.layers:
             attention, mlp = layer.self_attn, layer.mlp
             self.qkv.append(laid_out(_joined(attention.q_proj, attention.k_proj, attention.v_proj)))
@@ -60,6 +63,9 @@ class LlamaBody(torch.nn.Module):
             self.o.append(laid_out(attention.o_proj))
             self.down.append(laid_out(mlp.down_proj))
         self.packed = laid_out is PackedLinear
+        self.weights = (
+            "fp16 (fbgemm)" if fp16_weights else "packed for oneDNN" if self.packed else "as loaded"
+        )
         rotary = decoder.rotary_emb
         positions = torch.arange(model.config.max_position_embeddings, device=self.embed.device)
         # transformers' rotary forward, for every position at once: the same fp32 products, then the cast.
@@ -69,10 +75,12 @@ class LlamaBody(torch.nn.Module):
         self.sin = (angles.sin() * rotary.attention_scaling).to(self.embed.dtype)
 
     @classmethod
-    def of(cls, model: Any, *, pack: bool = True) -> LlamaBody | None:
+    def of(cls, model: Any, *, pack: bool = True, fp16_weights: bool = False) -> LlamaBody | None:
         """The body of ``model`` (eval mode, weights frozen), or None where it is not a plain Llama.
         ``pack=False`` keeps the weights as they are instead of laying them out (``PackedLinear``), for
-        comparison."""
+        comparison. ``fp16_weights``: the body's linear weights stored in fp16 for fbgemm
+        (``Fp16WeightLinear``; an fp32 model on a CPU only), what the service runs on AVX2 CPUs without
+        native bf16."""
         config = getattr(model, "config", None)
         if config is None or getattr(config, "model_type", None) != "llama" or model.training:
             return None
@@ -97,6 +105,8 @@ class LlamaBody(torch.nn.Module):
         ]
         if not plain or any(type(module) is not torch.nn.Linear for module in linears):
             return None  # peft layers, quantised layers, biases or another rotary: transformers' forward
+        if fp16_weights and (model.device.type != "cpu" or model.dtype != torch.float32):
+            raise ValueError("fp16 weights are for an fp32 model on a CPU (fbgemm's kernels)")
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         shape = _Shape(
             heads=config.num_attention_heads,
@@ -105,7 +115,7 @@ class LlamaBody(torch.nn.Module):
             eps=config.rms_norm_eps,
         )
         with torch.no_grad():
-            return cls(model, shape, pack=pack)
+            return cls(model, shape, pack=pack, fp16_weights=fp16_weights)
 
     def session(self) -> LlamaSession:
         """A search's view of the body: its forwards share one fresh KV cache."""
@@ -243,6 +253,24 @@ class PackedLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [None], "")
+        return out
+
+
+class Fp16WeightLinear(torch.nn.Module):
+    """A bias-free linear layer with its weight stored in fp16, laid out for fbgemm once, computed in fp32.
+
+    What ``torch.ao``'s dynamic fp16 ``Linear`` runs (``causal_lm.store_linear_weights_fp16``), over the
+    joined weights: on an AVX2 CPU without native bf16, decoding is bound by reading the weights, and fp16
+    halves the bytes at fp32's rankings (bench/HISTORY.md, issue 10). Results equal that layer's, bitwise.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.out_features = linear.weight.shape[0]
+        self.packed = torch.ops.quantized.linear_prepack_fp16(linear.weight.detach().float(), None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
         return out
 
 

@@ -156,12 +156,15 @@ def load_recommender_model(
             raise
         runs_as = inference_precision(target, precision)
         model = model.to(device=target, dtype=torch.bfloat16 if runs_as == "bf16" else torch.float32).eval()
-        if runs_as == "fp16-weights":
+        fp16_weights = runs_as == "fp16-weights"
+        # The body first: it joins the fp32 weights and stores its own fp16 copy; the model's layers are
+        # then stored in fp16 too (for ``generate``), so the fp32 weights are freed.
+        body = LlamaBody.of(model, fp16_weights=fp16_weights) if own_forward else None
+        if fp16_weights:
             store_linear_weights_fp16(model.get_decoder())
-        body = LlamaBody.of(model) if own_forward else None
         base_checked.result()
         dense = dense_loaded.result() if dense_loaded is not None else None
-    forward = "transformers' forward" if body is None else f"own forward, packed weights: {body.packed}"
+    forward = "transformers' forward" if body is None else f"own forward, weights {body.weights}"
     logger.info("loaded bundle %s on %s (%s, %s)", manifest.bundle_id, target, runs_as, forward)
     return LoadedModel(
         model=model,

@@ -10,9 +10,9 @@ import pytest
 import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
-from semantic_ids.causal_lm import store_linear_weights_fp16
+from semantic_ids.causal_lm import cpu_runs_fp16_weights, store_linear_weights_fp16
 from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
-from semantic_ids.llama_body import LlamaBody, PackedLinear
+from semantic_ids.llama_body import LlamaBody, PackedLinear, _packs_weights
 from semantic_ids.search_steps import prompt_positions, rows_mask
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_IDS, TINY_SCHEME
@@ -148,6 +148,42 @@ def test_packed_weights_give_what_linear_gives(dtype: torch.dtype) -> None:
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this torch has no oneDNN")
     linear = torch.nn.Linear(96, 80, bias=False).to(dtype)
+    if _packs_weights(linear.weight) is not PackedLinear:
+        pytest.skip(f"oneDNN does not run {dtype} products on this CPU: the body keeps plain linear layers")
     x = torch.randn(4, 7, 96, dtype=dtype)
     with torch.inference_mode():
         torch.testing.assert_close(PackedLinear(linear)(x), linear(x), rtol=0, atol=0)
+
+
+def test_fp16_weight_body_finds_what_the_fp16_weight_model_finds(tied: tuple[Any, Any, list[int]]) -> None:
+    """On AVX2 CPUs the service stores the linear weights in fp16 (``precision="fp16-weights"``): the body
+    built for that gives the IDs, order and scores that transformers' forward over fp16-stored layers
+    gives, and the model keeps generating afterwards."""
+    if not cpu_runs_fp16_weights():
+        pytest.skip("fbgemm's fp16-weight kernels need an x86 CPU with AVX2 and F16C")
+    model, tokenizer, _ = tied
+    trie = PrefixTrie(TINY_IDS, TINY_SCHEME)
+    reference_model = copy.deepcopy(model)
+    store_linear_weights_fp16(reference_model.get_decoder())
+    reference = ConstrainedDecoder(reference_model, tokenizer, trie)
+    served = copy.deepcopy(model)
+    body = LlamaBody.of(served, fp16_weights=True)  # as the service loads it: the body, then the model
+    store_linear_weights_fp16(served.get_decoder())
+    assert body is not None and body.weights == "fp16 (fbgemm)"
+    fast = ConstrainedDecoder(served, tokenizer, trie, body=body)
+    for beams in (1, 4, 10):
+        _same(
+            reference.decode(QUERIES, num_beams=beams, top_k=beams),
+            fast.decode(QUERIES, num_beams=beams, top_k=beams),
+        )
+    candidates = [TINY_IDS[i : i + 6] for i in range(len(QUERIES))]
+    for want, got in zip(
+        reference.score_ids(QUERIES, candidates), fast.score_ids(QUERIES, candidates), strict=True
+    ):
+        assert got == pytest.approx(want, rel=REL)
+    _same(
+        reference.decode(QUERIES, num_beams=4, top_k=4, method="generate"),
+        fast.decode(QUERIES, num_beams=4, top_k=4, method="generate"),
+    )
+    with pytest.raises(ValueError, match="fp32 model on a CPU"):
+        LlamaBody.of(copy.deepcopy(model).to(torch.bfloat16), fp16_weights=True)

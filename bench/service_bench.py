@@ -140,6 +140,15 @@ def prepare_database(admin_url: str | None, bundle_dir: Path, manifest: Manifest
 @contextmanager
 def served(config: BenchConfig, database_url: str, port: int, **env: str) -> Iterator[tuple[str, float]]:
     """Start ``semid-service serve``; yield (base URL, seconds from process start to /readyz 200)."""
+    with served_process(config, database_url, port, **env) as (base_url, cold_start_s, _):
+        yield base_url, cold_start_s
+
+
+@contextmanager
+def served_process(
+    config: BenchConfig, database_url: str, port: int, **env: str
+) -> Iterator[tuple[str, float, subprocess.Popen[bytes]]]:
+    """``served``, also yielding the server's process (to read its memory)."""
     command = [
         sys.executable, "-m", "app.cli",  # what the semid-service script runs, where no script is installed
         "serve",
@@ -154,7 +163,7 @@ def served(config: BenchConfig, database_url: str, port: int, **env: str) -> Ite
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     try:
         cold_start_s = _wait_ready(base_url, process, log.name, started)
-        yield base_url, cold_start_s
+        yield base_url, cold_start_s, process
     finally:
         process.terminate()
         process.wait(60)

@@ -44,6 +44,10 @@ class RQVAEConfig:
     dead_code_threshold: float = 0.5
     rotation_trick: bool = True  # gradients through the quantiser keep their angle to the codeword
     epochs: int = 60
+    # Items the codebooks are trained on: a seeded sample of at most this many (0: every item). Every item
+    # is still encoded and gets its ID; a large catalogue's training costs what a sample's does, as
+    # k-means and product quantisers are trained on samples (bench/RESULTS.md, Scale).
+    train_sample: int = 0
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 1e-4

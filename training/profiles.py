@@ -32,6 +32,9 @@ from training.pipeline.config import PipelineConfig, PipelineError
 
 SMALL_CATALOGUE = 5000  # items; a catalogue of another profile up to this size takes the demo preset
 MIN_IDS_PER_ITEM = 4  # possible IDs (codebook_size ** levels) per item; below, collisions crowd the IDs
+# Past this many items the RQ-VAE trains on a sample of this many (``RQVAEConfig.train_sample``): at 10^6
+# items training on all of them took 1,380 s of a 1,424 s ID stage on 2 cores (bench/RESULTS.md, Scale).
+RQVAE_TRAIN_SAMPLE = 100_000
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,10 @@ def _nearest(item_count: int | None) -> Profile:
 def rqvae_config(profile: str, item_count: int | None = None, **overrides: Any) -> RQVAEConfig:
     """The profile's RQ-VAE preset; another profile takes the preset nearest its catalogue size, with
     no more codes than items (halved until they fit) and as many levels as give ``MIN_IDS_PER_ITEM``
-    possible IDs per item."""
+    possible IDs per item; past ``RQVAE_TRAIN_SAMPLE`` items, trained on a sample of that many."""
     preset = PROFILES.get(profile) or _nearest(item_count)
-    config = RQVAEConfig(**{**preset.rqvae, **overrides})
+    sample = {"train_sample": RQVAE_TRAIN_SAMPLE} if (item_count or 0) > RQVAE_TRAIN_SAMPLE else {}
+    config = RQVAEConfig(**{**preset.rqvae, **sample, **overrides})
     if profile in PROFILES or item_count is None or "levels" in overrides:
         return config
     size = config.codebook_size

@@ -102,6 +102,12 @@ def train_rqvae(
         )
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    if config.train_sample and len(embeddings) > config.train_sample:
+        chosen = np.sort(
+            np.random.default_rng(config.seed).choice(len(embeddings), config.train_sample, replace=False)
+        )
+        embeddings = embeddings[chosen]
+        logger.info("rq-vae: training on a sample of %d items", config.train_sample)
     data = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
     model = SemanticRQVAE.from_config(config)
     _init_codebooks(model, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from semantic_ids.rqvae import RQVAEConfig, RQVAEError, SemanticRQVAE, load_rqvae, save_rqvae
 from tests.helpers.rqvae_data import CLUSTERS, TINY, clustered_embeddings
 from training.ids.train_rqvae import encode_items, train_rqvae
-from training.profiles import rqvae_config
+from training.profiles import RQVAE_TRAIN_SAMPLE, rqvae_config
 
 Trained = tuple[SemanticRQVAE, list[dict[str, Any]], np.ndarray, np.ndarray]
 
@@ -96,3 +97,24 @@ def test_profile_presets() -> None:
     assert (small.codebook_size, small.levels) == (32, 2)
     assert rqvae_config("full", epochs=2).epochs == 2
     assert RQVAEConfig.from_json(full.to_json()) == full
+
+
+def test_a_sample_trains_codebooks_that_still_follow_every_items_clusters() -> None:
+    """A large catalogue's RQ-VAE trains on a seeded sample (``train_sample``): the same seed gives the
+    same model, not the one every item trains, and every item, sampled or not, still lands on its
+    cluster's level-0 code."""
+    torch.set_num_threads(1)
+    embeddings, labels = clustered_embeddings(per_cluster=120)
+    sampled = replace(TINY, train_sample=240)  # a quarter of the 960 items
+    model, _ = train_rqvae(embeddings, sampled, show_progress=False)
+    again, _ = train_rqvae(embeddings, sampled, show_progress=False)
+    codes = encode_items(model, embeddings)["codes"]
+    assert np.array_equal(codes, encode_items(again, embeddings)["codes"])
+    everything, _ = train_rqvae(embeddings, TINY, show_progress=False)  # the same seed on every item
+    assert not torch.equal(model.encoder[0].weight, everything.encoder[0].weight)
+    majority = sum(np.bincount(codes[labels == cluster, 0]).max() for cluster in range(CLUSTERS))
+    assert majority / len(labels) >= 0.8
+    # The presets: past RQVAE_TRAIN_SAMPLE items a catalogue trains on a sample of that many.
+    assert rqvae_config("mine", item_count=RQVAE_TRAIN_SAMPLE).train_sample == 0
+    assert rqvae_config("mine", item_count=RQVAE_TRAIN_SAMPLE + 1).train_sample == RQVAE_TRAIN_SAMPLE
+    assert rqvae_config("mine", item_count=10**6, train_sample=0).train_sample == 0  # unless asked for

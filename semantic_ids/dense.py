@@ -15,6 +15,7 @@ index's).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,10 +104,62 @@ class DenseIndex:
         return cls(vectors, meta["item_ids"], catalogue_hash, str(meta.get("model")))
 
 
-class DenseRetriever:
-    """An index and the encoder of its model: queries -> cosine similarity to every item."""
+# Past this many items the dense source searches a neighbour index instead of reading every vector
+# for every query (bench/RESULTS.md, Scale: at 10^6 items the exact product reads 1.5 GB a query).
+ANN_MIN_ITEMS = 200_000
+ANN_NEIGHBOURS = 256  # neighbours a query takes from the index; their cosines are then computed exactly
+ANN_PROBES = 16  # inverted lists searched a query
 
-    def __init__(self, index: DenseIndex, encoder: QueryEncoder) -> None:
+
+class NeighbourIndex:
+    """Approximate nearest neighbours by inner product: faiss's inverted lists (``IndexIVFScalarQuantizer``)
+    over the item vectors stored in 8 bits a dimension (a quarter of their float32 bytes), sqrt(N) lists
+    trained on a seeded sample, ``ANN_PROBES`` of them searched a query. Built from the vectors at load
+    (seconds at 10^6 items), so it always holds the served catalogue, overlay included; nothing extra
+    is stored in the bundle. Chosen over HNSW (faiss's, usearch's) by ``bench/dense_ann.py``."""
+
+    def __init__(self, vectors: np.ndarray, *, probes: int = ANN_PROBES, seed: int = 0) -> None:
+        try:
+            import faiss
+        except ImportError as error:
+            raise BundleMismatch(
+                f"{len(vectors)} item vectors need the neighbour index, which needs faiss-cpu: "
+                "pip install faiss-cpu"
+            ) from error
+        count, dimensions = vectors.shape
+        lists = max(1, int(math.sqrt(count)))
+        quantizer = faiss.IndexFlatIP(dimensions)
+        self._index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dimensions, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        rng = np.random.default_rng(seed)
+        sample = vectors[np.sort(rng.choice(count, min(count, 64 * lists), replace=False))]
+        self._index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        for start in range(0, count, 65_536):  # in blocks: no float32 copy of the whole matrix
+            self._index.add(np.ascontiguousarray(vectors[start : start + 65_536], dtype=np.float32))
+        self._index.nprobe = min(probes, lists)
+        self._faiss = faiss
+
+    def search(self, queries: np.ndarray, depth: int) -> np.ndarray:
+        """(queries, depth) item rows, nearest first; -1 where fewer were found.
+
+        One faiss thread: a query probes a few lists, and a second OpenMP team beside torch's costs the
+        model's forwards more than it saves (bench/HISTORY.md, 2026-12-06)."""
+        self._faiss.omp_set_num_threads(1)
+        _, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), depth)
+        return np.asarray(rows)
+
+
+class DenseRetriever:
+    """An index and the encoder of its model: queries -> cosine similarity to the items.
+
+    Up to ``ANN_MIN_ITEMS`` items every similarity is exact; past that the neighbour index finds each
+    query's ``ANN_NEIGHBOURS`` nearest and only those get their (exact) cosine, the rest 0, until
+    ``DenseScores.fill`` computes the ones a caller needs."""
+
+    def __init__(
+        self, index: DenseIndex, encoder: QueryEncoder, *, ann_min_items: int = ANN_MIN_ITEMS
+    ) -> None:
         if encoder.model != index.model or encoder.dimensions != index.dimensions:
             raise BundleMismatch(
                 f"the dense index holds {index.dimensions}-d vectors of {index.model}, but the query "
@@ -114,15 +167,47 @@ class DenseRetriever:
             )
         self.index = index
         self.encoder = encoder
+        self.neighbours = NeighbourIndex(index.vectors) if len(index) >= ann_min_items else None
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
-        """(queries, items) cosine similarities in [-1, 1].
+        """(queries, items) cosine similarities in [-1, 1], every one exact (the whole product)."""
+        return self._product(torch.from_numpy(self.encoder.encode(list(queries))))
 
-        The product runs in torch, on the calling thread's OpenMP team, not in numpy: numpy's BLAS has
-        threads of its own that spin after a matrix product, and on a 2-core CPU the model's next forward
-        took 110 ms instead of 24 while they did (bench/HISTORY.md, 2026-12-06)."""
-        vectors = torch.from_numpy(self.encoder.encode(list(queries)))  # (queries, dimensions)
+    def search(self, queries: Sequence[str]) -> DenseScores:
+        """The queries' similarities: exact for every item, or, past ``ANN_MIN_ITEMS``, for each query's
+        nearest items only (``DenseScores.fill`` adds others)."""
+        vectors = self.encoder.encode(list(queries))  # (queries, dimensions)
+        if self.neighbours is None:
+            return DenseScores(vectors, self._product(torch.from_numpy(vectors)), None)
+        similarity = np.zeros((len(vectors), len(self.index)), dtype=np.float32)
+        near = self.neighbours.search(vectors, ANN_NEIGHBOURS)
+        scores = DenseScores(vectors, similarity, self.index.vectors)
+        for query, rows in enumerate(near):
+            scores.fill(query, rows[rows >= 0])
+        return scores
+
+    def _product(self, vectors: torch.Tensor) -> np.ndarray:
+        # In torch, on the calling thread's OpenMP team, not in numpy: numpy's BLAS has threads of its own
+        # that spin after a matrix product, and on a 2-core CPU the model's next forward took 110 ms
+        # instead of 24 while they did (bench/HISTORY.md, 2026-12-06).
         return (vectors @ torch.from_numpy(self.index.vectors).T).numpy()
+
+
+class DenseScores:
+    """A batch's cosine similarities, (queries, items); ``item_vectors`` None: every one is exact."""
+
+    def __init__(self, vectors: np.ndarray, similarity: np.ndarray, item_vectors: np.ndarray | None) -> None:
+        self.vectors = vectors
+        self.similarity = similarity
+        self._item_vectors = item_vectors
+
+    def fill(self, query: int, rows: Sequence[int] | np.ndarray) -> None:
+        """Compute the exact cosines of ``rows`` for query ``query`` (a no-op where all are exact)."""
+        if self._item_vectors is None or len(rows) == 0:
+            return
+        chosen = np.asarray(rows, dtype=np.int64)
+        # einsum, not ``@``: numpy's BLAS threads spin after a product (``DenseRetriever._product``).
+        self.similarity[query, chosen] = np.einsum("ij,j->i", self._item_vectors[chosen], self.vectors[query])
 
 
 def bundle_dense_index(

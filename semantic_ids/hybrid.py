@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, get_args
 
 import numpy as np
@@ -69,6 +70,8 @@ class _Retrieved:
     dense: np.ndarray | None  # (items,) cosine similarities; None: the dense source is off
     found: list[tuple[str, list[int]]]  # (source, its evidence rows, best first)
     filler: list[int]  # lexical rows to fill up with, should the candidates fall short
+    # Computes exact cosines of the given rows into ``dense`` (a neighbour index gives only its finds').
+    fill_dense: Callable[[Sequence[int]], None] | None = None
 
 
 @dataclass
@@ -186,6 +189,9 @@ class HybridRanker:
             chosen.append(union(beam_rows, found.found, found.filler, wanted))
         self._score_missing(queries, chosen, known)
         timings.model_s += time.perf_counter() - started
+        for rows, found in zip(chosen, retrieved, strict=True):
+            if found.fill_dense is not None:
+                found.fill_dense([row for row, _ in rows])
         return [_candidates(c, lp, r) for c, lp, r in zip(chosen, known, retrieved, strict=True)]
 
     def _dense_on(self, dense_depth: int) -> bool:
@@ -197,7 +203,8 @@ class HybridRanker:
         dense: np.ndarray | None = None
         if self.dense is not None and self._dense_on(dense_depth):
             started = time.perf_counter()
-            dense = self.dense.scores(queries)  # (queries, items)
+            found_dense = self.dense.search(queries)
+            dense = found_dense.similarity  # (queries, items)
             timings.dense_s += time.perf_counter() - started
         out = []
         for index, query in enumerate(queries):
@@ -214,9 +221,10 @@ class HybridRanker:
             filler = best_rows(ranking, max(lexical_depth, k))
             out.append(
                 _Retrieved(
-                    scores.evidence, scores.title, satisfied, scores.decisive, similarity, found, filler
+                    scores.evidence, scores.title, satisfied, scores.decisive, similarity, found, filler,
+                    None if dense is None else partial(found_dense.fill, index),
                 )
-            )
+            )  # fmt: skip
         return out
 
     def _decisive_rows(

@@ -3,6 +3,7 @@ checked against its catalogue, and fusion with them keeps every guarantee of the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -188,3 +189,57 @@ def test_a_dense_index_is_built_from_vectors_in_catalogue_order(bundle: TinyBund
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0)
     with pytest.raises(ValueError, match=r"\(19, 2\) item vectors for 20 catalogue items"):
         DenseIndex.build(vectors[:19], bundle.items, "hash", "m")
+
+
+def test_the_neighbour_index_finds_the_exact_neighbours_on_a_small_index() -> None:
+    """Past ``ANN_MIN_ITEMS`` the dense source searches faiss's inverted lists, then computes the exact
+    cosines of what they found: on clustered vectors, each query's top 10 is the exact top 10, with the
+    exact cosines, and every other item stays at 0 until ``fill`` computes it."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((50, 32)).astype(np.float32)
+    vectors = centres[rng.integers(0, 50, 5000)] + 0.3 * rng.standard_normal((5000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [{"item_id": f"i{n}"} for n in range(len(vectors))]
+    index = DenseIndex.build(vectors, rows, "hash", "vectors")
+
+    class Given:  # queries that are item vectors with noise, as an encoder would give them
+        model, dimensions = "vectors", 32
+        asked = vectors[rng.integers(0, 5000, 40)] + 0.1 * rng.standard_normal((40, 32)).astype(np.float32)
+        asked /= np.linalg.norm(asked, axis=1, keepdims=True)
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return self.asked[[int(text) for text in texts]]
+
+    queries = [str(n) for n in range(40)]
+    exact = DenseRetriever(index, Given()).search(queries)
+    approximate = DenseRetriever(index, Given(), ann_min_items=1000).search(queries)
+    assert DenseRetriever(index, Given()).neighbours is None  # 5,000 items: the exact product
+    for query in range(len(queries)):
+        want = np.argsort(-exact.similarity[query])[:10]
+        got = np.argsort(-approximate.similarity[query])[:10]
+        assert got.tolist() == want.tolist()
+        np.testing.assert_allclose(
+            approximate.similarity[query, got], exact.similarity[query, want], rtol=1e-5
+        )
+        assert np.count_nonzero(approximate.similarity[query]) <= 256
+    far = int(np.argmin(exact.similarity[0]))
+    assert approximate.similarity[0, far] == 0.0
+    approximate.fill(0, [far])
+    assert approximate.similarity[0, far] == pytest.approx(exact.similarity[0, far], rel=1e-5)
+
+
+def test_hybrid_over_the_neighbour_index_ranks_as_over_the_exact_product(loaded: LoadedModel) -> None:
+    """Every candidate gets its exact cosine (``fill``), so where the index finds every item the fused
+    rankings and scores are those of the exact product."""
+    assert loaded.dense is not None
+    searched = DenseRetriever(loaded.dense.index, loaded.dense.encoder, ann_min_items=1)
+    assert searched.neighbours is not None
+    with_index = dataclasses.replace(loaded, dense=searched)
+    for fusion in FUSIONS:
+        want = loaded.ranker(fusion).rank(QUERIES, 5, "hybrid", num_beams=4)
+        got = with_index.ranker(fusion).rank(QUERIES, 5, "hybrid", num_beams=4)
+        assert [[r.semantic_id for r in row] for row in got] == [[r.semantic_id for r in row] for row in want]
+        for got_row, want_row in zip(got, want, strict=True):
+            assert [r.dense_score for r in got_row] == pytest.approx(
+                [r.dense_score for r in want_row], rel=1e-5
+            )

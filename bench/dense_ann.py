@@ -1,0 +1,216 @@
+"""Nearest-neighbour libraries against the exact product, side by side on the same vectors and queries.
+
+    .venv/bin/python -m bench.dense_ann --sizes 100000,1000000
+
+The dense source's exact search reads every item vector for every query (10^6 items x 384 float32 =
+1.5 GB a query). For each size (synthetic vectors, ``bench.scale_ids.synthetic_vectors``; queries are
+items' vectors with noise, as a query lands near, not on, what it asks for): build seconds, bytes in
+memory, query p50 (one query at a time, the service's case) and Recall@k of the exact top k (k = 50,
+the depth the dense source feeds the fusion, and 10) for:
+
+- ``exact``: the matrix product in torch (what ``semantic_ids.dense`` runs);
+- ``usearch``: HNSW (``usearch.index.Index``), inner product over f16 vectors, default graph settings
+  (not a dependency of the project: ``pip install usearch`` to compare it);
+- ``faiss_hnsw``: faiss's HNSW over the float32 vectors, ``IndexHNSWFlat`` with inner product;
+- ``faiss_ivf``: faiss's inverted lists (``IndexIVFFlat``, sqrt(N) lists trained on a sample, 16 probed);
+- ``faiss_ivf_sq8``: the same lists over vectors stored in 8 bits a dimension (a quarter of float32).
+
+Writes ``bench/results/dense_ann.json`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.scale_ids import synthetic_vectors
+
+OUT = Path("bench/results/dense_ann.json")
+DEPTHS = (10, 50)
+QUERY_NOISE = 0.5  # relative to a unit vector, before normalising
+
+
+def _queries(vectors: np.ndarray, count: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = vectors[rng.integers(0, len(vectors), count)]
+    noisy = picked + QUERY_NOISE * rng.standard_normal(picked.shape, dtype=np.float32) / np.sqrt(
+        vectors.shape[1]
+    )
+    normalised: np.ndarray = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+    return normalised
+
+
+def _exact(vectors: np.ndarray) -> Callable[[np.ndarray, int], np.ndarray]:
+    import torch
+
+    matrix = torch.from_numpy(vectors)
+
+    def search(query: np.ndarray, k: int) -> np.ndarray:
+        scores = torch.from_numpy(query) @ matrix.T
+        return scores.topk(k, dim=1).indices.numpy()
+
+    return search
+
+
+def _usearch(vectors: np.ndarray) -> Callable[[np.ndarray, int], np.ndarray]:
+    from usearch.index import Index
+
+    index = Index(ndim=vectors.shape[1], metric="ip", dtype="f16")
+    index.add(np.arange(len(vectors)), vectors, threads=2)
+
+    def search(query: np.ndarray, k: int) -> np.ndarray:
+        return np.asarray(index.search(query, k, threads=1).keys).reshape(len(query), k)
+
+    search.nbytes = index.memory_usage  # type: ignore[attr-defined]
+    return search
+
+
+def _faiss_hnsw(vectors: np.ndarray) -> Callable[[np.ndarray, int], np.ndarray]:
+    import faiss
+
+    index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efSearch = 64
+    index.add(vectors)
+
+    def search(query: np.ndarray, k: int) -> np.ndarray:
+        return index.search(query, k)[1]
+
+    return search
+
+
+def _faiss_ivf(vectors: np.ndarray, *, sq8: bool = False) -> Callable[[np.ndarray, int], np.ndarray]:
+    import faiss
+
+    faiss.omp_set_num_threads(2)
+    lists = int(np.sqrt(len(vectors)))
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    index: Any
+    if sq8:
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, vectors.shape[1], lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+    else:
+        index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
+    sample = vectors[
+        np.random.default_rng(0).choice(len(vectors), min(len(vectors), 50 * lists), replace=False)
+    ]
+    index.train(sample)
+    index.add(vectors)
+    index.nprobe = 16
+    faiss.omp_set_num_threads(1)  # one query at a time: the service's case
+
+    def search(query: np.ndarray, k: int) -> np.ndarray:
+        return index.search(query, k)[1]
+
+    return search
+
+
+LIBRARIES: dict[str, Callable[[np.ndarray], Callable[[np.ndarray, int], np.ndarray]]] = {
+    "exact": _exact,
+    "usearch": _usearch,
+    "faiss_hnsw": _faiss_hnsw,
+    "faiss_ivf": _faiss_ivf,
+    "faiss_ivf_sq8": lambda vectors: _faiss_ivf(vectors, sq8=True),
+}
+
+
+def measure(count: int, library: str, queries: int) -> dict[str, Any]:
+    """One library at one size, in this process (its memory is its own)."""
+    import torch
+
+    torch.set_num_threads(2)
+    vectors = synthetic_vectors(count)
+    asked = _queries(vectors, queries)
+    exact = _exact(vectors)
+    truth = {k: exact(asked, k) for k in DEPTHS}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    search = LIBRARIES[library](vectors)
+    build_s = time.perf_counter() - started
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    search(asked[:1], max(DEPTHS))  # first call allocates
+    seconds: list[float] = []
+    recalls: dict[int, list[float]] = {k: [] for k in DEPTHS}
+    for row in range(len(asked)):
+        started = time.perf_counter()
+        found = search(asked[row : row + 1], max(DEPTHS))[0]
+        seconds.append(time.perf_counter() - started)
+        for k in DEPTHS:
+            recalls[k].append(len(set(found[:k].tolist()) & set(truth[k][row].tolist())) / k)
+    return {
+        "items": count,
+        "library": library,
+        "build_s": round(build_s, 2),
+        "peak_rss_growth_mib": round(grown_mib, 1),
+        "query_p50_ms": round(1000 * statistics.median(seconds), 3),
+        **{f"recall@{k}_of_exact": round(statistics.fmean(recalls[k]), 4) for k in DEPTHS},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import subprocess
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="100000", help="comma-separated catalogue sizes")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES))
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child: "size,library"
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if args.one is not None:
+        size, library = args.one.split(",")
+        print(json.dumps(measure(int(size), library, args.queries)))
+        return 0
+    libraries = [name for name in args.libraries.split(",") if name]
+    unknown = [name for name in libraries if name not in LIBRARIES]
+    if unknown:
+        parser.error(f"unknown libraries {unknown}: use {', '.join(LIBRARIES)}")
+    rows = []
+    for library in libraries:
+        module = {"usearch": "usearch", "faiss_hnsw": "faiss", "faiss_ivf": "faiss"}.get(library)
+        if module is not None and importlib.util.find_spec(module) is None:
+            parser.error(f"{library} needs the package {module} (pip install {module}): or leave it out")
+    for size in [int(part) for part in args.sizes.split(",") if part.strip()]:
+        for library in libraries:
+            child = [
+                sys.executable,
+                "-m",
+                "bench.dense_ann",
+                "--one",
+                f"{size},{library}",
+                "--queries",
+                str(args.queries),
+            ]
+            done = subprocess.run(child, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"error: {library} at {size} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    result = {
+        "command": "python -m bench.dense_ann " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "vectors": "synthetic (bench/scale_ids.py); queries: item vectors with noise",
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -82,7 +82,12 @@ def measure(count: int) -> dict[str, Any]:
     report = assignment.report
     return {
         "items": count,
-        "rqvae": {"levels": config.levels, "codebook_size": config.codebook_size, "epochs": config.epochs},
+        "rqvae": {
+            "levels": config.levels,
+            "codebook_size": config.codebook_size,
+            "epochs": config.epochs,
+            "train_sample": config.train_sample,
+        },
         "codebook_sizes": assignment.codebook_sizes,
         "collision_rate": report["collision_rate"],
         "largest_collision_group": report["largest_collision_group"],

@@ -11,8 +11,9 @@ For each size, in a process of its own (so memory is that size's):
    pipeline's embedding stage finds them instead of running MiniLM (embedding 10^6 texts takes hours on 2
    cores). The dense source's *answers* are therefore not meaningful here, its costs are;
 3. ``semid pipeline`` on that catalogue (``run_pipeline``, the catalogue's own profile: the preset nearest
-   its size), fine-tuning for one step in fp32: the model is untrained above the demo, and a search's
-   cost does not depend on what the model learned (the same beams, the same trie walk);
+   its size), fine-tuning for one step in fp32 on one training query per item: the model is untrained
+   above the demo, and a search's cost does not depend on what the model learned (the same beams, the
+   same trie walk);
 4. the service (``semid-service serve``, its own process, PostgreSQL): the catalogue loaded into the
    database, cold start to /readyz, /recommend p50 in each mode (one client, queries made from catalogue
    fields), /items p50, and the server's resident memory after the requests.
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,9 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 def build(count: int, work: Path) -> dict[str, Any]:
     """Steps 1-3 for one size, in this process; returns what they cost."""
     from bench.synthetic_catalogue import synthetic_items, write_catalogue
-    from training.data.item_text import render_item_text
     from training.data.catalogue import read_catalogue
     from training.data.embeddings import EmbeddingCache, content_key
+    from training.data.item_text import render_item_text
     from training.pipeline.run import pipeline_inputs, run_pipeline
     from training.profiles import pipeline_config
     from training.run_layout import RunLayout
@@ -75,6 +77,12 @@ def build(count: int, work: Path) -> dict[str, Any]:
     name = f"scale-{count}"
     config = pipeline_config(
         name, count, time_budget_s=0, max_steps=1, precision="fp32", eval_every=0, eval_queries=20
+    )
+    # One training query per item, no attribute examples: one step reads a batch of them, and at 10^6
+    # items the profile's 12 + 2 per item would be 14 million examples written for nothing.
+    config = replace(
+        config,
+        examples=replace(config.examples, train_queries_per_item=1, attribute_examples_per_item=0),
     )
     layout = RunLayout(work / "run")
     inputs = pipeline_inputs(layout, name, jsonl=catalogue)
@@ -202,6 +210,24 @@ def measure(count: int, queries_count: int, port: int) -> dict[str, Any]:
     return row
 
 
+def _record(out: Path, row: dict[str, Any], argv: Sequence[str] | None) -> None:
+    """Put one size's row into ``out`` (key ``service``), replacing an earlier row of that size: each
+    size is written as soon as it is measured, and sizes measured in other runs stay."""
+    result = json.loads(out.read_text()) if out.is_file() else {}
+    section = result.setdefault("service", {"rows": []})
+    section.update(
+        command="python -m bench.scale_service " + " ".join(argv if argv is not None else sys.argv[1:]),
+        vectors="synthetic (bench/scale_ids.py), put in the embedding cache; the model fine-tuned 1 step",
+    )
+    rows = [old for old in section["rows"] if old["items"] != row["items"]] + [row]
+    section["rows"] = sorted(rows, key=lambda old: old["items"])
+    smallest = section["rows"][0]["generative_p50_ms"]
+    for old in section["rows"]:
+        old["generative_p50_vs_smallest"] = round(old["generative_p50_ms"] / smallest, 3)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated catalogue sizes")
@@ -223,7 +249,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--sizes takes whole numbers separated by commas, got {args.sizes!r}")
     if not sizes or min(sizes) < 100:
         parser.error("--sizes: each size must be at least 100 items")
-    rows = []
     for size in sizes:
         child = [
             sys.executable, "-m", "bench.scale_service", "--one", str(size),
@@ -235,21 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: size {size} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
             return 1
         row = json.loads(done.stdout.strip().splitlines()[-1])
+        row.update(
+            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            machine={"platform": platform.platform(), "cpus": os.cpu_count()},
+        )
         print(json.dumps(row), flush=True)
-        rows.append(row)
-    smallest = rows[0]["generative_p50_ms"]
-    for row in rows:
-        row["generative_p50_vs_smallest"] = round(row["generative_p50_ms"] / smallest, 3)
-    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    result["service"] = {
-        "command": "python -m bench.scale_service " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "vectors": "synthetic (bench/scale_ids.py), put in the embedding cache; the model fine-tuned 1 step",
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+        _record(args.out, row, argv)
     return 0
 
 

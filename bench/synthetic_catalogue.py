@@ -53,6 +53,8 @@ from training.data.catalogue import CatalogueError, load_films
 from training.data.items import CatalogueItem
 
 TITLE_TRIES = 8
+# Titles the catalogue reader takes for a missing value (``training.data.catalogue``): never drawn.
+NOT_TITLES = frozenset({"", "n/a", "na", "none", "null"})
 # Field groups copied together from one random film (see the module docstring), in load_films' order.
 ERA = ("year", "mpaa_rating", "runtime_minutes")
 ORIGIN = ("language", "country")
@@ -227,7 +229,7 @@ def synthetic_items(count: int, seed: int = 0, pools: FilmPools | None = None) -
         pools = film_pools(load_films())
     rng = Random(seed)
     copies = max(1, round(count / len(pools.films)))
-    taken = set(pools.real_titles)
+    taken = set(pools.real_titles) | NOT_TITLES
     for number in range(1, count + 1):
         row: dict[str, Any] = {"item_id": f"syn-{number:07d}", "title": _title(rng, pools, taken)}
         _copy_fields(row, rng.choice(pools.films), ERA)

@@ -150,3 +150,13 @@ def test_cli_refuses_a_bad_item_count(items: str, tmp_path: Path, capsys: pytest
     assert exited.value.code != 0
     assert "--items" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_no_title_reads_as_a_missing_value() -> None:
+    """A one-word title drawn as "None" would be read as no title at all (it happened at 10^5 items)."""
+    films = [
+        CatalogueItem(f"tt{number}", title, {"year": 2000 + number})
+        for number, title in enumerate(["None", "Null", "Heat"])
+    ]
+    rows = list(synthetic_items(200, seed=0, pools=film_pools(films)))
+    assert not {row["title"].casefold() for row in rows} & {"none", "null", "n/a", "na", ""}

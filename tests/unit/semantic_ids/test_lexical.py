@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semantic_ids import lexical
 from semantic_ids.bundle import BundleMismatch, catalogue_hash
 from semantic_ids.lexical import INDEX_META, LexicalIndex, import_bm25s
 from tests.helpers.tiny_catalogue import tiny_items
@@ -138,3 +139,25 @@ def test_a_rebuilt_index_scores_as_a_fresh_build(index: LexicalIndex) -> None:
     assert rebuilt.item_ids == fresh.item_ids
     for query in ("brand new picture", "fargo revisited", "lupino", "Alien", "a Ridley Scott film"):
         assert np.allclose(rebuilt.scores(query).ranking, fresh.scores(query).ranking), query
+
+
+def test_a_large_catalogue_matches_titles_among_those_sharing_trigrams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past ``TITLE_PREFILTER_MIN`` titles only the ``TITLE_CANDIDATES`` sharing the most trigrams with the
+    query are fuzzy-matched: typo'd titles still find their film with the score a full scan gives it, and
+    titles left out score 0."""
+    full = LexicalIndex.build(ITEMS, HASH)
+    monkeypatch.setattr(lexical, "TITLE_PREFILTER_MIN", 1)
+    monkeypatch.setattr(lexical, "TITLE_CANDIDATES", 3)
+    filtered = LexicalIndex.build(ITEMS, HASH)
+    for typo, title in TYPOS.items():
+        want, got = full.scores(f"looking for {typo}").title, filtered.scores(f"looking for {typo}").title
+        row = ROW_OF[title]
+        assert got[row] == pytest.approx(want[row]) and got[row] > 0.0
+        assert np.count_nonzero(got) <= 3
+        assert set(np.flatnonzero(got)) <= set(np.flatnonzero(want))
+    assert not filtered.scores("zzzz qqqq").title.any()  # no trigram in common: nothing to match
+    grams = lexical.TitleGrams(["matrix", "the rover", "marx"])
+    assert grams.candidates("marix", 1).tolist() == [0]
+    assert sorted(grams.candidates("marix", 5).tolist()) == [0, 2]

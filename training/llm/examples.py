@@ -15,6 +15,7 @@ the query's attribute constraints (capped), for a second, lenient "any matching 
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -127,18 +128,31 @@ class MatchIndex:
     ) -> None:
         self.index: dict[tuple[str, Any], set[str]] = defaultdict(set)
         self.title = templates.title_slot  # titles match whatever their case
+        self._found: dict[tuple[tuple[str, Any], ...], list[str]] = {}
         for item in items:
             for name, field in templates.fields.items():
                 for value in _match_keys(item, name, field, templates, every_value):
                     self.index[(name, value)].add(item.item_id)
 
     def matching(self, constraints: Mapping[str, list[Any]]) -> list[str]:
-        sets = [
-            self.index.get((name, value.lower() if name == self.title else value), set())
+        """The first ``MATCH_CAP`` item ids (in order) that meet every constraint.
+
+        Walks the smallest of the constraints' sets, and remembers each combination: a broad constraint
+        (one genre) holds half a large catalogue, and intersecting it anew for every query made the
+        examples of 10^5 items take 4 minutes instead of 3 s for 10^4 (bench/RESULTS.md, Scale)."""
+        keys = tuple(
+            (name, value.lower() if name == self.title else value)
             for name, values in constraints.items()
             for value in values
-        ]
-        return sorted(set.intersection(*sets))[:MATCH_CAP] if sets else []
+        )
+        if not keys:
+            return []
+        if keys not in self._found:
+            sets = sorted((self.index.get(key, set()) for key in keys), key=len)
+            smallest, others = sets[0], sets[1:]
+            met = (item_id for item_id in smallest if all(item_id in other for other in others))
+            self._found[keys] = heapq.nsmallest(MATCH_CAP, met)
+        return list(self._found[keys])
 
 
 def _match_keys(

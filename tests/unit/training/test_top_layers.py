@@ -341,12 +341,14 @@ def test_bf16_training_path_runs_on_cpu(run: tuple[Path, Path]) -> None:
 
 
 def _assert_same_logits(lm: Any, other: Any, batch: dict[str, torch.Tensor]) -> None:
+    """The same logits up to fp32 rounding: a merged W + BA rounds differently from x W + (x A) B, by up to
+    1.9e-5 on an AVX2-only CPU (2026-12-06), under 1e-5 on AVX-512 ones; a wrong merge is off by far more."""
     with torch.no_grad():
         got, want = (
             m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             for m in (lm, other)
         )
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 def _lora_modules(module: torch.nn.Module) -> list[str]:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.child_runs import child_row, run_header, write_result
 from bench.scale_ids import synthetic_vectors
 
 OUT = Path("bench/results/dense_ann.json")
@@ -177,7 +176,6 @@ def measure(count: int, library: str, queries: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import subprocess
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="100000", help="comma-separated catalogue sizes")
@@ -194,38 +192,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in libraries if name not in LIBRARIES]
     if unknown:
         parser.error(f"unknown libraries {unknown}: use {', '.join(LIBRARIES)}")
-    rows = []
     for library in libraries:
         module = {"usearch": "usearch", "faiss_hnsw": "faiss", "faiss_ivf": "faiss"}.get(library)
         if module is not None and importlib.util.find_spec(module) is None:
             parser.error(f"{library} needs the package {module} (pip install {module}): or leave it out")
+    rows = []
     for size in [int(part) for part in args.sizes.split(",") if part.strip()]:
         for library in libraries:
-            child = [
-                sys.executable,
-                "-m",
-                "bench.dense_ann",
-                "--one",
-                f"{size},{library}",
-                "--queries",
-                str(args.queries),
-            ]
-            done = subprocess.run(child, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                print(f"error: {library} at {size} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            what = f"{size},{library}"
+            row = child_row(
+                [sys.executable, "-m", "bench.dense_ann", "--one", what, "--queries", str(args.queries)], what
+            )
+            if row is None:
                 return 1
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(json.dumps(row), flush=True)
             rows.append(row)
     result = {
-        "command": "python -m bench.dense_ann " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **run_header("bench.dense_ann", argv),
         "vectors": "synthetic (bench/scale_ids.py); queries: item vectors with noise",
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     return 0
 
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.child_runs import child_row, run_header, write_result
 
 DIMENSIONS = 384
 ITEMS_PER_TOPIC = 40
@@ -122,23 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for size in sizes:
         child = [sys.executable, "-m", "bench.scale_ids", "--one", str(size), "--threads", str(args.threads)]
-        done = subprocess.run(child, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"error: size {size} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        row = child_row(child, f"size {size}")
+        if row is None:
             return 1
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        print(json.dumps(row), flush=True)
         rows.append(row)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result["id_stage"] = {
-        "command": "python -m bench.scale_ids " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **run_header("bench.scale_ids", argv),
         "vectors": "synthetic (bench/scale_ids.py): topics of 40 items, not MiniLM embeddings",
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     return 0
 
 

@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from bench.child_runs import child_row, run_header, write_result
 from bench.scale_ids import synthetic_vectors
 from bench.service_bench import BenchConfig, items_latency, percentiles, prepare_database, served_process
 
@@ -210,13 +209,13 @@ def measure(count: int, queries_count: int, port: int) -> dict[str, Any]:
     return row
 
 
-def _record(out: Path, row: dict[str, Any], argv: Sequence[str] | None) -> None:
+def _record(out: Path, row: dict[str, Any], command: str) -> None:
     """Put one size's row into ``out`` (key ``service``), replacing an earlier row of that size: each
     size is written as soon as it is measured, and sizes measured in other runs stay."""
     result = json.loads(out.read_text()) if out.is_file() else {}
     section = result.setdefault("service", {"rows": []})
     section.update(
-        command="python -m bench.scale_service " + " ".join(argv if argv is not None else sys.argv[1:]),
+        command=command,
         vectors="synthetic (bench/scale_ids.py), put in the embedding cache; the model fine-tuned 1 step",
     )
     rows = [old for old in section["rows"] if old["items"] != row["items"]] + [row]
@@ -224,8 +223,7 @@ def _record(out: Path, row: dict[str, Any], argv: Sequence[str] | None) -> None:
     smallest = section["rows"][0]["generative_p50_ms"]
     for old in section["rows"]:
         old["generative_p50_vs_smallest"] = round(old["generative_p50_ms"] / smallest, 3)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(out, result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,18 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.executable, "-m", "bench.scale_service", "--one", str(size),
             "--queries", str(args.queries), "--port", str(args.port), "--threads", str(args.threads),
         ]  # fmt: skip
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        done = subprocess.run(child, capture_output=True, text=True, check=False, env=env)
-        if done.returncode != 0:
-            print(f"error: size {size} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+        row = child_row(child, f"size {size}", env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        if row is None:
             return 1
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        row.update(
-            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            machine={"platform": platform.platform(), "cpus": os.cpu_count()},
-        )
-        print(json.dumps(row), flush=True)
-        _record(args.out, row, argv)
+        header = run_header("bench.scale_service", argv)
+        row.update(measured_at=header["measured_at"], machine=header["machine"])
+        _record(args.out, row, header["command"])
     return 0
 
 

@@ -66,14 +66,15 @@ def _served_ways(bundle: Path) -> tuple[Any, dict[str, tuple[Any, Any]]]:
         bundle, BASE_MODELS_DIR, "cpu", own_forward=False, precision="fp32" if fp16 else "auto"
     )
     model = loaded.model
-    if LlamaBody.of(model, pack=False) is None:
+    plain = LlamaBody.of(model, pack=False)
+    if plain is None:
         raise SystemExit(
             f"error: bundle {bundle}'s model is not a plain Llama: there is no own forward to compare"
         )
     if not fp16:
         return loaded, {
             "transformers": (model, None),
-            "own": (model, LlamaBody.of(model, pack=False)),
+            "own": (model, plain),
             "own_packed": (model, LlamaBody.of(model)),
         }
     stored_fp16 = copy.deepcopy(model)

@@ -109,12 +109,9 @@ def bundle_bytes(bundle: Path) -> dict[str, int]:
     return sizes
 
 
-def catalogue_queries(bundle: Path, count: int) -> list[str]:
+def catalogue_queries(rows: Sequence[dict[str, Any]], count: int) -> list[str]:
     """Queries of the kinds people write, made from random catalogue rows: a title, a genre with a
     year and an actor, a director's surname with a genre."""
-    from semantic_ids.bundle import read_catalogue
-
-    rows = list(read_catalogue(bundle))
     rng = random.Random(0)
     queries: list[str] = []
     for row in rng.sample(rows, min(count, len(rows))):
@@ -155,8 +152,8 @@ def serve(work: Path, queries_count: int, port: int) -> dict[str, Any]:
         out=OUT,
         parts=("http",),
     )
-    queries = catalogue_queries(bundle, queries_count)
     rows = list(read_catalogue(bundle))
+    queries = catalogue_queries(rows, queries_count)
     with served_process(config, database_url, port) as (base_url, cold_start_s, process):
         samples: dict[str, list[float]] = {mode: [] for mode in MODES}
         with httpx.Client(base_url=base_url, timeout=120) as client:

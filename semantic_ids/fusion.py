@@ -157,8 +157,18 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def best_rows(scores: np.ndarray, n: int) -> list[int]:
-    """The ``n`` best rows, best first, ties in catalogue order."""
-    return [int(row) for row in np.argsort(-scores, kind="stable")[:n]]
+    """The ``n`` best rows, best first, ties in catalogue order. Linear in the rows, not a sort of all of
+    them: at a million items a full sort took ~100 ms, and hybrid asks for four rankings a query."""
+    n = min(n, len(scores))
+    if n <= 0:
+        return []
+    if n == len(scores):
+        return [int(row) for row in np.argsort(-scores, kind="stable")]
+    cut = scores[np.argpartition(-scores, n - 1)[n - 1]]  # the n-th best score
+    better = np.flatnonzero(scores > cut)
+    chosen = np.concatenate([better, np.flatnonzero(scores == cut)[: n - len(better)]])
+    chosen.sort()  # catalogue order, which the stable sort below keeps among ties
+    return [int(row) for row in chosen[np.argsort(-scores[chosen], kind="stable")]]
 
 
 def union(

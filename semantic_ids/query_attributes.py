@@ -318,21 +318,24 @@ class RowAttributes:
         self.years = np.asarray(
             [(_year(f.get(year_key)) or -1) if year_key else -1 for f in flat], dtype=np.int32
         )  # (rows,)
-        self._masks: dict[str, dict[str, np.ndarray]] = {}
+        # Which rows hold each value, as row numbers (not a mask of every row per value: a million titles
+        # have ~10^5 distinct words, a gigabyte apiece would be 10^5 gigabytes).
+        self._rows: dict[str, dict[str, np.ndarray]] = {}
         values: dict[str, list[str]] = {}
         for kind in ATTRIBUTE_KINDS:
             key = getattr(self.fields, kind)
-            by_value: dict[str, np.ndarray] = {}
+            by_value: dict[str, list[int]] = {}
             if key is not None:
                 for row, f in enumerate(flat):
                     for value in _values(f.get(key)):
-                        by_value.setdefault(fold(value), np.zeros(self.size, dtype=bool))[row] = True
+                        by_value.setdefault(fold(value), []).append(row)
                 values[kind] = sorted({v for f in flat for v in _values(f.get(key))})
-            self._masks[kind] = by_value
-        self._title_words: dict[str, np.ndarray] = {}
+            self._rows[kind] = _row_arrays(by_value)
+        title_words: dict[str, list[int]] = {}
         for row, item in enumerate(rows):
             for word in set(fold(str(item.get("title", ""))).split()):
-                self._title_words.setdefault(word, np.zeros(self.size, dtype=bool))[row] = True
+                title_words.setdefault(word, []).append(row)
+        self._title_words = _row_arrays(title_words)
         self.parser = AttributeParser(self.fields, values)
 
     def parse(self, query: str, keep: Sequence[str] = ()) -> ParsedQuery:
@@ -346,9 +349,9 @@ class RowAttributes:
         else:
             met = np.zeros(self.size, dtype=bool)
             for kind, value in [(constraint.kind, v) for v in constraint.values] + list(constraint.also):
-                found = self._masks.get(kind, {}).get(fold(value))
+                found = self._rows.get(kind, {}).get(fold(value))
                 if found is not None:
-                    met |= found
+                    met[found] = True
         in_title: np.ndarray = met | self._in_title(constraint.span)
         return in_title
 
@@ -368,8 +371,12 @@ class RowAttributes:
             variants = (word, word.rstrip("s"), word + "s")
             hit = np.zeros(self.size, dtype=bool)
             for variant in variants:
-                mask = self._title_words.get(variant)
-                if mask is not None:
-                    hit |= mask
+                rows = self._title_words.get(variant)
+                if rows is not None:
+                    hit[rows] = True
             found &= hit
         return found
+
+
+def _row_arrays(rows_of: Mapping[str, list[int]]) -> dict[str, np.ndarray]:
+    return {value: np.asarray(rows, dtype=np.int32) for value, rows in rows_of.items()}

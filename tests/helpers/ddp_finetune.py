@@ -8,6 +8,7 @@ encoded, its steps and rows trained, how long it trained, its trainable paramete
 CLI's exit code.
 
 - ``finetune BUDGET0 BUDGET1``: rank r fine-tunes ``ROOT/run<r>`` with the r-th time budget.
+- ``embed``: rank r embeds its share of the tiny catalogue's texts into ``ROOT/cache`` (``embed_share``).
 - ``pipeline STEPS``: rank r runs the pipeline (IDs reused) in ``ROOT/rank<r>``, whose
   ``artifacts/runs/tiny`` is the tiny run, for STEPS steps; the base model is in place already and the
   dense baseline ranks in catalogue order (no MiniLM).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import torch
 
 import training.llm.top_layers_stage as stage
 import training.llm.train_top_layers as loop
-from tests.helpers.tiny_catalogue import tiny_items
+from tests.helpers.tiny_catalogue import tiny_catalogue, tiny_items
 from tests.unit.training.test_finetune import CONFIG
 from training.llm.query_generator import QueryGenerator
 from training.profiles import PROFILES, Profile
@@ -40,7 +42,8 @@ TINY = replace(
 
 
 class Recorder:
-    """Wraps the loop's seams (the epoch drawn, the shard encoded, the step, the trained model)."""
+    """Wraps the loop's seams (the epoch drawn chunk by chunk, the shard encoded, the step, the trained
+    model)."""
 
     def __init__(self) -> None:
         self.epochs: dict[int, list[list[str]]] = {}
@@ -49,13 +52,13 @@ class Recorder:
         self.params: dict[str, torch.Tensor] = {}
 
     def install(self) -> None:
-        draw, encode = QueryGenerator.epoch, loop.encode_examples
+        draw, encode = QueryGenerator.chunks, loop.encode_examples
         step, train = loop._step, stage.train_top_layers
 
-        def epoch(generator: QueryGenerator, number: int, **kwargs: Any) -> list[dict[str, Any]]:
-            examples = draw(generator, number, **kwargs)
-            self.epochs[number] = [_key(example) for example in examples]
-            return examples
+        def chunks(generator: QueryGenerator, number: int) -> Iterator[list[dict[str, Any]]]:
+            for examples in draw(generator, number):
+                self.epochs.setdefault(number, []).extend(_key(example) for example in examples)
+                yield examples
 
         def encode_examples(tokenizer: Any, examples: Any, max_length: int) -> Any:
             self.shards.append([_key(example) for example in examples])
@@ -71,7 +74,7 @@ class Recorder:
             self.params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
             return result
 
-        QueryGenerator.epoch = epoch  # type: ignore[method-assign]
+        QueryGenerator.chunks = chunks  # type: ignore[method-assign]
         loop.encode_examples, loop._step, stage.train_top_layers = encode_examples, one_step, train_top_layers
         stage.WATCH_TRAINING_QUERIES = 8  # a quick watch: the test is about the ranks, not the recall
 
@@ -92,6 +95,8 @@ def main() -> int:
 
     root, mode, args = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     rank = int(os.environ["RANK"])
+    if mode == "embed":
+        return _embed_shares(root, rank)
     PROFILES["tiny"] = Profile("tiny", catalogue_size=None, rqvae={}, pipeline=TINY)
     recorder = Recorder()
     recorder.install()
@@ -111,6 +116,21 @@ def main() -> int:
         code = int(exit_.code or 0)
     recorder.save(root / "record", rank, code)
     return code
+
+
+def _embed_shares(root: Path, rank: int) -> int:
+    """Rank r embeds its share of the tiny catalogue's texts into the shared cache ``ROOT/cache``."""
+    from training.data.embeddings import embed_share
+    from training.data.item_text import render_item_text
+    from training.distributed import session
+
+    with session("cpu") as place:
+        counts = embed_share(
+            [render_item_text(item) for item in tiny_catalogue()], place, cache_dir=root / "cache"
+        )
+    (root / "record").mkdir(parents=True, exist_ok=True)
+    (root / "record" / f"embed{rank}.json").write_text(json.dumps(counts))
+    return 0
 
 
 def _without_downloads() -> None:

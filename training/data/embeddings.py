@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from semantic_ids import text_encoder
+from training.distributed import Place
 from training.io import atomic_path
 from training.run_layout import EMBEDDING_CACHE_DIR
 
@@ -90,11 +91,11 @@ class EmbeddingCache:
         self._vectors.update(zip(keys, vectors, strict=True))
 
 
-def _encode(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
+def _encode(model: Any, texts: list[str], batch_size: int, *, progress_bar: bool = True) -> np.ndarray:
     # Sorting by length keeps padding low inside each batch; rows go back to input order after.
     order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
     out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
-    with tqdm(total=len(texts), desc="embedding", unit="item") as progress:
+    with tqdm(total=len(texts), desc="embedding", unit="item", disable=not progress_bar) as progress:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             out[rows] = model.encode(
@@ -121,3 +122,23 @@ def embed_texts(
     matrix = np.stack([cache[key] for key in keys]).astype(np.float32)  # (n, 384)
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     return matrix, {"items": len(texts), "cache_hits": len(texts) - len(missing), "embedded": len(missing)}
+
+
+def embed_share(
+    texts: Sequence[str], place: Place, *, cache_dir: Path = DEFAULT_CACHE_DIR, batch_size: int = 64
+) -> dict[str, int]:
+    """Under ``torchrun``: this rank embeds its share (``Place.shard``) of the texts the cache lacks, on
+    its own device, and adds them to the cache as a shard of its own; after the barrier every vector is
+    cached, so ``embed_texts`` on rank 0 embeds nothing. Every rank lists the missing texts in the same
+    (key) order, so the shares are disjoint and together cover them all."""
+    cache = EmbeddingCache(cache_dir)
+    missing = sorted({key: text for text in texts if (key := content_key(text)) not in cache}.items())
+    mine = place.shard(missing)
+    if mine:
+        device = "cpu" if place.device.type == "cpu" else str(place.device)
+        vectors = _encode(
+            load_minilm(device), [text for _, text in mine], batch_size, progress_bar=place.is_main
+        )
+        cache.add([key for key, _ in mine], vectors)
+    place.barrier()
+    return {"missing": len(missing), "embedded_here": len(mine)}

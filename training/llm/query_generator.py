@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from semantic_ids.query_attributes import decade_forms, genre_words
@@ -222,9 +222,19 @@ def popularity(items: Sequence[CatalogueItem], templates: QueryTemplates) -> dic
     }
 
 
+# An epoch is generated, shuffled and encoded this many items at a time, so a catalogue of millions
+# never holds a whole epoch's queries (8 a item) in memory, nor waits for them before its first step.
+# Up to this many items the epoch is one chunk, drawn exactly as a whole epoch always was.
+EPOCH_CHUNK_ITEMS = 20_000
+
+
 class QueryGenerator:
     """``epoch(e)``: ``per_item`` fresh query examples for every item, shuffled; seeded by (seed, e).
-    ``templates`` is the catalogue's query configuration [the films']."""
+    ``templates`` is the catalogue's query configuration [the films'].
+
+    ``chunks(e)`` gives the same epoch a chunk of ``EPOCH_CHUNK_ITEMS`` items at a time: past that size
+    the items are dealt into chunks by a seeded permutation (a chunk is a random slice of the catalogue,
+    whatever order the catalogue file has) and each chunk's queries are shuffled among themselves."""
 
     def __init__(
         self,
@@ -232,27 +242,69 @@ class QueryGenerator:
         per_item: int,
         seed: int,
         templates: QueryTemplates | None = None,
+        *,
+        chunk_items: int | None = None,
     ) -> None:
         self.items, self.per_item, self.seed = list(items), per_item, seed
         self.templates = templates or films_templates()
         self.counts = popularity(items, self.templates)
+        self.chunk_items = chunk_items or EPOCH_CHUNK_ITEMS
 
     def epoch(self, epoch: int, *, with_matching: bool = False) -> list[dict[str, Any]]:
         """The epoch's examples; ``with_matching`` adds ``matching_item_ids`` (every item that fits all
         of a query's facets, as in the examples file's held-out rows) for evaluation, not training."""
-        rng = random.Random(f"{self.seed}-{epoch}")
-        matcher = MatchIndex(self.items, self.templates, every_value=True) if with_matching else None
+        chunks = [self._chunk(epoch, index) for index in range(self.chunk_count)]
+        examples = [pair for chunk in chunks for pair in chunk]
+        if with_matching:
+            self._add_matching(examples)
+        return [example for example, _ in examples]
+
+    @property
+    def chunk_count(self) -> int:
+        return max(1, -(-len(self.items) // self.chunk_items))
+
+    def chunks(self, epoch: int) -> Iterator[list[dict[str, Any]]]:
+        """The epoch's examples, one chunk of items at a time (generated when asked for)."""
+        for index in range(self.chunk_count):
+            yield [example for example, _ in self._chunk(epoch, index)]
+
+    def first_chunk_sample(
+        self, pick: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], *, with_matching: bool = False
+    ) -> list[dict[str, Any]]:
+        """``pick``'s choice among epoch 0's first chunk (the whole first epoch up to ``chunk_items``
+        items): the phrasings training saw first, without generating a whole epoch of a large catalogue;
+        ``with_matching`` matches the chosen examples only (``epoch``'s ``matching_item_ids``)."""
+        pairs = self._chunk(0, 0)
+        constraints = {id(example): found for example, found in pairs}
+        chosen = pick([example for example, _ in pairs])
+        if with_matching:
+            self._add_matching([(example, constraints[id(example)]) for example in chosen])
+        return chosen
+
+    def _chunk(self, epoch: int, index: int) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
+        """Chunk ``index`` of epoch ``epoch``: (example, the constraints its query puts on an item)."""
+        if self.chunk_count == 1:
+            rng, items = random.Random(f"{self.seed}-{epoch}"), self.items
+        else:
+            order = list(range(len(self.items)))
+            random.Random(f"{self.seed}-{epoch}-order").shuffle(order)
+            share = order[index * self.chunk_items : (index + 1) * self.chunk_items]
+            rng, items = random.Random(f"{self.seed}-{epoch}-{index}"), [self.items[i] for i in share]
         examples = []
-        for item in self.items:
+        for item in items:
             target = example_target(item)
             for _ in range(self.per_item):
                 query, constraints = compose_query(item, rng, self.templates, self.counts)
-                example = query_example("train", "generated", item.item_id, query, target)
-                if matcher is not None:  # capped at MATCH_CAP: the source item stays in
-                    found = matcher.matching(constraints)
-                    example["matching_item_ids"] = (
-                        found if item.item_id in found else [item.item_id, *found][:MATCH_CAP]
-                    )
-                examples.append(example)
+                examples.append(
+                    (query_example("train", "generated", item.item_id, query, target), constraints)
+                )
         rng.shuffle(examples)
         return examples
+
+    def _add_matching(self, examples: Sequence[tuple[dict[str, Any], dict[str, list[Any]]]]) -> None:
+        """Every item fitting each query's constraints, capped at MATCH_CAP with the source item kept."""
+        matcher = MatchIndex(self.items, self.templates, every_value=True)
+        for example, constraints in examples:
+            found = matcher.matching(constraints)
+            item_id = example["item_id"]
+            example["matching_item_ids"] = found if item_id in found else [item_id, *found][:MATCH_CAP]

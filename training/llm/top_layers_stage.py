@@ -84,8 +84,9 @@ def train_top_layers_model(
     this process's rank under ``torchrun`` [alone]."""
     model, tokenizer, new_ids = prepare_top_layers(base_dir, scheme, items, config, rq_levels)
     generator = QueryGenerator(items, config.queries_per_item, seed, templates)
-    first_epoch = generator.epoch(0)
-    training = random.Random(seed).sample(first_epoch, min(WATCH_TRAINING_QUERIES, len(first_epoch)))
+    training = generator.first_chunk_sample(
+        lambda first: random.Random(seed).sample(first, min(WATCH_TRAINING_QUERIES, len(first)))
+    )
     watch = _watch(tokenizer, items, scheme, held_out, training, config.eval_beams)
     result = train_top_layers(model, tokenizer, generator, config, watch, place=place)
     epochs = 1 + max((record.get("epoch", 0) for record in result.history), default=0)

@@ -7,9 +7,10 @@ however fast the machine is.
 
 Under ``torchrun`` (``place.world_size`` > 1) the loop is data-parallel: the model is wrapped in
 ``DistributedDataParallel``, every rank draws the same seeded epoch and trains on its disjoint shard of
-it (``Place.shard``), so each optimizer step averages the gradients of ``world_size`` batches. The ranks
-agree on everything that decides a step: the precision (rank 0's), the number of batches in an epoch,
-the schedule's progress (the furthest rank's) and when to stop (as soon as any rank's budget is spent).
+it (``Place.shard``, a chunk of items at a time), so each optimizer step averages the gradients of
+``world_size`` batches. The ranks agree on everything that decides a step: the precision (rank 0's),
+the number of batches in a chunk, the schedule's progress (the furthest rank's) and when to stop (as
+soon as any rank's budget is spent).
 Rank 0 alone watches, logs and reports; the others wait for it with their clocks paused alike.
 """
 
@@ -43,6 +44,23 @@ def _lr_factor(step: int, progress: float, config: FinetuneConfig) -> float:
     warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def _epoch_batches(
+    model: TopLayersModel,
+    tokenizer: Any,
+    generator: QueryGenerator,
+    config: FinetuneConfig,
+    epoch: int,
+    place: Place,
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor | None]]:
+    """The epoch's batches, its queries generated and encoded a chunk of items at a time
+    (``QueryGenerator.chunks``: one chunk up to 20,000 items), so the first step of a million-item epoch
+    does not wait for 8 million queries. Every rank draws the same chunk and trains on its disjoint
+    shard of it."""
+    for chunk in generator.chunks(epoch):
+        encoded = encode_examples(tokenizer, place.shard(chunk), config.max_length)
+        yield from _batches(model, encoded, tokenizer.pad_token_id, config, epoch, place)
 
 
 def _batches(
@@ -131,9 +149,7 @@ def train_top_layers(
     history, step, seen, epoch, watched_at = [], 0, 0, 0, -1
     progress = tqdm(desc="fine-tune", unit="step", disable=not place.is_main)
     while not place.any_true(_finished(clock, step, config)):
-        examples = place.shard(generator.epoch(epoch))  # every rank draws the same epoch: disjoint shards
-        encoded = encode_examples(tokenizer, examples, config.max_length)
-        for batch, lower in _batches(model, encoded, tokenizer.pad_token_id, config, epoch, place):
+        for batch, lower in _epoch_batches(model, tokenizer, generator, config, epoch, place):
             schedule = place.reduce(clock.progress(step, config.max_steps), "max")  # one lr on every rank
             factor = _lr_factor(step, schedule, config)
             batch = {k: v.to(device) for k, v in batch.items()}

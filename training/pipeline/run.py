@@ -2,8 +2,9 @@
 bundle, in one process, with ``<run>/pipeline_report.json`` recording the stage timings and the PNGs
 drawn (training curves, evaluation bars).
 
-Under ``torchrun`` (``training/distributed.py``) rank 0 runs the stages before fine-tuning while the other
-ranks wait, every rank fine-tunes on its share of the queries, and rank 0 alone runs the stages after it.
+Under ``torchrun`` (``training/distributed.py``) every rank first embeds its share of the catalogue (into the
+embedding cache), rank 0 runs the stages before fine-tuning while the other ranks wait, every rank
+fine-tunes on its share of the queries, and rank 0 alone runs the stages after it.
 
 What the user gives (the catalogue, a query templates file) is read and checked first, in
 ``pipeline_inputs``: bad input is an error before any stage writes anything.
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.data.embeddings import embed_share
+from training.data.item_text import render_item_text
 from training.data.items import CatalogueItem
 from training.distributed import Place
 from training.io import write_json
@@ -120,6 +123,10 @@ def run_pipeline(
         timed(timings, "base_model", lambda: prepare_base_model(base_models_dir))
         return timed(timings, "examples", lambda: make_examples(layout, config.examples, given.templates))
 
+    if place.is_distributed and not reuse_ids:
+        # Every rank embeds its share of the catalogue first: rank 0's ID stage then finds it all cached.
+        texts = [render_item_text(item) for item in given.items]
+        timed(timings, "embed_shares", lambda: embed_share(texts, place, cache_dir=cache_dir))
     examples = place.main_first(before_training)
     config = config.with_training_time(time.perf_counter() - started)
     result, tokenizer, new_ids = timed(

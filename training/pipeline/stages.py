@@ -116,12 +116,14 @@ def evaluate_model(
     embeddings = layout.load_embeddings()
     decoder = ConstrainedDecoder(model, tokenizer, PrefixTrie([item.sid for item in items], scheme))
     result = evaluate_all(decoder, queries, items, embeddings, beams=config.eval_beams, cache_dir=cache_dir)
-    # The model trains on generated queries (not the examples file): its first epoch's are the seen ones.
+    # The model trains on generated queries (not the examples file): its first epoch's are the seen ones
+    # (the first chunk's of a catalogue past EPOCH_CHUNK_ITEMS items).
     generator = QueryGenerator(
         items, config.finetune.queries_per_item, config.examples.seed, layout.load_query_templates()
     )
-    seen = eval_sample(
-        generator.epoch(0, with_matching=True), config.seen_phrasing_queries, config.examples.seed
+    seen = generator.first_chunk_sample(
+        lambda first: eval_sample(first, config.seen_phrasing_queries, config.examples.seed),
+        with_matching=True,
     )
     if seen:
         # The training phrasings, as the model, dense and BM25 find them, and how ambiguous they are: a

@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from semantic_ids.bundle import GATE_FEATURES, DenseGate, FusionParams
-from semantic_ids.fusion import Candidates, dense_weight, fuse, gate_features, gate_opening, rank
+from semantic_ids.fusion import Candidates, best_rows, dense_weight, fuse, gate_features, gate_opening, rank
 
 
 def _candidates(lexical: list[float]) -> Candidates:
@@ -104,3 +106,13 @@ def test_rank_puts_attributes_met_then_decisive_matches_before_the_fused_score()
     assert int(np.argmax(fused)) == 0  # the fused score alone would have kept the model's choice
     order, _ = rank(candidates, FusionParams(decisive_evidence=None, attributes=False))
     assert order.tolist() == np.argsort(-fused, kind="stable").tolist()
+
+
+@given(
+    st.lists(st.sampled_from([-np.inf, 0.0, 0.25, 0.5, 1.0, 3.0]), min_size=1, max_size=60),
+    st.integers(min_value=0, max_value=70),
+)
+def test_best_rows_are_the_stable_sort_s_first_rows(values: list[float], n: int) -> None:
+    """Many ties and -inf: the same rows in the same order as a stable sort of every row."""
+    scores = np.asarray(values, dtype=np.float32)
+    assert best_rows(scores, n) == [int(r) for r in np.argsort(-scores, kind="stable")[:n]]

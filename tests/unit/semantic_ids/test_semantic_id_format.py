@@ -177,6 +177,45 @@ def test_trie_walks_reach_exactly_the_ids_it_was_built_from(ids: set[tuple[int, 
     assert all(SemanticId(codes) in trie for codes in ids)
 
 
+def _reference_tables(ids: list[tuple[int, ...]], sizes: tuple[int, ...]) -> tuple[list[list], list[list]]:
+    """The trie's tables built the plain way: sorted prefixes per level, one child and rest per node."""
+    unique = sorted(set(ids))
+    nodes = [
+        {p: i for i, p in enumerate(sorted({c[:level] for c in unique}))} for level in range(len(sizes) + 1)
+    ]
+    children, rest = [], []
+    for level, size in enumerate(sizes):
+        table = [[-1] * size for _ in nodes[level]]
+        for prefix, child in nodes[level + 1].items():
+            table[nodes[level][prefix[:-1]]][prefix[-1]] = child
+        below: dict[int, list] = {}
+        for codes in unique:
+            below.setdefault(nodes[level][codes[:level]], []).append(list(codes[level:]))
+        only = [b[0] if len(b) == 1 else [-1] * (len(sizes) - level) for _, b in sorted(below.items())]
+        children.append(table)
+        rest.append(only)
+    return children, rest
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 2), st.integers(0, 5), st.integers(0, 1)), min_size=1
+    )
+)
+def test_trie_tables_are_those_of_the_plain_construction(ids: list[tuple[int, int, int, int]]) -> None:
+    """Duplicates, shared prefixes and lone IDs below a node: the same node numbers, children and rests
+    as building them prefix by prefix, and membership exactly the IDs given."""
+    sizes = (5, 3, 6, 2)
+    trie = PrefixTrie([SemanticId(codes) for codes in ids], IdScheme(sizes))
+    children, rest = _reference_tables(ids, sizes)
+    assert [t.tolist() for t in trie.children] == children
+    assert [t.tolist() for t in trie.rest] == rest
+    assert len(trie) == len(set(ids))
+    every = {(a, b, c, d) for a in range(5) for b in range(3) for c in range(6) for d in range(2)}
+    assert {codes for codes in every if SemanticId(codes) in trie} == set(ids)
+    assert SemanticId((0, 0, 0)) not in trie and SemanticId((9, 0, 0, 0)) not in trie
+
+
 def test_trie_rejects_ids_outside_its_scheme() -> None:
     with pytest.raises(InvalidSemanticId):
         PrefixTrie([SemanticId((4, 0, 0))], IdScheme((4, 4, 3)))

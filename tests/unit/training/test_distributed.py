@@ -18,12 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 
 from tests.helpers.ddp_finetune import TINY
+from tests.helpers.tiny_catalogue import tiny_catalogue
 from tests.unit.training.test_finetune import make_run
+from training.data.embeddings import content_key, embed_texts
+from training.data.item_text import render_item_text
 from training.distributed import Place
 from training.llm.batches import IGNORE, collate, encode_examples
 from training.llm.query_generator import QueryGenerator
@@ -177,6 +181,24 @@ def test_the_pipeline_prepares_and_finishes_on_rank_0_and_trains_on_both(
     reports = [line for line in pipeline_ranks["stdout"].splitlines() if line.startswith("{")]
     assert len(reports) == 1 and json.loads(reports[0])["training"]["steps"] == PIPELINE_STEPS
     assert json.loads(reports[0])["training"]["examples_seen"] == first["rows"] + second["rows"]
+
+
+def test_two_ranks_embed_disjoint_shares_and_rank_0_then_embeds_nothing(tmp_path: Path) -> None:
+    """Issue 26: the catalogue's embedding sharded like the queries; the cache holds each rank's vectors
+    as a shard of its own, together every text once, equal to one process's embedding."""
+    _torchrun(tmp_path, "embed")
+    counts = [json.loads((tmp_path / "record" / f"embed{r}.json").read_text()) for r in (0, 1)]
+    texts = [render_item_text(item) for item in tiny_catalogue()]
+    assert counts[0]["missing"] == counts[1]["missing"] == len(set(texts))
+    assert counts[0]["embedded_here"] + counts[1]["embedded_here"] == len(set(texts))
+    assert min(c["embedded_here"] for c in counts) >= len(set(texts)) // 2
+    shards = [set(path.read_text().split()) for path in (tmp_path / "cache").rglob("*.keys")]
+    assert len(shards) == 2 and not shards[0] & shards[1]
+    assert shards[0] | shards[1] == {content_key(text) for text in texts}
+    shared, counts_after = embed_texts(texts, cache_dir=tmp_path / "cache")
+    assert counts_after["embedded"] == 0
+    alone, _ = embed_texts(texts, cache_dir=tmp_path / "alone")
+    np.testing.assert_allclose(shared, alone, atol=1e-5)
 
 
 def _loss(model: TopLayersModel, batches: list[dict[str, torch.Tensor]]) -> float:

@@ -23,7 +23,7 @@ from semantic_ids.decoding import ConstrainedDecoder
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_SCHEME, tiny_catalogue
 from tests.unit.training.test_finetune import CONFIG, make_run
-from training.llm.batches import collate, encode_examples
+from training.llm.batches import collate, encode_examples, length_grouped_batches
 from training.llm.finetune_config import FinetuneConfig
 from training.llm.lora import LoraSettings
 from training.llm.query_generator import QueryGenerator, title_form
@@ -213,6 +213,62 @@ def test_query_generator_is_seeded_and_differs_between_epochs(run: tuple[Path, P
     assert [e["query"] for e in generator.epoch(1)] != [e["query"] for e in first]
     assert len(first) == 5 * len(items) and {e["item_id"] for e in first} == {i.item_id for i in items}
     assert all(e["target"].endswith("[SEM_END]") and e["prompt"].endswith("[SEM_START]") for e in first)
+
+
+def test_an_epoch_in_chunks_covers_every_item_once_and_one_chunk_is_the_whole_epoch(
+    run: tuple[Path, Path],
+) -> None:
+    """Past ``chunk_items`` items an epoch is generated a seeded random slice of items at a time: every
+    item's queries in exactly one chunk, ``epoch`` the chunks in order; up to it, one chunk drawn as the
+    whole epoch always was (the pinned queries of test_query_templates hold that too)."""
+    items, _, _ = RunLayout(run[0]).load_id_outputs()
+    whole = QueryGenerator(items, 3, seed=5)
+    assert list(whole.chunks(0)) == [whole.epoch(0)]
+    chunked = QueryGenerator(items, 3, seed=5, chunk_items=7)
+    chunks = list(chunked.chunks(0))
+    assert len(chunks) == chunked.chunk_count == -(-len(items) // 7) > 2
+    owners = [{e["item_id"] for e in chunk} for chunk in chunks]
+    assert sum(len(o) for o in owners) == len(items) and set().union(*owners) == {i.item_id for i in items}
+    assert all(len(chunk) == 3 * len(o) for chunk, o in zip(chunks, owners, strict=True))
+    assert owners[0] != {i.item_id for i in items[:7]}  # a random slice, not the catalogue's first rows
+    assert (
+        chunked.epoch(0)
+        == [e for chunk in chunks for e in chunk]
+        == QueryGenerator(items, 3, seed=5, chunk_items=7).epoch(0)
+    )
+    assert [{e["item_id"] for e in c} for c in chunked.chunks(1)] != owners  # dealt again each epoch
+
+
+def test_the_first_chunk_sample_matches_only_what_it_picks(run: tuple[Path, Path]) -> None:
+    items, _, _ = RunLayout(run[0]).load_id_outputs()
+    generator = QueryGenerator(items, 4, seed=2)
+    matched = {e["query"]: e["matching_item_ids"] for e in generator.epoch(0, with_matching=True)}
+    picked = generator.first_chunk_sample(lambda first: first[3:9], with_matching=True)
+    assert [e["query"] for e in picked] == [e["query"] for e in generator.epoch(0)[3:9]]
+    assert all(e["matching_item_ids"] == matched[e["query"]] for e in picked)
+    plain = generator.first_chunk_sample(lambda first: first[:5])
+    assert len(plain) == 5 and not any("matching_item_ids" in e for e in plain)
+
+
+def test_training_over_chunks_sees_every_chunk(run: tuple[Path, Path]) -> None:
+    """A catalogue in several chunks trains through all of them in one epoch: as many steps as the
+    chunks' batches, every item's query seen once."""
+    run_dir, base_models = run
+    items, report, scheme = RunLayout(run_dir).load_id_outputs()
+    config = replace(TOP.finetune, batch_size=4, eval_every=0)
+    model, tokenizer, _ = prepare_top_layers(
+        base_models / TOP.base_model, scheme, items, config, int(report["rq_levels"])
+    )
+    generator = QueryGenerator(items, 1, seed=0, chunk_items=max(2, len(items) // 3))
+    batches = [
+        length_grouped_batches(encode_examples(tokenizer, chunk, config.max_length), 4, config.seed)
+        for chunk in generator.chunks(0)
+    ]
+    assert len(batches) >= 3
+    config = replace(config, max_steps=sum(len(b) for b in batches))
+    result = train_top_layers(model, tokenizer, generator, config)
+    assert result.steps == config.max_steps and {r["epoch"] for r in result.history} == {0}
+    assert result.examples_seen == len(items)
 
 
 def test_title_forms_drop_articles_and_keep_a_side_of_a_colon() -> None:

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from semantic_ids.ids import IdScheme
@@ -64,6 +65,10 @@ class CatalogueInfo(_Frozen):
     content_hash: str
     item_count: int = Field(ge=1)
     profile: str
+    # sha256 of catalogue.jsonl's bytes as written: a load checks the file against it in about a second
+    # at a million rows, where recomputing the content hash (every row serialised again) took 15 s.
+    # None in bundles written before it: those are checked by their content hash.
+    file_sha256: str | None = None
 
 
 class EmbeddingInfo(_Frozen):
@@ -226,10 +231,19 @@ def write_manifest(bundle_dir: Path, manifest: Manifest) -> None:
 
 
 def read_catalogue(bundle_dir: Path) -> Iterator[dict[str, Any]]:
-    with (bundle_dir / CATALOGUE).open(encoding="utf-8") as handle:
+    # orjson: a million rows parse in a few seconds instead of twenty (service start-up reads them all).
+    with (bundle_dir / CATALOGUE).open("rb") as handle:
         for line in handle:
             if line.strip():
-                yield json.loads(line)
+                yield orjson.loads(line)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextmanager

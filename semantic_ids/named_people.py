@@ -48,14 +48,24 @@ class NamedPeople:
 
     def __init__(self, rows: Sequence[Mapping[str, Any]], fields: Iterable[str]) -> None:
         keys = frozenset(fields)
-        rows_of: dict[str, set[int]] = {}
+        rows_of: dict[str, list[int]] = {}
+        folded: dict[str, list[str]] = {}  # a raw field value -> its names: people recur across rows
         for index, row in enumerate(rows):
             for key, value in row.get("fields", {}).items():
-                if key in keys:
-                    for name in _names(value):
-                        rows_of.setdefault(name, set()).add(index)
+                if key not in keys:
+                    continue
+                for part in value if isinstance(value, list) else str(value or "").split(","):
+                    names = folded.get(part) if isinstance(part, str) else None
+                    if names is None:
+                        names = list(_names([part]))
+                        if isinstance(part, str):
+                            folded[part] = names
+                    for name in names:
+                        found = rows_of.setdefault(name, [])
+                        if not found or found[-1] != index:  # rows come in order: a repeat is the last one
+                            found.append(index)
         self.size = len(rows)
-        self._rows_of = {name: np.fromiter(sorted(found), dtype=np.int64) for name, found in rows_of.items()}
+        self._rows_of = {name: np.asarray(found, dtype=np.int64) for name, found in rows_of.items()}
         self._names_with: dict[str, list[str]] = {}  # word -> the names holding it, for the typo pass
         for name in self._rows_of:
             for word in set(name.split()):

@@ -322,13 +322,18 @@ class RowAttributes:
         # have ~10^5 distinct words, a gigabyte apiece would be 10^5 gigabytes).
         self._rows: dict[str, dict[str, np.ndarray]] = {}
         values: dict[str, list[str]] = {}
+        folded: dict[str, str] = {}  # values recur across rows: each folded once (a million rows)
         for kind in ATTRIBUTE_KINDS:
             key = getattr(self.fields, kind)
             by_value: dict[str, list[int]] = {}
             if key is not None:
                 for row, f in enumerate(flat):
                     for value in _values(f.get(key)):
-                        by_value.setdefault(fold(value), []).append(row)
+                        if value not in folded:
+                            folded[value] = fold(value)
+                        found = by_value.setdefault(folded[value], [])
+                        if not found or found[-1] != row:
+                            found.append(row)
                 values[kind] = sorted({v for f in flat for v in _values(f.get(key))})
             self._rows[kind] = _row_arrays(by_value)
         title_words: dict[str, list[int]] = {}

@@ -47,6 +47,7 @@ from semantic_ids.bundle import (
     atomic_directory,
     base_weights_sha256,
     catalogue_hash,
+    file_sha256,
     read_catalogue,
     read_manifest,
     write_manifest,
@@ -168,6 +169,8 @@ def write_bundle(
     manifest = build_manifest(inputs, rows, added_count=len(new_token_ids))
     with atomic_directory(bundle_dir) as staging:
         write_jsonl(rows, staging / CATALOGUE)
+        written = manifest.catalogue.model_copy(update={"file_sha256": file_sha256(staging / CATALOGUE)})
+        manifest = manifest.model_copy(update={"catalogue": written})
         lexical = LexicalIndex.build(rows, manifest.catalogue.content_hash, inputs.framing_text)
         lexical.save(staging / LEXICAL_DIR)
         if vectors is not None:

@@ -40,6 +40,7 @@ from semantic_ids.bundle import (
     Manifest,
     base_weights_sha256,
     catalogue_hash,
+    file_sha256,
     read_catalogue,
     read_manifest,
 )
@@ -218,8 +219,16 @@ def _require_files(bundle_dir: Path) -> None:
 
 
 def _checked_catalogue(bundle_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
+    """The bundle's catalogue rows, checked against the manifest: by the file's digest where the manifest
+    has one (the content hash was computed from these bytes when they were written), else by content."""
+    expected_file = manifest.catalogue.file_sha256
+    if expected_file is not None and file_sha256(bundle_dir / CATALOGUE) != expected_file:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}: {CATALOGUE} is not the file it was written with "
+            f"(sha256 differs from its manifest's {expected_file[:12]})"
+        )
     items = list(read_catalogue(bundle_dir))
-    actual = catalogue_hash(items)
+    actual = manifest.catalogue.content_hash if expected_file is not None else catalogue_hash(items)
     if actual != manifest.catalogue.content_hash or len(items) != manifest.catalogue.item_count:
         raise BundleMismatch(
             f"bundle {manifest.bundle_id}: {CATALOGUE} ({len(items)} items, hash {actual[:12]}) differs from "

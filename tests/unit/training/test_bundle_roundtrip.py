@@ -23,7 +23,9 @@ from semantic_ids.bundle import (
     MANIFEST,
     SCHEMA_VERSION,
     BundleMismatch,
+    file_sha256,
     read_manifest,
+    write_manifest,
 )
 from semantic_ids.causal_lm import resize_for_tokens
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
@@ -182,9 +184,17 @@ def _copy(trained: dict[str, Any], tmp_path: Path) -> Path:
 
 
 def test_catalogue_edited_after_writing_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    """Checked by the file's digest the manifest records; a bundle written before it kept one is checked
+    by the rows' content hash."""
     bundle = _copy(trained, tmp_path)
+    manifest = read_manifest(bundle)
+    assert manifest.catalogue.file_sha256 == file_sha256(bundle / CATALOGUE)
     lines = (bundle / CATALOGUE).read_text().splitlines()
     (bundle / CATALOGUE).write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(BundleMismatch, match=r"catalogue.jsonl is not the file it was written with"):
+        load_recommender_model(bundle, trained["base_models_dir"], "cpu")
+    older = manifest.catalogue.model_copy(update={"file_sha256": None})
+    write_manifest(bundle, manifest.model_copy(update={"catalogue": older}))
     with pytest.raises(
         BundleMismatch, match=r"catalogue.jsonl \(19 items.*differs from its manifest \(20 items"
     ):

@@ -65,11 +65,15 @@ from rapidfuzz import fuzz, process, utils
 from semantic_ids.bundle import BundleMismatch, Manifest
 from semantic_ids.named_people import NamedPeople
 from semantic_ids.query_attributes import AttributeFields, ParsedQuery, RowAttributes, fold
+from semantic_ids.row_groups import RowGroups
 
 logger = logging.getLogger(__name__)
 
 INDEX_META = "index.json"
-FORMAT = "bm25f+rapidfuzz/2"
+FORMAT = "bm25f+rapidfuzz/3"  # /3: the row lookups (``RowLookups``) are stored, not built at every load
+PREVIOUS_FORMAT = "bm25f+rapidfuzz/2"  # read too: its row lookups are built from the rows at load
+LOOKUPS_DIR = "lookups"
+TITLES_FILE, TITLE_CONTENT_FILE, GRAM_FILES = "titles.txt", "title_content.txt", "title_grams"
 STOPWORDS = "en"  # what bm25s drops from items and queries alike
 # A title match below this WRatio is noise (short titles partially match many queries); above it the
 # match is rescaled to [0, 1]. The weight keeps a fuzzy title below an exact BM25 match.
@@ -197,6 +201,49 @@ def _tokens(texts: Sequence[str]) -> list[list[str]]:
     return tokens
 
 
+@dataclass(frozen=True)
+class RowLookups:
+    """What the lexical index looks rows up by besides BM25, built from the rows once and kept in the
+    index's ``lookups/`` folder: at a million rows building them took about a minute of every start-up."""
+
+    titles: list[str]  # (rows,) the titles as the fuzzy match reads them (folded, processed)
+    title_words: list[str]  # (rows,) the same without stopwords (or whole, when that leaves nothing)
+    grams: TitleGrams | None  # the titles' trigrams past TITLE_PREFILTER_MIN rows
+    attributes: RowAttributes
+    people: NamedPeople
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        # A processed title is words and spaces: never a line break.
+        (folder / TITLES_FILE).write_text("\n".join(self.titles), encoding="utf-8")
+        (folder / TITLE_CONTENT_FILE).write_text("\n".join(self.title_words), encoding="utf-8")
+        if self.grams is not None:
+            self.grams._rows.save(folder, GRAM_FILES)
+        self.attributes.save(folder)
+        self.people.save(folder)
+
+    @classmethod
+    def load(cls, folder: Path, rows: Sequence[Mapping[str, Any]], fields: AttributeFields) -> RowLookups:
+        """``BundleMismatch`` when a file is missing or does not cover ``rows``."""
+        try:
+            titles = (folder / TITLES_FILE).read_text(encoding="utf-8").split("\n")
+            title_words = (folder / TITLE_CONTENT_FILE).read_text(encoding="utf-8").split("\n")
+            attributes = RowAttributes.load(folder, fields)
+        except (OSError, ValueError, KeyError) as error:
+            raise BundleMismatch(
+                f"lexical index {folder.parent}: cannot read its row lookups: {error}"
+            ) from error
+        if not len(titles) == len(title_words) == attributes.size == len(rows):
+            raise BundleMismatch(
+                f"lexical index {folder.parent}: row lookups of {len(titles)} titles and "
+                f"{attributes.size} rows' attributes for {len(rows)} items"
+            )
+        grams = None
+        if len(rows) >= TITLE_PREFILTER_MIN:
+            grams = TitleGrams(RowGroups.load(folder, GRAM_FILES), len(rows))
+        return cls(titles, title_words, grams, attributes, NamedPeople.load(folder, len(rows)))
+
+
 class LexicalIndex:
     """Field-weighted BM25 over every field, fuzzy matching over titles, and the rows' attributes, rows in
     catalogue order."""
@@ -209,6 +256,7 @@ class LexicalIndex:
         framing: Sequence[str] = (),
         weights: Mapping[str, float] | None = None,
         attribute_fields: AttributeFields | None = None,
+        derived: RowLookups | None = None,
     ) -> None:
         self.groups = dict(groups)  # group name -> bm25s.BM25 over that group's text
         self.weights = dict(weights or GROUP_WEIGHTS)
@@ -216,14 +264,16 @@ class LexicalIndex:
         self.catalogue_hash = catalogue_hash
         self.framing = sorted(set(framing))  # query words left out of BM25 queries (tokens)
         self._framing = frozenset(self.framing) | frozenset(QUERY_FUNCTION_WORDS)
-        self._titles = [utils.default_process(fold(str(row["title"]))) for row in rows]
         self._stopwords = frozenset(import_bm25s().stopwords.STOPWORDS_EN)
-        self._title_words = [self._content(title) or title for title in self._titles]
-        self._title_grams = TitleGrams(self._title_words) if len(rows) >= TITLE_PREFILTER_MIN else None
         self._word_best = {name: _best_scores(bm25) for name, bm25 in self.groups.items()}
         self._rarest = max((self.weights[n] * best[1] for n, best in self._word_best.items()), default=0.0)
-        self.attributes = RowAttributes(rows, attribute_fields)
-        self.people = NamedPeople(rows, FIELD_GROUPS["people"])
+        derived = derived or self._derive(rows, attribute_fields)
+        self._titles, self._title_words, self._title_grams = (
+            derived.titles,
+            derived.title_words,
+            derived.grams,
+        )
+        self.attributes, self.people = derived.attributes, derived.people
         # item id -> (its row, its tokens per group), kept by ``rebuilt`` for the next change
         self._tokens_by_row: dict[str, tuple[Mapping[str, Any], dict[str, list[str]]]] | None = None
 
@@ -267,6 +317,17 @@ class LexicalIndex:
         index._tokens_by_row = cache
         return index
 
+    def _derive(self, rows: Sequence[Mapping[str, Any]], fields: AttributeFields | None) -> RowLookups:
+        """The row lookups built from the rows (the processed titles, their trigrams past
+        ``TITLE_PREFILTER_MIN``, the rows' attributes and named people)."""
+        titles = [utils.default_process(fold(str(row["title"]))) for row in rows]
+        title_words = [self._content(title) or title for title in titles]
+        grams = TitleGrams.build(title_words) if len(rows) >= TITLE_PREFILTER_MIN else None
+        attributes = RowAttributes.build(rows, fields)
+        return RowLookups(
+            titles, title_words, grams, attributes, NamedPeople.build(rows, FIELD_GROUPS["people"])
+        )
+
     def __len__(self) -> int:
         return len(self.item_ids)
 
@@ -274,6 +335,9 @@ class LexicalIndex:
         folder.mkdir(parents=True, exist_ok=True)
         for name, bm25 in self.groups.items():
             bm25.save(str(folder / name), allow_pickle=False)
+        RowLookups(self._titles, self._title_words, self._title_grams, self.attributes, self.people).save(
+            folder / LOOKUPS_DIR
+        )
         meta = {
             "format": FORMAT,
             "catalogue_hash": self.catalogue_hash,
@@ -288,7 +352,7 @@ class LexicalIndex:
     def load(cls, folder: Path, rows: Sequence[Mapping[str, Any]], catalogue_hash: str) -> LexicalIndex:
         """The index saved in ``folder``; ``BundleMismatch`` unless it was built for exactly ``rows``."""
         meta = json.loads((folder / INDEX_META).read_text())
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in (FORMAT, PREVIOUS_FORMAT):
             raise BundleMismatch(
                 f"lexical index {folder} has format {meta.get('format')!r}; expected {FORMAT}"
             )
@@ -315,7 +379,9 @@ class LexicalIndex:
                 )
         framing = [str(word) for word in meta.get("framing_words", [])]
         fields = AttributeFields(**meta["attribute_fields"])
-        return cls(groups, rows, catalogue_hash, framing, weights, fields)
+        # The previous format kept no row lookups: they are built from the rows, as it always did.
+        derived = RowLookups.load(folder / LOOKUPS_DIR, rows, fields) if meta["format"] == FORMAT else None
+        return cls(groups, rows, catalogue_hash, framing, weights, fields, derived)
 
     def scores(self, query: str) -> LexicalScores:
         names = self.people.named(query)
@@ -399,17 +465,21 @@ class TitleGrams:
     pick the titles worth a fuzzy match in a large catalogue. A typo changes two or three of a word's
     trigrams and leaves the rest: "the marix" still shares " ma", "mat"... with "The Matrix"."""
 
-    def __init__(self, titles: Sequence[str]) -> None:
+    def __init__(self, grams: RowGroups, count: int) -> None:
+        self._rows = grams
+        self._count = count
+
+    @classmethod
+    def build(cls, titles: Sequence[str]) -> TitleGrams:
         postings: dict[str, list[int]] = {}
         for row, title in enumerate(titles):
             for gram in _trigrams(title):
                 postings.setdefault(gram, []).append(row)
-        self._rows = {gram: np.asarray(rows, dtype=np.int32) for gram, rows in postings.items()}
-        self._count = len(titles)
+        return cls(RowGroups.of(postings), len(titles))
 
     def candidates(self, text: str, limit: int) -> np.ndarray:
         """Up to ``limit`` rows, those sharing the most trigrams with ``text`` (none: no rows)."""
-        hits = [self._rows[gram] for gram in _trigrams(text) if gram in self._rows]
+        hits = [found for gram in _trigrams(text) if (found := self._rows.get(gram)) is not None]
         if not hits:
             return np.zeros(0, dtype=np.int64)
         shared = np.bincount(np.concatenate(hits), minlength=self._count)  # (items,) trigrams in common

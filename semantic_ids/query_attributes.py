@@ -21,21 +21,27 @@ working and a catalogue without such fields simply never has a constraint.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from semantic_ids.row_groups import RowGroups
+
 LANGUAGES = ("en", "fr", "es", "de")
 YEAR_RANGE = (1880, 2039)
 ATTRIBUTE_KINDS = ("genre", "rating", "country", "language")  # the kinds matched by words
+# RowAttributes' files in the lexical index (``RowGroups`` per kind as attribute_<kind>, and these)
+YEARS_FILE, VALUES_FILE, TITLE_WORD_FILES = "years.npy", "attribute_values.json", "title_words"
 _YEAR = r"(1[89]\d\d|20[0-3]\d)"
 # The part of a decade a query asks for ("the early 90s", "mid-2000s", "fin des années 80", "a finales de
 # los 90", "Mitte der 90er", "den frühen 90ern", "the late nineties"): its years from .. to. Read before the
@@ -308,23 +314,40 @@ class AttributeParser:
 
 
 class RowAttributes:
-    """Every catalogue row's attributes, held as arrays, so a constraint is a mask over all rows."""
+    """Every catalogue row's attributes, held as arrays, so a constraint is a mask over all rows.
 
-    def __init__(self, rows: Sequence[Mapping[str, Any]], fields: AttributeFields | None = None) -> None:
-        self.fields = fields or AttributeFields.detect(rows)
+    Built from the rows when a bundle is written (or its catalogue changes) and kept in the bundle's
+    lexical index (``save``/``load``), so a start-up does not walk a million rows again."""
+
+    def __init__(
+        self,
+        fields: AttributeFields,
+        years: np.ndarray,
+        rows_of: Mapping[str, RowGroups],
+        title_words: RowGroups,
+        values: Mapping[str, list[str]],
+    ) -> None:
+        self.fields = fields
+        self.years = years  # (rows,) int32, -1 where unknown
+        self.size = len(years)
+        # Which rows hold each value, per kind, as row numbers (not a mask of every row per value: a million
+        # titles have ~10^5 distinct words, a megabyte apiece).
+        self._rows = dict(rows_of)
+        self._title_words = title_words
+        self._values = {kind: list(found) for kind, found in values.items()}  # the catalogue's own words
+        self.parser = AttributeParser(self.fields, self._values)
+
+    @classmethod
+    def build(cls, rows: Sequence[Mapping[str, Any]], fields: AttributeFields | None = None) -> RowAttributes:
+        fields = fields or AttributeFields.detect(rows)
         flat = [_fields(row) for row in rows]
-        self.size = len(rows)
-        year_key = self.fields.year
-        self.years = np.asarray(
-            [(_year(f.get(year_key)) or -1) if year_key else -1 for f in flat], dtype=np.int32
-        )  # (rows,)
-        # Which rows hold each value, as row numbers (not a mask of every row per value: a million titles
-        # have ~10^5 distinct words, a gigabyte apiece would be 10^5 gigabytes).
-        self._rows: dict[str, dict[str, np.ndarray]] = {}
+        year_key = fields.year
+        years = np.asarray([(_year(f.get(year_key)) or -1) if year_key else -1 for f in flat], dtype=np.int32)
+        rows_of: dict[str, RowGroups] = {}
         values: dict[str, list[str]] = {}
-        folded: dict[str, str] = {}  # values recur across rows: each folded once (a million rows)
+        folded: dict[str, str] = {}  # values recur across rows: each folded once
         for kind in ATTRIBUTE_KINDS:
-            key = getattr(self.fields, kind)
+            key = getattr(fields, kind)
             by_value: dict[str, list[int]] = {}
             if key is not None:
                 for row, f in enumerate(flat):
@@ -335,13 +358,28 @@ class RowAttributes:
                         if not found or found[-1] != row:
                             found.append(row)
                 values[kind] = sorted({v for f in flat for v in _values(f.get(key))})
-            self._rows[kind] = _row_arrays(by_value)
+            rows_of[kind] = RowGroups.of(by_value)
         title_words: dict[str, list[int]] = {}
         for row, item in enumerate(rows):
-            for word in set(fold(str(item.get("title", ""))).split()):
+            for word in dict.fromkeys(fold(str(item.get("title", ""))).split()):
                 title_words.setdefault(word, []).append(row)
-        self._title_words = _row_arrays(title_words)
-        self.parser = AttributeParser(self.fields, values)
+        return cls(fields, years, rows_of, RowGroups.of(title_words), values)
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / YEARS_FILE, self.years, allow_pickle=False)
+        (folder / VALUES_FILE).write_text(
+            json.dumps(self._values, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        for kind, groups in self._rows.items():
+            groups.save(folder, f"attribute_{kind}")
+        self._title_words.save(folder, TITLE_WORD_FILES)
+
+    @classmethod
+    def load(cls, folder: Path, fields: AttributeFields) -> RowAttributes:
+        values = json.loads((folder / VALUES_FILE).read_text(encoding="utf-8"))
+        rows_of = {kind: RowGroups.load(folder, f"attribute_{kind}") for kind in ATTRIBUTE_KINDS}
+        years = np.load(folder / YEARS_FILE, allow_pickle=False)
+        return cls(fields, years, rows_of, RowGroups.load(folder, TITLE_WORD_FILES), values)
 
     def parse(self, query: str, keep: Sequence[str] = ()) -> ParsedQuery:
         return self.parser.parse(query, keep)
@@ -381,7 +419,3 @@ class RowAttributes:
                     hit[rows] = True
             found &= hit
         return found
-
-
-def _row_arrays(rows_of: Mapping[str, list[int]]) -> dict[str, np.ndarray]:
-    return {value: np.asarray(rows, dtype=np.int32) for value, rows in rows_of.items()}

@@ -29,14 +29,47 @@ def index() -> LexicalIndex:
 def test_round_trip_gives_the_same_scores_and_no_pickle(index: LexicalIndex, tmp_path: Path) -> None:
     index.save(tmp_path / "lexical")
     files = sorted(p for p in (tmp_path / "lexical").rglob("*") if p.is_file())
-    assert files and all(path.suffix in (".npy", ".json") for path in files), files
-    assert {p.parent.name for p in files if p.suffix == ".npy"} == {"title", "people", "categories", "facts"}
+    assert files and all(path.suffix in (".npy", ".json", ".txt") for path in files), files
+    arrays = {p.parent.name for p in files if p.suffix == ".npy"}
+    assert arrays == {"title", "people", "categories", "facts", "lookups"}  # the BM25 groups, the row lookups
     for path in files:  # every array reads back with pickle off
         if path.suffix == ".npy":
             np.load(path, allow_pickle=False)
     loaded = LexicalIndex.load(tmp_path / "lexical", ITEMS, HASH)
     for query in ["Michael Mann crime drama", "Alien", "Japanese film with Emma Stone", "Frago"]:
         np.testing.assert_allclose(loaded.scores(query).combined, index.scores(query).combined, rtol=1e-6)
+
+
+def test_stored_row_lookups_load_as_built_and_the_previous_format_builds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row lookups (titles, trigrams, attributes, people) read back give the built index's scores;
+    an index of the previous format, which kept none, builds them from the rows; a lookups file missing
+    from a current index is refused."""
+    monkeypatch.setattr(lexical, "TITLE_PREFILTER_MIN", 1)  # the trigrams too
+    monkeypatch.setattr(lexical, "TITLE_CANDIDATES", 3)
+    built = LexicalIndex.build(ITEMS, HASH)
+    built.save(tmp_path / "lexical")
+    queries = [
+        "Michael Mann crime drama",
+        "looking for Frago",
+        "Japanese film with Emma Stone",
+        "a 90s comedy",
+    ]
+    loaded = LexicalIndex.load(tmp_path / "lexical", ITEMS, HASH)
+    for query in queries:
+        want, got = built.scores(query), loaded.scores(query)
+        np.testing.assert_array_equal(got.combined, want.combined)
+        np.testing.assert_array_equal(got.satisfied, want.satisfied)
+        np.testing.assert_array_equal(got.named, want.named)
+    meta = json.loads((tmp_path / "lexical" / INDEX_META).read_text())
+    (tmp_path / "lexical" / INDEX_META).write_text(json.dumps(meta | {"format": lexical.PREVIOUS_FORMAT}))
+    (tmp_path / "lexical" / "lookups" / "people.rows.npy").unlink()
+    previous = LexicalIndex.load(tmp_path / "lexical", ITEMS, HASH)
+    np.testing.assert_array_equal(previous.scores(queries[0]).combined, built.scores(queries[0]).combined)
+    (tmp_path / "lexical" / INDEX_META).write_text(json.dumps(meta))
+    with pytest.raises(BundleMismatch, match="people"):
+        LexicalIndex.load(tmp_path / "lexical", ITEMS, HASH)
 
 
 def test_another_catalogue_is_refused_with_what_differs(index: LexicalIndex, tmp_path: Path) -> None:
@@ -158,6 +191,6 @@ def test_a_large_catalogue_matches_titles_among_those_sharing_trigrams(
         assert np.count_nonzero(got) <= 3
         assert set(np.flatnonzero(got)) <= set(np.flatnonzero(want))
     assert not filtered.scores("zzzz qqqq").title.any()  # no trigram in common: nothing to match
-    grams = lexical.TitleGrams(["matrix", "the rover", "marx"])
+    grams = lexical.TitleGrams.build(["matrix", "the rover", "marx"])
     assert grams.candidates("marix", 1).tolist() == [0]
     assert sorted(grams.candidates("marix", 5).tolist()) == [0, 2]

@@ -20,7 +20,7 @@ ROWS: list[dict[str, Any]] = [
 
 
 def _people() -> NamedPeople:
-    return NamedPeople(ROWS, FIELD_GROUPS["people"])
+    return NamedPeople.build(ROWS, FIELD_GROUPS["people"])
 
 
 def test_a_name_in_full_is_found_among_other_words_and_gives_its_rows() -> None:
@@ -60,6 +60,6 @@ def test_two_names_each_count_for_half() -> None:
 
 def test_a_catalogue_without_people_fields_names_no_one() -> None:
     rows = [{"item_id": "x", "title": "X", "fields": {"year": 1999}}]
-    people = NamedPeople(rows, FIELD_GROUPS["people"])
+    people = NamedPeople.build(rows, FIELD_GROUPS["people"])
     assert len(people) == 0 and people.named("alan dale") == []
     assert people.share("alan dale").tolist() == [0.0]

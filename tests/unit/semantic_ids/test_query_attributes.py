@@ -13,7 +13,7 @@ ITEMS = tiny_items()  # years 1975-2013, genres, countries, languages, ratings
 
 @pytest.fixture(scope="module")
 def attributes() -> RowAttributes:
-    return RowAttributes(ITEMS)
+    return RowAttributes.build(ITEMS)
 
 
 def _years(attributes: RowAttributes, query: str) -> list[tuple[int, int] | None]:
@@ -76,7 +76,9 @@ def test_satisfied_is_the_fraction_met_and_a_title_naming_the_words_meets_them(
         expected = ("Comedy" in fields["genres"]) + (1980 <= fields["year"] <= 1989)
         assert value == pytest.approx(expected / 2)
     assert attributes.satisfied(attributes.parse("Alien")).tolist() == [1.0] * len(ITEMS)  # no constraint
-    war = RowAttributes([{"item_id": "1", "title": "War of the Worlds", "fields": {"genres": ["Sci-Fi"]}}])
+    war = RowAttributes.build(
+        [{"item_id": "1", "title": "War of the Worlds", "fields": {"genres": ["Sci-Fi"]}}]
+    )
     assert war.satisfied(war.parse("war of the worlds")).tolist() == [1.0]
 
 
@@ -87,7 +89,7 @@ def test_folding_makes_accents_and_case_one() -> None:
 
 def test_a_catalogue_without_such_fields_has_no_constraints() -> None:
     books = [{"item_id": "b1", "title": "Dune", "fields": {"author": "Frank Herbert"}}]
-    attributes = RowAttributes(books)
+    attributes = RowAttributes.build(books)
     assert attributes.fields == AttributeFields()
     assert attributes.parse("a comedy from the nineties").constraints == ()
     assert np.array_equal(attributes.satisfied(attributes.parse("90s")), [1.0])
@@ -98,7 +100,7 @@ def test_a_book_catalogue_keeps_its_own_category_values() -> None:
         {"item_id": "b1", "title": "Dune", "fields": {"year": 1965, "categories": ["Science Fiction"]}},
         {"item_id": "b2", "title": "Emma", "fields": {"year": 1815, "categories": ["Classics"]}},
     ]
-    attributes = RowAttributes(books)
+    attributes = RowAttributes.build(books)
     assert attributes.fields.genre == "categories"
     assert attributes.satisfied(attributes.parse("classics")).tolist() == [0.0, 1.0]
     assert attributes.satisfied(attributes.parse("science fiction from the sixties")).tolist() == [1.0, 0.0]

@@ -392,7 +392,8 @@ class RowAttributes:
         else:
             met = np.zeros(self.size, dtype=bool)
             for kind, value in [(constraint.kind, v) for v in constraint.values] + list(constraint.also):
-                found = self._rows.get(kind, {}).get(fold(value))
+                groups = self._rows.get(kind)
+                found = None if groups is None else groups.get(fold(value))
                 if found is not None:
                     met[found] = True
         in_title: np.ndarray = met | self._in_title(constraint.span)

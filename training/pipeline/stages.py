@@ -11,7 +11,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from semantic_ids.bundle import BASE_WEIGHTS
 from semantic_ids.decoding import ConstrainedDecoder
@@ -67,7 +67,10 @@ def make_examples(
     }
 
 
-def eval_sample(valid: Sequence[Mapping[str, Any]], count: int, seed: int) -> list[Mapping[str, Any]]:
+Example = TypeVar("Example", bound=Mapping[str, Any])
+
+
+def eval_sample(valid: Sequence[Example], count: int, seed: int) -> list[Example]:
     """A seeded sample of held-out queries; the quick in-training check uses a disjoint slice of them."""
     # Sorted first, so the sample does not depend on how the examples file happens to be ordered.
     queries = sorted((v for v in valid if v["kind"] == "query"), key=lambda v: (v["item_id"], v["query"]))

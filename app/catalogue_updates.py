@@ -485,7 +485,7 @@ def compact_bundle(bundle_dir: Path) -> Manifest:
     index and dense vectors become base + overlay, the model files are kept as they are, and the
     retired IDs stay retired (an overlay holding only them). The database needs no reload: the catalogue
     it holds is the one the new base serves."""
-    from semantic_ids.bundle import DENSE_DIR, LEXICAL_DIR, MANIFEST, atomic_directory
+    from semantic_ids.bundle import DENSE_DIR, LEXICAL_DIR, MANIFEST, atomic_directory, file_sha256
     from semantic_ids.dense import bundle_dense_index
     from semantic_ids.lexical import bundle_lexical_index
     from semantic_ids.overlay import OVERLAYS_DIR
@@ -496,12 +496,7 @@ def compact_bundle(bundle_dir: Path) -> Manifest:
     dense = bundle_dense_index(bundle_dir, manifest, base_rows)
     rows, live = served_catalogue(manifest, base_rows, None if dense is None else dense.vectors, overlay)
     lexical = bundle_lexical_index(bundle_dir, manifest, base_rows).rebuilt(rows, overlay.catalogue_hash)
-    catalogue = manifest.catalogue.model_copy(
-        update={"content_hash": overlay.catalogue_hash, "item_count": len(rows)}
-    )
-    compacted = manifest.model_copy(
-        update={"bundle_id": f"{manifest.bundle_id}+{overlay.version}", "catalogue": catalogue}
-    )
+    bundle_id = f"{manifest.bundle_id}+{overlay.version}"
     skipped = {CATALOGUE, LEXICAL_DIR, DENSE_DIR, OVERLAYS_DIR, MANIFEST}
     with atomic_directory(bundle_dir) as staging:
         for path in bundle_dir.iterdir():
@@ -510,6 +505,14 @@ def compact_bundle(bundle_dir: Path) -> Manifest:
         with (staging / CATALOGUE).open("w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        catalogue = manifest.catalogue.model_copy(
+            update={
+                "content_hash": overlay.catalogue_hash,
+                "item_count": len(rows),
+                "file_sha256": file_sha256(staging / CATALOGUE),
+            }
+        )
+        compacted = manifest.model_copy(update={"bundle_id": bundle_id, "catalogue": catalogue})
         lexical.save(staging / LEXICAL_DIR)
         if live is not None and dense is not None:
             live.dense_index(dense.model).save(staging / DENSE_DIR)

@@ -10,7 +10,6 @@ pointing the same way as the words of its cluster.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -81,6 +80,9 @@ def initialise_new_rows(
     logger.info("initialised %d new token rows (%s)", len(rows), strategy)
 
 
+_INIT_BLOCK = 4096  # items whose token embeddings are gathered at once
+
+
 def _cluster_rows(
     embedding: torch.Tensor,
     tokenizer: Any,
@@ -90,23 +92,37 @@ def _cluster_rows(
     mean: torch.Tensor,
     spread: torch.Tensor,
 ) -> dict[int, torch.Tensor]:
-    """Rows for RQ-VAE level codes: mean of the cluster's word embeddings, pushed out to a typical norm."""
+    """Rows for RQ-VAE level codes: mean of the cluster's word embeddings, pushed out to a typical norm.
+
+    Each item's vector (the mean embedding of its text's tokens) is summed into its codes' clusters a
+    block of items at a time, the texts tokenised in one batch: a million items held as vectors at once
+    took 2.3 GB, and one by one over a minute."""
     if not items:
         raise ValueError("token init 'cluster' needs the items with their semantic IDs")
     levels = scheme.levels - 1 if rq_levels is None else rq_levels  # the last level disambiguates
-    text_vectors = []
-    for item in items:
-        token_ids = tokenizer(_item_text_for_init(item), add_special_tokens=False)["input_ids"]
-        text_vectors.append(embedding[torch.tensor(token_ids or [0])].float().mean(dim=0))
-    members: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for index, item in enumerate(items):
+    encoded = tokenizer([_item_text_for_init(item) for item in items], add_special_tokens=False)["input_ids"]
+    hidden = embedding.shape[1]
+    sums = [
+        torch.zeros(size, hidden) for size in scheme.codebook_sizes[:levels]
+    ]  # per level: (codes, hidden)
+    counts = [torch.zeros(size) for size in scheme.codebook_sizes[:levels]]
+    total = torch.zeros(hidden)
+    for start in range(0, len(items), _INIT_BLOCK):
+        block = [ids or [0] for ids in encoded[start : start + _INIT_BLOCK]]
+        lengths = torch.tensor([len(ids) for ids in block])
+        owner = torch.repeat_interleave(torch.arange(len(block)), lengths)
+        tokens = embedding[torch.tensor([token for ids in block for token in ids])].float()
+        vectors = torch.zeros(len(block), hidden).index_add_(0, owner, tokens) / lengths[:, None]
+        total += vectors.sum(dim=0)
+        codes = torch.tensor([item.sid.codes[:levels] for item in items[start : start + _INIT_BLOCK]])
         for level in range(levels):
-            members[(level, item.sid.codes[level])].append(index)
-    stacked = torch.stack(text_vectors)  # (items, hidden)
-    centre = stacked.mean(dim=0)
+            sums[level].index_add_(0, codes[:, level], vectors)
+            counts[level] += torch.bincount(codes[:, level], minlength=len(counts[level])).float()
+    centre = total / len(items)
     rows = {}
-    for (level, code), indices in members.items():
-        direction = stacked[indices].mean(dim=0) - centre
-        token_id = tokenizer.convert_tokens_to_ids(code_token(level, code))
-        rows[token_id] = mean + spread * direction / direction.norm().clamp(min=1e-8)
+    for level in range(levels):
+        for code in torch.nonzero(counts[level]).flatten().tolist():
+            direction = sums[level][code] / counts[level][code] - centre
+            token_id = tokenizer.convert_tokens_to_ids(code_token(level, code))
+            rows[token_id] = mean + spread * direction / direction.norm().clamp(min=1e-8)
     return rows

@@ -69,9 +69,9 @@ def build(count: int, work: Path) -> dict[str, Any]:
     write_catalogue(synthetic_items(count), catalogue)
     seconds["synthetic_catalogue"] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    items = read_catalogue(catalogue)
-    keys = [content_key(render_item_text(item)) for item in items]
+    keys = [content_key(render_item_text(item)) for item in read_catalogue(catalogue)]
     EmbeddingCache(work / "embedding_cache").add(keys, synthetic_vectors(count))
+    del keys  # a million items: the pipeline reads its own copy, and memory is the limit here
     seconds["synthetic_vectors"] = round(time.perf_counter() - started, 2)
     name = f"scale-{count}"
     config = pipeline_config(

@@ -40,6 +40,8 @@ from semantic_ids.bundle import (
     catalogue_hash,
     read_catalogue,
     read_manifest,
+    row_item_ids,
+    row_semantic_ids,
 )
 from semantic_ids.dense import DenseIndex, QueryEncoder
 from semantic_ids.id_allocation import IdAllocator
@@ -101,7 +103,7 @@ class ItemOutcome:
 class LiveCatalogue:
     """The served catalogue: base rows as the overlay changes them, their vectors, the retired IDs."""
 
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]  # a ``CatalogueRows`` as the bundle was read, a list once changed
     vectors: np.ndarray  # (rows, dimensions) their embeddings, from the bundle's dense index
     retired: frozenset[SemanticId]
     version: int  # the overlay version (0: the base bundle as trained)
@@ -109,11 +111,11 @@ class LiveCatalogue:
 
     @property
     def ids(self) -> list[SemanticId]:
-        return [SemanticId.from_codes(row["semantic_id"]) for row in self.rows]
+        return [SemanticId.from_codes(codes) for codes in row_semantic_ids(self.rows)]
 
     def dense_index(self, model: str) -> DenseIndex:
         """Its vectors as the dense index (rows in catalogue order) of embedding model ``model``."""
-        return DenseIndex(self.vectors, [str(row["item_id"]) for row in self.rows], self.content_hash, model)
+        return DenseIndex(self.vectors, row_item_ids(self.rows), self.content_hash, model)
 
 
 @dataclass(frozen=True)
@@ -407,10 +409,10 @@ def read_bundle_catalogue(bundle_dir: Path) -> tuple[Manifest, list[dict[str, An
 
 def served_catalogue(
     manifest: Manifest,
-    base_rows: list[dict[str, Any]],
+    base_rows: Sequence[dict[str, Any]],
     base_vectors: np.ndarray | None,
     overlay: Overlay | None,
-) -> tuple[list[dict[str, Any]], LiveCatalogue | None]:
+) -> tuple[Sequence[dict[str, Any]], LiveCatalogue | None]:
     """The catalogue the bundle serves (base + overlay) and, when it has item vectors, its live state."""
     if overlay is None:
         rows = base_rows
@@ -429,7 +431,7 @@ def served_catalogue(
     return rows, LiveCatalogue(rows, vectors, retired, version, live_hash)
 
 
-def _same(rows: list[dict[str, Any]], row_of: Mapping[str, int], change: ItemUpsert) -> bool:
+def _same(rows: Sequence[dict[str, Any]], row_of: Mapping[str, int], change: ItemUpsert) -> bool:
     if change.item_id not in row_of:
         return False
     row = rows[row_of[change.item_id]]

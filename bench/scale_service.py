@@ -188,11 +188,13 @@ def _memory_mib(pid: int) -> dict[str, float]:
     return {"resident": fields.get("VmRSS", 0.0), "peak": fields.get("VmHWM", 0.0)}
 
 
-def measure(count: int, queries_count: int, port: int) -> dict[str, Any]:
+def measure(count: int, queries_count: int, port: int, built: dict[str, Any] | None) -> dict[str, Any]:
+    """One size's row; ``built``: what an earlier run's build of that size cost, whose bundle in
+    ``WORK/<size>`` is served again instead of built (``--serve-only``)."""
     from semantic_ids.bundle import read_manifest
 
     work = WORK / str(count)
-    built = build(count, work)
+    built = build(count, work) if built is None else built
     manifest = read_manifest(work / "bundle")
     row = {
         "items": count,
@@ -204,6 +206,15 @@ def measure(count: int, queries_count: int, port: int) -> dict[str, Any]:
     generative = row["recommend"]["generative"]["p50_ms"]
     row["generative_p50_ms"] = generative
     return row
+
+
+def _earlier_build(out: Path, count: int) -> dict[str, Any]:
+    """The build figures of ``count``'s row in ``out``; exits when there is no such row or bundle."""
+    rows = json.loads(out.read_text()).get("service", {}).get("rows", []) if out.is_file() else []
+    found = [row for row in rows if row["items"] == count]
+    if not found or not (WORK / str(count) / "bundle").is_dir():
+        raise SystemExit(f"error: --serve-only: no earlier build of {count} items in {out} and {WORK}")
+    return {key: found[0][key] for key in ("seconds", "peak_rss_mib_build") if key in found[0]}
 
 
 def _record(out: Path, row: dict[str, Any], command: str) -> None:
@@ -231,12 +242,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8931)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--serve-only",
+        action="store_true",
+        help="serve the bundle an earlier run built (artifacts/scale/<size>) again, with its build figures",
+    )
     args = parser.parse_args(argv)
     if args.one is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-        print(json.dumps(measure(args.one, args.queries, args.port)))
+        built = _earlier_build(args.out, args.one) if args.serve_only else None
+        print(json.dumps(measure(args.one, args.queries, args.port, built)))
         return 0
     try:
         sizes = [int(part) for part in args.sizes.split(",") if part.strip()]
@@ -246,8 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--sizes: each size must be at least 100 items")
     for size in sizes:
         child = [
-            sys.executable, "-m", "bench.scale_service", "--one", str(size),
+            sys.executable, "-m", "bench.scale_service", "--one", str(size), "--out", str(args.out),
             "--queries", str(args.queries), "--port", str(args.port), "--threads", str(args.threads),
+            *(["--serve-only"] if args.serve_only else []),
         ]  # fmt: skip
         row = child_row(child, f"size {size}", env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
         if row is None:

@@ -27,11 +27,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -236,6 +236,60 @@ def read_catalogue(bundle_dir: Path) -> Iterator[dict[str, Any]]:
         for line in handle:
             if line.strip():
                 yield orjson.loads(line)
+
+
+class CatalogueRows(Sequence[dict[str, Any]]):
+    """A bundle catalogue's rows kept as their JSON lines, each parsed when it is read, with the two columns
+    every load reads (item ids, semantic IDs) parsed once. A million rows as Python dicts held 2.4 GB of
+    the service's memory; as lines, 0.6 GB, and the service reads a whole row only to index or change it.
+    A row read is a fresh dict: changing it changes nothing here."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self._lines = lines
+        self.item_ids: list[str] = []
+        self.semantic_ids: list[list[Any]] = []  # as stored: each row's codes
+        for line in lines:
+            row = orjson.loads(line)
+            self.item_ids.append(str(row["item_id"]))
+            self.semantic_ids.append(row.get("semantic_id"))
+
+    @classmethod
+    def read(cls, bundle_dir: Path) -> CatalogueRows:
+        with (bundle_dir / CATALOGUE).open("rb") as handle:
+            return cls([line for line in handle if line.strip()])
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [orjson.loads(line) for line in self._lines[index]]
+        row: dict[str, Any] = orjson.loads(self._lines[index])
+        return row
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for line in self._lines:
+            yield orjson.loads(line)
+
+
+def row_item_ids(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The rows' item ids as strings (a ``CatalogueRows``' without parsing its rows again)."""
+    if isinstance(rows, CatalogueRows):
+        return rows.item_ids
+    return [str(row["item_id"]) for row in rows]
+
+
+def row_semantic_ids(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The rows' semantic IDs as stored (code lists; a ``CatalogueRows``' without parsing its rows again)."""
+    if isinstance(rows, CatalogueRows):
+        return rows.semantic_ids
+    return [row["semantic_id"] for row in rows]
 
 
 def file_sha256(path: Path) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from semantic_ids.bundle import BundleMismatch, Manifest
+from semantic_ids.bundle import BundleMismatch, Manifest, row_item_ids
 
 VECTORS = "embeddings.npy"
 INDEX_META = "index.json"
@@ -60,7 +60,7 @@ class DenseIndex:
             raise ValueError(f"{vectors.shape} item vectors for {len(rows)} catalogue items")
         matrix = vectors.astype(np.float32)
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-        return cls(matrix, [str(row["item_id"]) for row in rows], catalogue_hash, model)
+        return cls(matrix, row_item_ids(rows), catalogue_hash, model)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -92,7 +92,7 @@ class DenseIndex:
                 f"dense index {folder} was built for catalogue {str(meta.get('catalogue_hash'))[:12]}, "
                 f"but the bundle's catalogue is {catalogue_hash[:12]}"
             )
-        if meta.get("item_ids") != [str(row["item_id"]) for row in rows]:
+        if meta.get("item_ids") != row_item_ids(rows):
             raise BundleMismatch(f"dense index {folder} lists its items in another order than the catalogue")
         vectors = np.load(folder / VECTORS, allow_pickle=False)
         expected = (len(rows), meta.get("dimensions"))

@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz, process, utils
 
-from semantic_ids.bundle import BundleMismatch, Manifest
+from semantic_ids.bundle import BundleMismatch, Manifest, row_item_ids
 from semantic_ids.named_people import NamedPeople
 from semantic_ids.query_attributes import AttributeFields, ParsedQuery, RowAttributes, fold
 from semantic_ids.row_groups import RowGroups
@@ -260,7 +260,7 @@ class LexicalIndex:
     ) -> None:
         self.groups = dict(groups)  # group name -> bm25s.BM25 over that group's text
         self.weights = dict(weights or GROUP_WEIGHTS)
-        self.item_ids = [str(row["item_id"]) for row in rows]
+        self.item_ids = row_item_ids(rows)
         self.catalogue_hash = catalogue_hash
         self.framing = sorted(set(framing))  # query words left out of BM25 queries (tokens)
         self._framing = frozenset(self.framing) | frozenset(QUERY_FUNCTION_WORDS)
@@ -361,7 +361,7 @@ class LexicalIndex:
                 f"lexical index {folder} was built for catalogue {str(meta.get('catalogue_hash'))[:12]}, "
                 f"but the bundle's catalogue is {catalogue_hash[:12]}"
             )
-        if meta.get("item_ids") != [str(row["item_id"]) for row in rows]:
+        if meta.get("item_ids") != row_item_ids(rows):
             raise BundleMismatch(
                 f"lexical index {folder} lists its items in another order than the catalogue"
             )

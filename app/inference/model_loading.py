@@ -17,6 +17,7 @@ training) serves base + overlay: the trie and both indexes are built over that c
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,14 @@ from semantic_ids.bundle import (
     NEW_TOKEN_ROWS,
     TOKENIZER_DIR,
     BundleMismatch,
+    CatalogueRows,
     FusionParams,
     Manifest,
     base_weights_sha256,
     catalogue_hash,
     file_sha256,
-    read_catalogue,
     read_manifest,
+    row_semantic_ids,
 )
 from semantic_ids.causal_lm import (
     inference_precision,
@@ -80,7 +82,7 @@ class LoadedModel:
     # The served catalogue (base + overlay) and the base bundle's rows and vectors, which catalogue
     # updates diff against; None for a bundle without item vectors (no updates then).
     live: LiveCatalogue | None = None
-    base_rows: list[dict[str, Any]] | None = None
+    base_rows: Sequence[dict[str, Any]] | None = None
     base_vectors: Any = None  # (base rows, dimensions) float32
 
     @property
@@ -218,7 +220,7 @@ def _require_files(bundle_dir: Path) -> None:
         raise BundleMismatch(f"bundle {bundle_dir} is incomplete: missing {', '.join(missing)}")
 
 
-def _checked_catalogue(bundle_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
+def _checked_catalogue(bundle_dir: Path, manifest: Manifest) -> CatalogueRows:
     """The bundle's catalogue rows, checked against the manifest: by the file's digest where the manifest
     has one (the content hash was computed from these bytes when they were written), else by content."""
     expected_file = manifest.catalogue.file_sha256
@@ -227,7 +229,7 @@ def _checked_catalogue(bundle_dir: Path, manifest: Manifest) -> list[dict[str, A
             f"bundle {manifest.bundle_id}: {CATALOGUE} is not the file it was written with "
             f"(sha256 differs from its manifest's {expected_file[:12]})"
         )
-    items = list(read_catalogue(bundle_dir))
+    items = CatalogueRows.read(bundle_dir)
     actual = manifest.catalogue.content_hash if expected_file is not None else catalogue_hash(items)
     if actual != manifest.catalogue.content_hash or len(items) != manifest.catalogue.item_count:
         raise BundleMismatch(
@@ -238,9 +240,9 @@ def _checked_catalogue(bundle_dir: Path, manifest: Manifest) -> list[dict[str, A
     return items
 
 
-def _build_trie(items: list[dict[str, Any]], manifest: Manifest) -> tuple[list[SemanticId], PrefixTrie]:
+def _build_trie(items: Sequence[dict[str, Any]], manifest: Manifest) -> tuple[list[SemanticId], PrefixTrie]:
     try:
-        ids = [SemanticId.from_codes(item["semantic_id"]) for item in items]
+        ids = [SemanticId.from_codes(codes) for codes in row_semantic_ids(items)]
         return ids, PrefixTrie(ids, manifest.semantic_ids.scheme)
     except (InvalidSemanticId, KeyError, TypeError) as error:
         raise BundleMismatch(

@@ -160,9 +160,7 @@ class DenseRetriever:
     query's ``ANN_NEIGHBOURS`` nearest and only those get their (exact) cosine, the rest 0, until
     ``DenseScores.fill`` computes the ones a caller needs."""
 
-    def __init__(
-        self, index: DenseIndex, encoder: QueryEncoder, *, ann_min_items: int = ANN_MIN_ITEMS
-    ) -> None:
+    def __init__(self, index: DenseIndex, encoder: QueryEncoder, *, ann_min_items: int | None = None) -> None:
         if encoder.model != index.model or encoder.dimensions != index.dimensions:
             raise BundleMismatch(
                 f"the dense index holds {index.dimensions}-d vectors of {index.model}, but the query "
@@ -170,7 +168,8 @@ class DenseRetriever:
             )
         self.index = index
         self.encoder = encoder
-        self.neighbours = NeighbourIndex(index.vectors) if len(index) >= ann_min_items else None
+        threshold = ANN_MIN_ITEMS if ann_min_items is None else ann_min_items  # read now: settable
+        self.neighbours = NeighbourIndex(index.vectors) if len(index) >= threshold else None
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         """(queries, items) cosine similarities in [-1, 1], every one exact (the whole product)."""

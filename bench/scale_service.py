@@ -71,7 +71,6 @@ def build(count: int, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     keys = [content_key(render_item_text(item)) for item in read_catalogue(catalogue)]
     EmbeddingCache(work / "embedding_cache").add(keys, synthetic_vectors(count))
-    del keys  # a million items: the pipeline reads its own copy, and memory is the limit here
     seconds["synthetic_vectors"] = round(time.perf_counter() - started, 2)
     name = f"scale-{count}"
     config = pipeline_config(

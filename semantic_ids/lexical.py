@@ -218,7 +218,7 @@ class RowLookups:
         (folder / TITLES_FILE).write_text("\n".join(self.titles), encoding="utf-8")
         (folder / TITLE_CONTENT_FILE).write_text("\n".join(self.title_words), encoding="utf-8")
         if self.grams is not None:
-            self.grams._rows.save(folder, GRAM_FILES)
+            self.grams.save(folder)
         self.attributes.save(folder)
         self.people.save(folder)
 
@@ -240,7 +240,7 @@ class RowLookups:
             )
         grams = None
         if len(rows) >= TITLE_PREFILTER_MIN:
-            grams = TitleGrams(RowGroups.load(folder, GRAM_FILES), len(rows))
+            grams = TitleGrams.load(folder, len(rows))
         return cls(titles, title_words, grams, attributes, NamedPeople.load(folder, len(rows)))
 
 
@@ -267,13 +267,10 @@ class LexicalIndex:
         self._stopwords = frozenset(import_bm25s().stopwords.STOPWORDS_EN)
         self._word_best = {name: _best_scores(bm25) for name, bm25 in self.groups.items()}
         self._rarest = max((self.weights[n] * best[1] for n, best in self._word_best.items()), default=0.0)
-        derived = derived or self._derive(rows, attribute_fields)
-        self._titles, self._title_words, self._title_grams = (
-            derived.titles,
-            derived.title_words,
-            derived.grams,
-        )
-        self.attributes, self.people = derived.attributes, derived.people
+        self._lookups = derived or self._derive(rows, attribute_fields)
+        self._titles, self._title_words = self._lookups.titles, self._lookups.title_words
+        self._title_grams = self._lookups.grams
+        self.attributes, self.people = self._lookups.attributes, self._lookups.people
         # item id -> (its row, its tokens per group), kept by ``rebuilt`` for the next change
         self._tokens_by_row: dict[str, tuple[Mapping[str, Any], dict[str, list[str]]]] | None = None
 
@@ -335,9 +332,7 @@ class LexicalIndex:
         folder.mkdir(parents=True, exist_ok=True)
         for name, bm25 in self.groups.items():
             bm25.save(str(folder / name), allow_pickle=False)
-        RowLookups(self._titles, self._title_words, self._title_grams, self.attributes, self.people).save(
-            folder / LOOKUPS_DIR
-        )
+        self._lookups.save(folder / LOOKUPS_DIR)
         meta = {
             "format": FORMAT,
             "catalogue_hash": self.catalogue_hash,
@@ -476,6 +471,13 @@ class TitleGrams:
             for gram in _trigrams(title):
                 postings.setdefault(gram, []).append(row)
         return cls(RowGroups.of(postings), len(titles))
+
+    def save(self, folder: Path) -> None:
+        self._rows.save(folder, GRAM_FILES)
+
+    @classmethod
+    def load(cls, folder: Path, count: int) -> TitleGrams:
+        return cls(RowGroups.load(folder, GRAM_FILES), count)
 
     def candidates(self, text: str, limit: int) -> np.ndarray:
         """Up to ``limit`` rows, those sharing the most trigrams with ``text`` (none: no rows)."""

@@ -253,8 +253,8 @@ class QueryGenerator:
     def epoch(self, epoch: int, *, with_matching: bool = False) -> list[dict[str, Any]]:
         """The epoch's examples; ``with_matching`` adds ``matching_item_ids`` (every item that fits all
         of a query's facets, as in the examples file's held-out rows) for evaluation, not training."""
-        chunks = [self._chunk(epoch, index) for index in range(self.chunk_count)]
-        examples = [pair for chunk in chunks for pair in chunk]
+        order = self._dealt(epoch)
+        examples = [pair for index in range(self.chunk_count) for pair in self._chunk(epoch, index, order)]
         if with_matching:
             self._add_matching(examples)
         return [example for example, _ in examples]
@@ -265,8 +265,9 @@ class QueryGenerator:
 
     def chunks(self, epoch: int) -> Iterator[list[dict[str, Any]]]:
         """The epoch's examples, one chunk of items at a time (generated when asked for)."""
+        order = self._dealt(epoch)
         for index in range(self.chunk_count):
-            yield [example for example, _ in self._chunk(epoch, index)]
+            yield [example for example, _ in self._chunk(epoch, index, order)]
 
     def first_chunk_sample(
         self, pick: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], *, with_matching: bool = False
@@ -274,20 +275,29 @@ class QueryGenerator:
         """``pick``'s choice among epoch 0's first chunk (the whole first epoch up to ``chunk_items``
         items): the phrasings training saw first, without generating a whole epoch of a large catalogue;
         ``with_matching`` matches the chosen examples only (``epoch``'s ``matching_item_ids``)."""
-        pairs = self._chunk(0, 0)
+        pairs = self._chunk(0, 0, self._dealt(0))
         constraints = {id(example): found for example, found in pairs}
         chosen = pick([example for example, _ in pairs])
         if with_matching:
             self._add_matching([(example, constraints[id(example)]) for example in chosen])
         return chosen
 
-    def _chunk(self, epoch: int, index: int) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
-        """Chunk ``index`` of epoch ``epoch``: (example, the constraints its query puts on an item)."""
+    def _dealt(self, epoch: int) -> list[int] | None:
+        """The epoch's item order, which the chunks slice (None: one chunk, the catalogue's order)."""
         if self.chunk_count == 1:
+            return None
+        order = list(range(len(self.items)))
+        random.Random(f"{self.seed}-{epoch}-order").shuffle(order)
+        return order
+
+    def _chunk(
+        self, epoch: int, index: int, order: list[int] | None
+    ) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
+        """Chunk ``index`` of epoch ``epoch`` dealt by ``order`` (``_dealt``): (example, the constraints
+        its query puts on an item)."""
+        if order is None:
             rng, items = random.Random(f"{self.seed}-{epoch}"), self.items
         else:
-            order = list(range(len(self.items)))
-            random.Random(f"{self.seed}-{epoch}-order").shuffle(order)
             share = order[index * self.chunk_items : (index + 1) * self.chunk_items]
             rng, items = random.Random(f"{self.seed}-{epoch}-{index}"), [self.items[i] for i in share]
         examples = []

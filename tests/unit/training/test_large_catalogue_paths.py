@@ -21,8 +21,7 @@ from semantic_ids.bundle import CatalogueRows, file_sha256, read_catalogue, read
 from semantic_ids.hybrid import MODES
 from semantic_ids.text_encoder import MINILM
 from tests.helpers.fake_embedder import FakeEmbedder
-from tests.helpers.semid_cli import run_semid
-from tests.unit.training.test_own_catalogue import _offline
+from tests.unit.training.test_own_catalogue import _offline, run_pipeline_on
 from training.llm import query_generator
 
 ITEMS = 300
@@ -47,15 +46,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         monkeypatch.setattr(query_generator, "EPOCH_CHUNK_ITEMS", 40)  # 8 chunks an epoch
         drawn = query_generator.QueryGenerator._chunk
 
-        def chunk(generator: query_generator.QueryGenerator, epoch: int, index: int) -> Any:
+        def chunk(generator: query_generator.QueryGenerator, epoch: int, index: int, order: Any) -> Any:
             CHUNKS_DRAWN.append((epoch, index))
-            return drawn(generator, epoch, index)
+            return drawn(generator, epoch, index, order)
 
         monkeypatch.setattr(query_generator.QueryGenerator, "_chunk", chunk)
         monkeypatch.setattr(lexical, "TITLE_PREFILTER_MIN", 50)  # the title trigrams built and stored
         write_catalogue(synthetic_items(ITEMS, seed=3), root / "films.jsonl")
-        args = ["--jsonl", "films.jsonl", "--profile", "synthetic", "--base-models-dir", "base_models"]
-        assert run_semid(monkeypatch, "pipeline", *args) == 0
+        run_pipeline_on(monkeypatch, "films.jsonl", "synthetic")
         yield root
 
 
@@ -123,7 +121,8 @@ def test_ten_thousand_synthetic_items_go_through_ids_bundle_database_and_service
         "--out",
         str(out),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    repo = Path(__file__).resolve().parents[3]  # the module's fixture may have changed the folder
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False, cwd=repo)
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = json.loads(out.read_text())["service"]["rows"]
     assert row["items"] == 10_000 and row["cold_start_s"] > 0

@@ -55,14 +55,19 @@ def _offline(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     make_tiny_base_model(root / "base_models")
 
 
+def run_pipeline_on(monkeypatch: pytest.MonkeyPatch, catalogue: str, profile: str) -> None:
+    """`semid pipeline --jsonl CATALOGUE --profile PROFILE` in the folder ``_offline`` set up; it succeeds."""
+    args = ["--jsonl", catalogue, "--profile", profile, "--base-models-dir", "base_models"]
+    assert run_semid(monkeypatch, "pipeline", *args) == 0
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("own")
     with pytest.MonkeyPatch.context() as monkeypatch:
         _offline(monkeypatch, root)
         write_books(root / "books.jsonl")
-        args = ["--jsonl", "books.jsonl", "--profile", "books", "--base-models-dir", "base_models"]
-        assert run_semid(monkeypatch, "pipeline", *args) == 0
+        run_pipeline_on(monkeypatch, "books.jsonl", "books")
         yield root
 
 

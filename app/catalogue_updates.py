@@ -44,11 +44,9 @@ from semantic_ids.bundle import (
     row_semantic_ids,
 )
 from semantic_ids.dense import DenseIndex, QueryEncoder
-from semantic_ids.id_allocation import IdAllocator
 from semantic_ids.ids import SemanticId
 from semantic_ids.item_text import render_row
 from semantic_ids.overlay import Overlay, read_overlay, replacing_overlay
-from semantic_ids.rqvae import RQVAEError, load_rqvae
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +194,11 @@ class CatalogueUpdater:
         *,
         max_items: int = 10_000,
     ) -> None:
+        # Imported here, not at the top: the quantiser's library pulls in torch's compiler stack (1.5 s of
+        # the service's cold start), and a service without an admin token never gives an item an ID.
+        from semantic_ids.id_allocation import IdAllocator
+        from semantic_ids.rqvae import RQVAEError, load_rqvae
+
         rqvae_path = bundle_dir / RQVAE_WEIGHTS
         try:
             rqvae, _ = load_rqvae(rqvae_path)

@@ -19,6 +19,8 @@ is then one host sync per level on CUDA; the search without them has none.
 On the CPU the search also stops as soon as every beam's prefix (and every forced ID's) leads to one
 ID (``early_finish``): each remaining step has one allowed code, log-probability 0, so the result is
 the same without those forwards. The check reads one flag per level from the device, free on a CPU.
+For the same reason the last level's forward runs only the rows whose prefix allows more than one last
+code (with 64 x 64 x 5 IDs, the few beams among colliding items; a forward's cost grows with its rows).
 """
 
 from __future__ import annotations
@@ -94,11 +96,17 @@ def beam_search(
     nodes = torch.zeros(queries, 1, dtype=torch.long, device=device)  # (Q, W) trie nodes
     codes = torch.zeros(queries, 1, 0, dtype=torch.long, device=device)  # (Q, W, level)
     extra: ExtraRows | None = None
+    running: torch.Tensor | None = None  # at the last level, the rows that run (None: all of them)
+    layout_rows = 0  # rows of the cache's layout (beams, then extra rows) that ``running`` picks from
     for level in range(levels):
         if level > 0:
-            hidden = _feed_last_codes(lm, codes, extra, attention_mask, positions, layout.first[level - 1])
+            hidden = _feed_last_codes(
+                lm, codes, extra, attention_mask, positions, layout.first[level - 1], running
+            )
         width = scores.shape[1]
         logits = lm.logits(hidden, layout.first[level], layout.sizes[level])  # (Q * W + extra rows, K)
+        if running is not None:  # the rows left out allow one code: any logits give it log-probability 0
+            logits = logits.new_zeros(layout_rows, logits.shape[1]).index_copy_(0, running, logits)
         log_probs = level_log_probs(logits[: queries * width], trie, level, nodes.flatten())
         if riders is not None:
             riders.score_level(level, logits)
@@ -113,7 +121,13 @@ def beam_search(
         if level < levels - 1:  # the first reorder also copies each prompt's cache to its beams
             rows = (torch.arange(queries, device=device).unsqueeze(1) * width + origin).flatten()  # (Q * W')
             extra = None if riders is None else riders.extra_rows(codes)
-            lm.cache.batch_select_indices(rows if extra is None else torch.cat([rows, extra.parents]))
+            lm_rows = rows if extra is None else torch.cat([rows, extra.parents])
+            if early_finish and level == levels - 2 and trie is not None:
+                layout_rows = len(lm_rows)
+                running = _branching_rows(trie, level + 1, nodes, layout_rows)
+                lm.cache.batch_select_indices(lm_rows[running])
+            else:
+                lm.cache.batch_select_indices(lm_rows)
     forced_log_probs = None if riders is None else riders.log_probs()
     # A search finished early after a wider first level holds more beams than asked for, best first.
     return Beams(
@@ -142,6 +156,18 @@ def _determined(trie: PrefixTrie | None, level: int, nodes: torch.Tensor, riders
     return riders_done and bool(single.all())  # a host sync: worth it where it skips a forward
 
 
+def _branching_rows(trie: PrefixTrie, level: int, nodes: torch.Tensor, total: int) -> torch.Tensor:
+    """(running,) the rows of the last level's forward, of ``total``: the beams (``nodes``, (Q, W)) whose
+    prefix allows more than one last code, then every forced ID's extra row (``ForcedIds`` adds a row only
+    for a prefix whose path branches there). A beam whose prefix allows one code scores it 0 whatever the
+    logits: with 64 x 64 x 5 IDs most beams are such, and its row cost the forward as much as any other's."""
+    flat = nodes.flatten()
+    choices = (trie.children[level][flat.clamp(min=0)] >= 0).sum(dim=1)  # (Q * W,)
+    branching = (flat >= 0) & (choices > 1)
+    extra = torch.ones(total - len(flat), dtype=torch.bool, device=flat.device)
+    return torch.cat([branching, extra]).nonzero().squeeze(1)  # a host sync: on the CPU only
+
+
 def _feed_last_codes(
     lm: SearchLm,
     codes: torch.Tensor,
@@ -149,15 +175,18 @@ def _feed_last_codes(
     prompt_mask: torch.Tensor | None,
     positions: torch.Tensor,
     first: int,
+    running: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run every beam's newest code token (one per beam), then the extra rows' -> (rows, hidden)
-    next-level states, the beams' first (Q * W of them)."""
+    next-level states, the beams' first (Q * W of them); only the ``running`` rows where given."""
     queries, width, written = codes.shape
     tokens = codes[:, :, -1].reshape(-1)  # (Q * W,)
     row_queries = torch.arange(queries, device=codes.device).repeat_interleave(width)  # (Q * W,)
     if extra is not None:
         tokens = torch.cat([tokens, extra.codes])
         row_queries = torch.cat([row_queries, extra.queries])
+    if running is not None:
+        tokens, row_queries = tokens[running], row_queries[running]
     mask = rows_mask(prompt_mask, row_queries, written)  # (rows, T + written)
     step_positions = positions[row_queries, -1:] + written  # (rows, 1)
     return lm.forward((tokens + first).unsqueeze(1), mask, step_positions)[:, -1]

@@ -15,13 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from semantic_ids.ids import IdScheme, SemanticId
-from semantic_ids.rqvae import SemanticRQVAE
+
+if TYPE_CHECKING:  # the quantiser's library pulls in torch's compiler stack: not for the service's start
+    from semantic_ids.rqvae import SemanticRQVAE
 
 Placement = Literal["own", "neighbour", "kept"]
 

@@ -207,16 +207,23 @@ def _one_token_attention(
 ) -> torch.Tensor:
     """Attention of one new token a row: (rows, heads, D) queries -> (rows, 1, heads, D).
 
-    The query heads that share a key/value head are given to the kernel as that head's queries (the
-    heads of a group see the same keys and the same mask), so it runs kv_heads tasks a row instead of
-    heads: the same products, in bits, at 1.4-1.9x the speed of ``enable_gqa`` for 12-120 rows.
+    The query heads that share a key/value head are given as that head's queries (the heads of a group
+    see the same keys and the same mask), so the products run kv_heads at a time a row. In fp32 they are
+    two plain matrix products and a softmax: for a dozen keys and 10-20 rows, the fused kernel
+    (``scaled_dot_product_attention``) spent 130-270 us a layer in its own set-up, the products 45-90 us
+    (2-core AVX2 EPYC, bench/HISTORY.md), equal within 5e-7. In bf16 the kernel stays: it accumulates
+    and normalises in fp32, which products in bf16 would not.
     """
     rows = query.shape[0]
     grouped = query.reshape(rows, shape.kv_heads, shape.heads // shape.kv_heads, shape.head_dim)
-    attended = F.scaled_dot_product_attention(
-        grouped, keys, values, attn_mask=attend, scale=shape.head_dim**-0.5
-    )
-    return attended.reshape(rows, 1, shape.heads, shape.head_dim)
+    scale = shape.head_dim**-0.5
+    if query.dtype != torch.float32:
+        attended = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=attend, scale=scale)
+        return attended.reshape(rows, 1, shape.heads, shape.head_dim)
+    weights = torch.matmul(grouped, keys.transpose(-1, -2)).mul_(scale)  # (rows, kv_heads, group, keys)
+    if attend is not None:  # (rows, 1, 1, keys) bool: a row's own token is always visible, never all -inf
+        weights = weights.masked_fill_(~attend, float("-inf"))
+    return torch.matmul(weights.softmax(-1), values).reshape(rows, 1, shape.heads, shape.head_dim)
 
 
 def _attention_linears(layer: Any) -> tuple[Any, ...]:
@@ -311,8 +318,11 @@ def _as_is(linear: torch.nn.Linear) -> torch.nn.Module:
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """transformers' LlamaRMSNorm, operation for operation (``F.rms_norm`` rounds differently in bf16 and
-    is no faster): normalised in float32, cast back, then scaled."""
+    """transformers' LlamaRMSNorm: normalised in float32, cast back, then scaled. In fp32 torch's own
+    kernel (``F.rms_norm``: one op instead of six, 21 against 33 us for 10 rows on a 2-core AVX2 EPYC,
+    equal in bits there); in bf16 operation for operation, where ``F.rms_norm`` rounds differently."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.rms_norm(x, weight.shape, weight, eps)
     wide = x.float()
     return weight * (wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 

@@ -253,6 +253,16 @@ def test_early_finish_changes_nothing_but_the_work(
         assert len(shapes) == 1
 
 
+def test_the_last_level_runs_only_the_beams_whose_prefix_branches(tied: tuple[Any, Any, list[int]]) -> None:
+    """Of each query's three beams after level 1, only (0, 1) has two last codes; (2, 3) and (3, 0) have
+    one, which scores 0 whatever the logits: the last forward runs one row a query, and finds the same."""
+    model, tokenizer, _ = tied
+    (codes, log_probs), (early_codes, early_log_probs), shapes = _both_ways(model, tokenizer, SPARSE_IDS, 3)
+    assert early_codes == codes
+    assert early_log_probs == [pytest.approx(row, rel=1e-6) for row in log_probs]
+    assert shapes[1:] == [(len(QUERIES) * 3, 1), (len(QUERIES), 1)]
+
+
 def test_early_finish_fills_in_the_one_remaining_path(tied: tuple[Any, Any, list[int]]) -> None:
     model, tokenizer, _ = tied
     trie = PrefixTrie(SPARSE_IDS, TINY_SCHEME)

@@ -12,7 +12,7 @@ from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
 from semantic_ids.causal_lm import cpu_runs_fp16_weights, store_linear_weights_fp16
 from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
-from semantic_ids.llama_body import LlamaBody, PackedLinear, _packs_weights
+from semantic_ids.llama_body import LlamaBody, PackedLinear, _one_token_attention, _packs_weights, _rms_norm, _Shape
 from semantic_ids.search_steps import prompt_positions, rows_mask
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_IDS, TINY_SCHEME
@@ -141,6 +141,31 @@ def test_models_it_does_not_cover_keep_transformers_forward(tied: tuple[Any, Any
     assert LlamaBody.of(quantised) is None
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).eval()
     assert LlamaBody.of(gpt2) is None
+
+
+@pytest.mark.parametrize("rows", [1, 3, 18])
+def test_one_token_attention_in_plain_products_gives_what_the_fused_kernel_gives(rows: int) -> None:
+    """fp32 one-token attention runs as two products and a softmax: what SDPA gives, with a padding mask
+    (a row that sees only part of its keys) and without."""
+    shape = _Shape(heads=6, kv_heads=2, head_dim=16, eps=1e-5)
+    generator = torch.Generator().manual_seed(rows)
+    query = torch.randn(rows, shape.heads, shape.head_dim, generator=generator)
+    keys = torch.randn(rows, shape.kv_heads, 9, shape.head_dim, generator=generator)
+    values = torch.randn(rows, shape.kv_heads, 9, shape.head_dim, generator=generator)
+    attend = torch.ones(rows, 1, 1, 9, dtype=torch.bool)
+    attend[0, ..., :4] = False  # the first row's prompt was left-padded by four tokens
+    for mask in (None, attend):
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            query.unsqueeze(2), keys, values, attn_mask=mask, scale=shape.head_dim**-0.5, enable_gqa=True
+        ).transpose(1, 2)  # (rows, 1, heads, D)
+        actual = _one_token_attention(query, keys, values, mask, shape)
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fp32_rms_norm_is_transformers_formula() -> None:
+    x, weight = torch.randn(5, 3, 64), torch.randn(64)
+    expected = weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5))
+    torch.testing.assert_close(_rms_norm(x, weight, 1e-5), expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from alembic.util import CommandError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -76,8 +75,7 @@ def one_line_errors() -> Iterator[None]:
     except (
         CliError,
         LookupError,  # ItemNotFound: a delete of an item the catalogue lacks
-        RuntimeError,  # UpdatesUnavailable, IdSpaceFull, CatalogueConflict, EncoderUnavailable
-        CommandError,
+        RuntimeError,  # UpdatesUnavailable, IdSpaceFull, CatalogueConflict, EncoderUnavailable, MigrationFailed
         CatalogueLoadError,
         BundleMismatch,
         MigrationsNotFound,

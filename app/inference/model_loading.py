@@ -47,6 +47,7 @@ from semantic_ids.bundle import (
     row_semantic_ids,
 )
 from semantic_ids.causal_lm import (
+    hold_linear_weights_fp16,
     inference_precision,
     resize_for_tokens,
     resolve_device,
@@ -161,10 +162,13 @@ def load_recommender_model(
         model = model.to(device=target, dtype=torch.bfloat16 if runs_as == "bf16" else torch.float32).eval()
         fp16_weights = runs_as == "fp16-weights"
         # The body first: it joins the fp32 weights and stores its own fp16 copy; the model's layers are
-        # then stored in fp16 too (for ``generate``), so the fp32 weights are freed.
+        # then held in fp16 too, so the fp32 weights are freed: fbgemm's layers where transformers' forward
+        # searches, plain fp16 copies where only ``generate`` (the reference) runs them.
         body = LlamaBody.of(model, fp16_weights=fp16_weights) if own_forward else None
-        if fp16_weights:
+        if fp16_weights and body is None:
             store_linear_weights_fp16(model.get_decoder())
+        elif fp16_weights:
+            hold_linear_weights_fp16(model.get_decoder())
         base_checked.result()
         dense = dense_loaded.result() if dense_loaded is not None else None
     forward = "transformers' forward" if body is None else f"own forward, weights {body.weights}"

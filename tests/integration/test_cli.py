@@ -79,6 +79,12 @@ def test_downgrade_to_base(database_url: str, engine: Engine) -> None:
     assert "items" not in inspect(engine).get_table_names()
 
 
+def test_an_unknown_revision_is_one_line_and_exit_2(database_url: str, engine: Engine) -> None:
+    result = runner.invoke(app, ["migrate", "--revision", "nonexistent"], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 2
+    assert "nonexistent" in _one_error_line(result.stderr)
+
+
 def test_wait_for_db(database_url: str) -> None:
     assert (
         runner.invoke(app, ["wait-for-db", "--timeout", "5"], env={"DATABASE_URL": database_url}).exit_code

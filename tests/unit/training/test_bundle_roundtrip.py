@@ -27,7 +27,7 @@ from semantic_ids.bundle import (
     read_manifest,
     write_manifest,
 )
-from semantic_ids.causal_lm import resize_for_tokens
+from semantic_ids.causal_lm import Fp16StoredLinear, cpu_runs_fp16_weights, resize_for_tokens
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
 from semantic_ids.ids import SemanticId
 from semantic_ids.trie import PrefixTrie
@@ -162,6 +162,27 @@ def test_loaded_decoder_gives_same_top_ids(written: str, request: pytest.Fixture
     assert [[c.semantic_id for c in row] for row in actual] == [
         [c.semantic_id for c in row] for row in expected
     ]
+
+
+def test_fp16_weights_serve_with_the_model_layers_held_in_fp16_for_generate(trained: dict[str, Any]) -> None:
+    """Where the search runs its own forward over fbgemm's fp16 weights, the model's own decoder layers are
+    held as plain fp16 copies (the fp32 weights freed, nothing packed twice): ``generate``, the reference,
+    still finds what the search finds."""
+    if not cpu_runs_fp16_weights():
+        pytest.skip("fbgemm's fp16-weight kernel does not run on this CPU")
+    loaded = load_recommender_model(
+        trained["bundle_dir"], trained["base_models_dir"], "cpu", precision="fp16-weights"
+    )
+    assert loaded.body is not None
+    decoder_linears = [m for m in loaded.model.get_decoder().modules() if isinstance(m, torch.nn.Linear)]
+    held = [m for m in loaded.model.get_decoder().modules() if isinstance(m, Fp16StoredLinear)]
+    assert not decoder_linears and held and all(m.weight.dtype == torch.float16 for m in held)
+    decoder = loaded.decoder()
+    searched = decoder.decode(QUERIES, num_beams=6, top_k=5)
+    generated = decoder.decode(QUERIES, num_beams=6, top_k=5, method="generate")
+    assert [[c.semantic_id for c in row] for row in generated] == [[c.semantic_id for c in row] for row in searched]
+    for want, got in zip(searched, generated, strict=True):
+        assert [c.score for c in got] == pytest.approx([c.score for c in want], rel=1e-4)
 
 
 def test_training_writes_layers_and_a_lora_bundle_of_the_retired_loop_still_loads(

@@ -75,7 +75,7 @@ def one_line_errors() -> Iterator[None]:
     except (
         CliError,
         LookupError,  # ItemNotFound: a delete of an item the catalogue lacks
-        RuntimeError,  # UpdatesUnavailable, IdSpaceFull, CatalogueConflict, EncoderUnavailable, MigrationFailed
+        RuntimeError,  # UpdatesUnavailable, IdSpaceFull, CatalogueConflict, EncoderUnavailable, migrations
         CatalogueLoadError,
         BundleMismatch,
         MigrationsNotFound,

@@ -6,10 +6,17 @@ No transformers or peft import: the model is used through its own methods.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
 import torch
+
+# transformers' ``from_pretrained`` builds a model with its weights' initialisation switched off and on the
+# meta device by patching process-wide state: two models built at once on two threads (the LLM and the
+# query encoder, loaded side by side for the cold start) left the LLM's tied head on the meta device.
+# Every ``from_pretrained`` of the service holds this lock.
+FROM_PRETRAINED_LOCK = threading.Lock()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -119,6 +126,9 @@ class Fp16StoredLinear(torch.nn.Module):
     at each call. For the layers only the reference path (``generate``) runs once the search has a forward
     of its own (``LlamaBody``): they are held in half the bytes, and making them costs a copy, where
     fbgemm's packing (``store_linear_weights_fp16``) took 1.7 s of every cold start on a 2-core AVX2 EPYC."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(self, linear: torch.nn.Linear) -> None:
         super().__init__()

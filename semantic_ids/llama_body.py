@@ -69,7 +69,9 @@ class LlamaBody(torch.nn.Module):
         # Laid out on as many threads as torch computes on: the kernels that lay weights out release the
         # GIL, and fbgemm's fp16 packing took 1.5 s of a cold start on one core of a 2-core AVX2 EPYC.
         with ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="lay-out") as pool:
-            for qkv, gate_up, o, down in pool.map(lambda four: [laid_out(linear) for linear in four], linears):
+            for qkv, gate_up, o, down in pool.map(
+                lambda four: [laid_out(linear) for linear in four], linears
+            ):
                 self.qkv.append(qkv)
                 self.gate_up.append(gate_up)
                 self.o.append(o)

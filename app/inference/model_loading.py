@@ -47,6 +47,7 @@ from semantic_ids.bundle import (
     row_semantic_ids,
 )
 from semantic_ids.causal_lm import (
+    FROM_PRETRAINED_LOCK,
     hold_linear_weights_fp16,
     inference_precision,
     resize_for_tokens,
@@ -283,7 +284,8 @@ def _model_class(base_dir: Path) -> Any:
 def _build_model(
     model_class: Any, bundle_dir: Path, base_dir: Path, tokenizer: Any, manifest: Manifest
 ) -> Any:
-    model: Any = model_class.from_pretrained(str(base_dir), dtype=torch.float32)
+    with FROM_PRETRAINED_LOCK:  # the query encoder may be loading on another thread
+        model: Any = model_class.from_pretrained(str(base_dir), dtype=torch.float32)
     size = resize_for_tokens(model, tokenizer)
     rows = load_file(str(bundle_dir / NEW_TOKEN_ROWS))
     ids = rows["token_ids"].long()
@@ -304,7 +306,8 @@ def _build_model(
     # ~1 s of every cold start.
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
+    with FROM_PRETRAINED_LOCK:
+        peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
     return peft_model.merge_and_unload()
 
 

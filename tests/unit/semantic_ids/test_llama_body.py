@@ -12,7 +12,14 @@ from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
 from semantic_ids.causal_lm import cpu_runs_fp16_weights, store_linear_weights_fp16
 from semantic_ids.decoding import Candidate, ConstrainedDecoder, build_prompt
-from semantic_ids.llama_body import LlamaBody, PackedLinear, _one_token_attention, _packs_weights, _rms_norm, _Shape
+from semantic_ids.llama_body import (
+    LlamaBody,
+    PackedLinear,
+    _one_token_attention,
+    _packs_weights,
+    _rms_norm,
+    _Shape,
+)
 from semantic_ids.search_steps import prompt_positions, rows_mask
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_IDS, TINY_SCHEME

@@ -180,7 +180,9 @@ def test_fp16_weights_serve_with_the_model_layers_held_in_fp16_for_generate(trai
     decoder = loaded.decoder()
     searched = decoder.decode(QUERIES, num_beams=6, top_k=5)
     generated = decoder.decode(QUERIES, num_beams=6, top_k=5, method="generate")
-    assert [[c.semantic_id for c in row] for row in generated] == [[c.semantic_id for c in row] for row in searched]
+    assert [[c.semantic_id for c in row] for row in generated] == [
+        [c.semantic_id for c in row] for row in searched
+    ]
     for want, got in zip(searched, generated, strict=True):
         assert [c.score for c in got] == pytest.approx([c.score for c in want], rel=1e-4)
 

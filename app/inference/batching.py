@@ -3,8 +3,10 @@
 One collector task takes requests off a bounded queue and hands batches to a single decode thread,
 so the event loop never runs the model and health checks answer while a decode is under way. While a
 batch decodes, newcomers wait in the queue and form the next batch; when the decoder is idle a batch
-waits at most ``max_wait_s`` for company. Past ``max_queued`` waiting requests, ``submit`` raises
-``Overloaded`` at once instead of letting latency grow without bound.
+waits at most ``max_wait_s`` for company, unless the batch before it had none (one request, nothing
+queued behind it): a lone client would only wait out the whole window on every request (5 ms of its
+latency). Past ``max_queued`` waiting requests, ``submit`` raises ``Overloaded`` at once instead of
+letting latency grow without bound.
 
 Under steady load the clients a batch answered come straight back, a few milliseconds after the
 decoder is free again: taken without them, the next batch holds only the requests that queued meanwhile
@@ -137,7 +139,8 @@ class MicroBatcher(Generic[Result]):
     async def _next_batch(self) -> list[_Request[Result]]:
         batch = [await self._queue.get()]
         now = time.perf_counter()
-        company_deadline = now + self.max_wait_s
+        alone = self._last.size <= 1 and self._last.queued_after == 0  # no sign of other clients
+        company_deadline = now if alone else now + self.max_wait_s
         patience = min(RETURN_WAIT_CAP_S, RETURN_WAIT_FRACTION * self._last.decode_s)
         expected = 1
         if now - self._last.ended <= patience:  # the last batch's clients may still be on their way back

@@ -114,6 +114,19 @@ async def test_a_request_after_a_pause_waits_for_no_one() -> None:
     assert waited < 0.04, waited
 
 
+async def test_a_lone_client_never_waits_for_company() -> None:
+    decoder = RecordingDecoder()
+    batcher = make_batcher(decoder, max_wait_s=0.2)
+    await batcher.start()
+    began = time.perf_counter()
+    for n in range(5):
+        await batcher.submit(f"q{n}", 1)
+    elapsed = time.perf_counter() - began
+    await batcher.stop()
+    assert [len(queries) for queries, _ in decoder.calls] == [1] * 5
+    assert elapsed < 0.2, elapsed  # five waits for company would take a second
+
+
 async def test_each_request_gets_its_own_k_and_beam_groups_are_decoded_apart() -> None:
     decoder = RecordingDecoder()
     batcher = make_batcher(decoder)

@@ -1,0 +1,167 @@
+"""Two checkouts of the service over HTTP, side by side: one client, each query sent to both servers in turn.
+
+    .venv/bin/python -m bench.http_side_by_side --before /tmp/before --after .
+
+A 2-core machine's speed drifts by 10-15 % within an hour, so two `bench.service_bench` runs one after the
+other compare the hours as much as the code. Here both servers are up at once (the same bundle, the same
+PostgreSQL catalogue), and every query goes to one and then the other, the order alternating, in `hybrid`
+and then in `generative`: a drift moves both alike and the ratio holds. Each server is started alone first
+and its cold start (process start -> /readyz) timed. The servers run with ``OMP_WAIT_POLICY=PASSIVE`` so the
+idle one's OpenMP threads sleep instead of spinning beside the other's request; two resident servers still
+share caches and memory bandwidth, so the absolute figures run above one server's: compare the ratios.
+
+``--before`` and ``--after`` are checkout folders (`git worktree add /tmp/before <commit>`), each with the
+bundle at ``--bundle`` (relative paths resolve in each checkout) and a `.venv` (a link to this one's works:
+`python -m` runs each checkout's own code). Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.service_bench import BENCH_DATABASE, prepare_database
+from semantic_ids.bundle import read_manifest
+
+SIDES = ("before", "after")
+MODES = ("hybrid", "generative")
+
+
+@contextmanager
+def server(
+    checkout: Path, bundle: Path, database_url: str, port: int
+) -> Iterator[tuple[httpx.Client, float]]:
+    """``semid-service serve`` from ``checkout``; yields a client and the seconds to /readyz 200."""
+    command = [
+        str(checkout / ".venv" / "bin" / "python"), "-m", "app.cli", "serve",
+        "--bundle", str(bundle), "--database-url", database_url, "--port", str(port),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    process = subprocess.Popen(
+        command, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+    try:
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                tail = process.stderr.read().decode()[-2000:] if process.stderr else ""
+                raise RuntimeError(f"the server in {checkout} exited ({process.returncode}):\n{tail}")
+            if time.perf_counter() - started > 300:
+                raise RuntimeError(f"the server in {checkout} was not ready after 300 s")
+            time.sleep(0.05)
+        yield client, time.perf_counter() - started
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(60)
+
+
+def unseen_queries(path: Path, count: int) -> list[str]:
+    rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    queries = [row["query"] for row in rows]
+    random.Random(0).shuffle(queries)
+    return queries[:count]
+
+
+def alternate(clients: dict[str, httpx.Client], queries: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    """Seconds per request, by side and mode; each query to both sides in turn, the first side alternating."""
+    seconds: dict[str, dict[str, list[float]]] = {side: {mode: [] for mode in MODES} for side in clients}
+    for client in clients.values():  # connections and the first requests' one-off costs
+        for query in queries[:3]:
+            client.post("/recommend", json={"query": query, "k": 10}).raise_for_status()
+    for index, query in enumerate(queries):
+        order = list(clients) if index % 2 == 0 else list(reversed(clients))
+        for mode in MODES:
+            for side in order:
+                begun = time.perf_counter()
+                clients[side].post(
+                    "/recommend", json={"query": query, "k": 10, "mode": mode}
+                ).raise_for_status()
+                seconds[side][mode].append(time.perf_counter() - begun)
+    return seconds
+
+
+def summary(seconds: dict[str, dict[str, list[float]]], cold: dict[str, float]) -> dict[str, Any]:
+    def ms(values: list[float], quantile: float) -> float:
+        return round(1000 * sorted(values)[min(len(values) - 1, int(quantile * len(values)))], 1)
+
+    result: dict[str, Any] = {side: {"cold_start_s": round(cold[side], 2)} for side in seconds}
+    for side, modes in seconds.items():
+        for mode, values in modes.items():
+            result[side][mode] = {
+                "p50_ms": round(1000 * statistics.median(values), 1),
+                "p95_ms": ms(values, 0.95),
+            }
+    result["after_over_before_p50"] = {
+        mode: round(result["after"][mode]["p50_ms"] / result["before"][mode]["p50_ms"], 3) for mode in MODES
+    }
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--before", type=Path, required=True, help="checkout of the code before")
+    parser.add_argument("--after", type=Path, default=Path("."), help="checkout of the code after")
+    parser.add_argument("--bundle", type=Path, default=Path("artifacts/bundles/demo"))
+    parser.add_argument("--queries", type=Path, default=Path("bench/queries/demo_unseen.jsonl"))
+    parser.add_argument("--count", type=int, default=120)
+    parser.add_argument(
+        "--postgres-admin-url",
+        default=os.environ.get(
+            "SEMID_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+        help=f"a server where the bench may (re)create the database {BENCH_DATABASE!r}",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/http_side_by_side.json"))
+    args = parser.parse_args(argv)
+    checkouts = {"before": args.before.resolve(), "after": args.after.resolve()}
+    for side, checkout in checkouts.items():
+        if not (checkout / args.bundle / "manifest.json").is_file():
+            sys.exit(f"error: --{side} {checkout} has no bundle at {args.bundle}")
+    bundle = (checkouts["after"] / args.bundle).resolve()
+    database_url = prepare_database(args.postgres_admin_url, bundle, read_manifest(bundle))
+    cold: dict[str, float] = {}
+    with ExitStack() as stack:
+        clients = {}
+        for port, side in enumerate(SIDES, start=8801):  # one at a time: each cold start is timed alone
+            clients[side], cold[side] = stack.enter_context(
+                server(checkouts[side], args.bundle, database_url, port)
+            )
+        seconds = alternate(clients, unseen_queries(args.queries, args.count))
+    result = {"checkouts": {side: str(path) for side, path in checkouts.items()}, "queries": args.count}
+    result |= summary(seconds, cold)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        "| side | hybrid p50 / p95 ms | generative p50 / p95 ms | cold start s |\n| --- | --- | --- | --- |"
+    )
+    for side in SIDES:
+        row = result[side]
+        print(
+            f"| {side} | {row['hybrid']['p50_ms']} / {row['hybrid']['p95_ms']} | "
+            f"{row['generative']['p50_ms']} / {row['generative']['p95_ms']} | {row['cold_start_s']} |"
+        )
+    print(f"after / before at p50: {result['after_over_before_p50']}\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

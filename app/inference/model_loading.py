@@ -143,8 +143,8 @@ def load_recommender_model(
     fusion = manifest.retrieval.fusion if manifest.retrieval is not None else FusionParams()
     dense_source = dense_index if with_dense or fusion.uses_dense else None
     # The model's code first, alone: importing it (transformers' loading machinery pulls in
-    # torch.distributed) while the encoder's thread imports sentence-transformers cost ~1 s of every cold
-    # start more than one after the other (bench/HISTORY.md).
+    # torch.distributed) while the encoder's thread imported its own cost ~1 s of every cold start more than
+    # one after the other (bench/HISTORY.md).
     model_class = _model_class(base_dir)
     # Hashing the base weights and loading the query encoder overlap building the model (cold start).
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:

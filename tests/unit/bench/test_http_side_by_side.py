@@ -22,8 +22,9 @@ def test_each_query_goes_to_both_sides_in_turn_in_every_mode() -> None:
 
     seconds = alternate({"before": client("before"), "after": client("after")}, ["q0", "q1", "q2", "q3"])
     timed = sent[6:]  # after three warm-up requests to each side
-    assert [side for side, _, _ in timed[:4]] == ["before", "after", "before", "after"]  # query 0: before first
-    assert [side for side, _, _ in timed[4:8]] == ["after", "before", "after", "before"]  # query 1: after first
+    # Query 0 goes to "before" first, query 1 to "after" first; hybrid, then generative.
+    assert [side for side, _, _ in timed[:4]] == ["before", "after", "before", "after"]
+    assert [side for side, _, _ in timed[4:8]] == ["after", "before", "after", "before"]
     assert [mode for _, _, mode in timed[:4]] == ["hybrid", "hybrid", "generative", "generative"]
     assert all(len(seconds[side][mode]) == 4 for side in seconds for mode in MODES)
     result = summary(seconds, {"before": 1.0, "after": 2.0})

@@ -49,6 +49,7 @@ from training.run_layout import BASE_MODELS_DIR, RunLayout, bundle_dir_for
 logger = logging.getLogger("bench.service_bench")
 
 CONCURRENCY_LEVELS = (1, 4, 8, 16)
+MIN_LEVEL_REQUESTS = 32  # requests per concurrency level, at least
 BENCH_DATABASE = "semid_bench"
 PARTS = ("http", "decoding", "dense")
 
@@ -336,17 +337,25 @@ def http_figures(
                     ("throughput_batched", batched_url),
                     ("throughput_unbatched", unbatched_url),
                 ):
-                    figures[key].append(throughput(url, queries, concurrency, config.requests_per_client))
+                    per_client = requests_per_client(config, concurrency)
+                    figures[key].append(throughput(url, queries, concurrency, per_client))
             figures["metrics_batched"] = server_metrics(batched_url)
             figures["metrics_unbatched"] = server_metrics(unbatched_url)
     return figures
 
 
+def requests_per_client(config: BenchConfig, concurrency: int) -> int:
+    """``--requests-per-client``, raised so that a level sends ``MIN_LEVEL_REQUESTS`` in all: one client's
+    8 requests made its rate hang on a single slow answer (c = 1 read 4.7 req/s in one run, 7.1 in the
+    next)."""
+    return max(config.requests_per_client, -(-MIN_LEVEL_REQUESTS // concurrency))
+
+
 def run(config: BenchConfig) -> dict[str, Any]:
     manifest = read_manifest(config.bundle_dir)
     items = list(read_catalogue(config.bundle_dir))
-    most_clients = max(config.concurrency)
-    needed = max(config.latency_requests, config.decode_queries, most_clients * config.requests_per_client)
+    sent = max(c * requests_per_client(config, c) for c in config.concurrency)
+    needed = max(config.latency_requests, config.decode_queries, sent)
     queries, queries_source = bench_queries(config, items, needed)
     results: dict[str, Any] = {
         "command": "python -m bench.service_bench " + " ".join(sys.argv[1:]),

@@ -24,6 +24,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -32,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from bench.service_bench import BENCH_DATABASE, prepare_database
+from bench.service_bench import BENCH_DATABASE, prepare_database, wait_ready
 from semantic_ids.bundle import read_manifest
 
 SIDES = ("before", "after")
@@ -48,30 +49,19 @@ def server(
         str(checkout / ".venv" / "bin" / "python"), "-m", "app.cli", "serve",
         "--bundle", str(bundle), "--database-url", database_url, "--port", str(port),
     ]  # fmt: skip
-    started = time.perf_counter()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    process = subprocess.Popen(
-        command, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-    try:
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                tail = process.stderr.read().decode()[-2000:] if process.stderr else ""
-                raise RuntimeError(f"the server in {checkout} exited ({process.returncode}):\n{tail}")
-            if time.perf_counter() - started > 300:
-                raise RuntimeError(f"the server in {checkout} was not ready after 300 s")
-            time.sleep(0.05)
-        yield client, time.perf_counter() - started
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(60)
+    with tempfile.NamedTemporaryFile("w+", prefix="semid-side-", suffix=".log") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}"
+        client = httpx.Client(base_url=base_url, timeout=120)
+        try:
+            cold_start_s = wait_ready(base_url, process, log.name, started)
+            yield client, cold_start_s
+        finally:
+            client.close()
+            process.terminate()
+            process.wait(60)
 
 
 def unseen_queries(path: Path, count: int) -> list[str]:

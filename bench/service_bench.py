@@ -163,7 +163,7 @@ def served_process(
     started = time.perf_counter()
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     try:
-        cold_start_s = _wait_ready(base_url, process, log.name, started)
+        cold_start_s = wait_ready(base_url, process, log.name, started)
         yield base_url, cold_start_s, process
     finally:
         process.terminate()
@@ -171,7 +171,8 @@ def served_process(
         log.close()
 
 
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: str, started: float) -> float:
+def wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: str, started: float) -> float:
+    """Seconds from ``started`` to the server's /readyz 200; the log's tail if it exits, or after 300 s."""
     with httpx.Client(base_url=base_url, timeout=2) as client:
         while True:
             try:

@@ -162,8 +162,7 @@ def _branching_rows(trie: PrefixTrie, level: int, nodes: torch.Tensor, total: in
     for a prefix whose path branches there). A beam whose prefix allows one code scores it 0 whatever the
     logits: with 64 x 64 x 5 IDs most beams are such, and its row cost the forward as much as any other's."""
     flat = nodes.flatten()
-    choices = (trie.children[level][flat.clamp(min=0)] >= 0).sum(dim=1)  # (Q * W,)
-    branching = (flat >= 0) & (choices > 1)
+    branching = (flat >= 0) & (trie.rest[level][flat.clamp(min=0), 0] < 0)  # no single path: as _determined
     extra = torch.ones(total - len(flat), dtype=torch.bool, device=flat.device)
     return torch.cat([branching, extra]).nonzero().squeeze(1)  # a host sync: on the CPU only
 

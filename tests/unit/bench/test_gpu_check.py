@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from bench import gpu_check
 from bench.gpu_check import MANIFEST, PART, CheckError, arrived, main, pack, unpack
 
 
@@ -65,3 +67,20 @@ def test_the_pieces_step_without_any_piece_exits_2_with_one_line(
     assert stopped.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("gpu_check: no piece under .gpu_check/") and "\n" not in error
+
+
+def test_a_failing_step_exits_1_naming_its_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def offline(*args: object) -> list[Path]:  # pip download with no registry in reach
+        raise subprocess.CalledProcessError(1, ["python", "-m", "pip", "download", "--quiet", "fastapi"])
+
+    monkeypatch.setattr(gpu_check, "download", offline)
+    with pytest.raises(SystemExit) as stopped:
+        main(["prepare"])
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "gpu_check: `python -m pip download --quiet ...` exited 1; its output is above"
+    )

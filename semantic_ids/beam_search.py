@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from semantic_ids.forced_ids import ExtraRows, ForcedIds
+from semantic_ids.forced_ids import Estimate, ExtraRows, ForcedIds
 from semantic_ids.search_steps import (
     SearchLm,
     TokenLayout,
@@ -75,6 +75,7 @@ def beam_search(
     forced: torch.Tensor | None = None,
     early_finish: bool | None = None,
     first_level_beams: int | None = None,
+    estimate: Estimate | None = None,
 ) -> Beams:
     """The ``num_beams`` best IDs per left-padded prompt (queries, length), best first.
 
@@ -85,13 +86,14 @@ def beam_search(
     ``first_level_beams`` (None: ``num_beams``) keeps more first codes than ``num_beams``: the first
     decision is made on the prompt alone, and the right ID's first code can rank below the beams' while
     its full ID ranks among them; the next level's forward costs little more for the extra rows.
+    ``estimate``: forced IDs far behind on their first code run no later rows (``forced_ids.Estimate``).
     """
     queries, levels, device = input_ids.shape[0], len(layout.sizes), input_ids.device
     lm = search_lm(model)
     early_finish = device.type == "cpu" if early_finish is None else early_finish
     positions = prompt_positions(input_ids, attention_mask)  # (Q, T)
     hidden = lm.forward(input_ids, attention_mask, positions)[:, -1]  # (Q, H): left padding ends every row
-    riders = None if forced is None else ForcedIds(forced, layout.sizes, trie)
+    riders = None if forced is None else ForcedIds(forced, layout.sizes, trie, estimate)
     scores = torch.zeros(queries, 1, dtype=torch.float32, device=device)  # (Q, W=1)
     nodes = torch.zeros(queries, 1, dtype=torch.long, device=device)  # (Q, W) trie nodes
     codes = torch.zeros(queries, 1, 0, dtype=torch.long, device=device)  # (Q, W, level)

@@ -159,6 +159,14 @@ class FusionParams(_Frozen):
     # written before these tiers read the defaults, which the service has applied since.
     attributes: bool = True
     decisive_evidence: float | None = Field(default=0.8, ge=0.0, le=1.0)
+    # A find (lexical or dense) whose first code's log-probability is more than ``estimate_margin`` below
+    # the best first code among its query's finds runs no forward rows after the first level: each later
+    # level up to the last where its path branches counts ``estimate_per_level`` instead
+    # (``semantic_ids.forced_ids.Estimate``). Its rank is then its lexical and dense evidence's, as it was:
+    # on held-out training phrasings the same Recall@10 with 5.4 fewer rows a query (bench/HISTORY.md,
+    # 2026-12-06, sixth session). None: every find runs every level. Bundles written before read these.
+    estimate_margin: float | None = Field(default=3.0, gt=0.0)
+    estimate_per_level: float = Field(default=-6.0, le=0.0)
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 

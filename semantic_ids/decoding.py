@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import torch
 
 from semantic_ids.beam_search import Beams, beam_search, score_codes
+from semantic_ids.forced_ids import Estimate
 from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme, SemanticId, code_token
 from semantic_ids.trie import PrefixTrie
 
@@ -165,11 +166,18 @@ class ConstrainedDecoder:
 
     @torch.inference_mode()
     def decode_and_score(
-        self, queries: list[str], forced: torch.Tensor, *, num_beams: int, top_k: int
+        self,
+        queries: list[str],
+        forced: torch.Tensor,
+        *,
+        num_beams: int,
+        top_k: int,
+        estimate: Estimate | None = None,
     ) -> tuple[list[list[Candidate]], list[list[float]]]:
         """``decode`` (constrained, our beam search) and the teacher-forced log-probabilities of
         ``forced``, (queries, N, levels) codes, as ``score_ids`` gives them, from one prompt pass: the
-        forced IDs' prefixes join the search's own forwards (``semantic_ids.forced_ids``)."""
+        forced IDs' prefixes join the search's own forwards (``semantic_ids.forced_ids``); with an
+        ``estimate``, those far behind on their first code get its stand-in score instead."""
         if not queries:
             return [], []
         if forced.shape[:1] != (len(queries),) or forced.dim() != 3:
@@ -185,6 +193,7 @@ class ConstrainedDecoder:
             num_beams=num_beams,
             forced=forced.to(self.device),
             first_level_beams=self.first_level_beams,
+            estimate=estimate,
         )
         assert found.forced_log_probs is not None  # given forced codes, the search scores them
         return [self._best(beams, top_k) for beams in self._scored(found)], found.forced_log_probs.tolist()

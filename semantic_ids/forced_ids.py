@@ -20,6 +20,13 @@ level 1).
 Scores are what ``score_codes`` (and the beam search) give the same ID: at each level a log-softmax over
 the codes the trie allows after the ID's prefix (all of the level's codes when unconstrained), summed.
 No per-ID Python: keys, look-ups and scores are tensor operations over all forced IDs at once.
+
+With an ``Estimate``, an ID whose first code the model finds far less likely than the query's best forced
+ID's first code runs no row after the first level: each later level where its path branches counts a
+fixed log-probability instead. Hybrid retrieval's finds are that many rows in every forward (on the demo
+bundle 22.6 single-token rows a query against the beams' 12.3); the finds far behind on the first code
+are those whose fused rank their lexical and dense evidence decides, not the model's later levels
+(bench/HISTORY.md, 2026-12-06, sixth session).
 """
 
 from __future__ import annotations
@@ -31,6 +38,16 @@ import torch
 
 from semantic_ids.search_steps import advance, level_log_probs
 from semantic_ids.trie import PrefixTrie
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Forced IDs whose first code's log-probability is more than ``margin`` below the best first code
+    among their query's forced IDs run no row after the first level; each later level up to the last
+    where their path branches adds ``per_level`` (a log-probability, negative) to their score instead."""
+
+    margin: float
+    per_level: float
 
 
 @dataclass(frozen=True)
@@ -72,8 +89,16 @@ def _branching_ahead(trie: PrefixTrie | None, codes: torch.Tensor, sizes: tuple[
 class ForcedIds:
     """The forced IDs of one search: (queries, N, levels) codes -> (queries, N) log-probabilities."""
 
-    def __init__(self, codes: torch.Tensor, sizes: tuple[int, ...], trie: PrefixTrie | None) -> None:
+    def __init__(
+        self,
+        codes: torch.Tensor,
+        sizes: tuple[int, ...],
+        trie: PrefixTrie | None,
+        estimate: Estimate | None = None,
+    ) -> None:
         queries, count, levels = codes.shape
+        self.estimate = estimate
+        self.estimated: torch.Tensor | None = None  # (Q * N,) bool: left to the estimate, once chosen
         self.shape = (queries, count)
         self.sizes = sizes
         self.trie = trie
@@ -101,6 +126,8 @@ class ForcedIds:
         """The rows to add after the beams' for the next forward, given the beams' (Q, W, length) codes;
         afterwards the cache's rows are the beams' prefixes of ``length`` codes, then these."""
         queries, width, length = beam_codes.shape
+        if length == 1 and self.estimate is not None:
+            self._leave_to_estimate(self.estimate)
         flat = beam_codes.reshape(queries * width, length)
         beam_keys = torch.arange(queries, device=flat.device).repeat_interleave(width)
         for level in range(length):
@@ -123,6 +150,19 @@ class ForcedIds:
         for rest in range(level, len(self.sizes)):
             self.score_level(rest, torch.zeros(len(self.table), self.sizes[rest], device=self.total.device))
 
+    def _leave_to_estimate(self, estimate: Estimate) -> None:
+        """After the first level: the IDs far behind their query's best first code, whose path still
+        branches, get their score now (the first code's, plus ``per_level`` for each later level up to the
+        last where the path branches) and need no more rows."""
+        first = self.total.view(self.shape)  # (Q, N) the first code's log-probabilities
+        best = first.max(dim=1, keepdim=True).values
+        behind = (first < best - estimate.margin).reshape(-1) & self.needs[1]
+        self.estimated = behind
+        self.guess = self.total + estimate.per_level * self.needs[1:].sum(dim=0)
+        self.needs = self.needs & ~behind  # (levels, Q * N); level 0 is scored already
+
     def log_probs(self) -> torch.Tensor:
-        """(queries, N) each forced ID's log-probability (-inf outside the trie when constrained)."""
-        return self.total.view(self.shape)
+        """(queries, N) each forced ID's log-probability (-inf outside the trie when constrained), or
+        the ``Estimate``'s where it stood in."""
+        total = self.total if self.estimated is None else torch.where(self.estimated, self.guess, self.total)
+        return total.view(self.shape)

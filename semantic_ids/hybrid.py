@@ -6,7 +6,10 @@ when the bundle has item vectors and its fusion uses them, the dense retriever's
 (``semantic_ids.dense``). Every candidate gets the model's teacher-forced probability of its ID, so a
 find the beams missed still gets the model's opinion: the lexical and dense finds are scored inside
 the beam search's own forwards (``ConstrainedDecoder.decode_and_score``, one prompt pass for both),
-which is why the retrievers run first. The scores are fused as the bundle's
+which is why the retrievers run first. A find whose first code the model puts far below the query's
+best find's (``FusionParams.estimate_margin``) is scored from that first code and a fixed amount a
+later level (``semantic_ids.forced_ids.Estimate``): its rank is its lexical and dense evidence's anyway,
+and its rows were a third of hybrid's forward. The scores are fused as the bundle's
 ``FusionParams`` say (``semantic_ids.fusion``; chosen on held-out training phrasings by
 ``bench/tune_fusion.py`` and kept in the manifest).
 
@@ -30,6 +33,7 @@ import torch
 from semantic_ids.bundle import FusionParams
 from semantic_ids.decoding import Candidate, ConstrainedDecoder
 from semantic_ids.dense import DenseRetriever
+from semantic_ids.forced_ids import Estimate
 from semantic_ids.fusion import (
     DECISIVE_DEPTH_PER_K,
     DENSE,
@@ -170,8 +174,8 @@ class HybridRanker:
         """Per query: beams ∪ lexical top ``lexical_depth`` ∪ dense top ``dense_depth`` (the manifest's
         by default), each with every component score. A beam keeps the score beam search gave it; the
         finds are scored in the same search (``decode_and_score`` gives the same scores as ``score_ids``,
-        as tests check); only fill-up rows, when beams and finds fall short of ``k``, take a pass of
-        their own."""
+        as tests check, but for the finds its estimate stands in for); only fill-up rows, when beams and
+        finds fall short of ``k``, take a pass of their own."""
         timings = timings or Timings()
         retrieved = self._retrieve(
             queries,
@@ -254,7 +258,15 @@ class HybridRanker:
             # Short lists repeat a row: a prefix already run costs nothing again.
             padded = np.asarray([rows + (rows[-1:] or [0]) * (count - len(rows)) for rows in forced])
             codes = self._codes[torch.from_numpy(padded)]  # (queries, count, levels)
-            found, scored = self.decoder.decode_and_score(queries, codes, num_beams=beams, top_k=beams)
+            fusion = self.fusion
+            estimate = (
+                None
+                if fusion.estimate_margin is None
+                else Estimate(fusion.estimate_margin, fusion.estimate_per_level)
+            )
+            found, scored = self.decoder.decode_and_score(
+                queries, codes, num_beams=beams, top_k=beams, estimate=estimate
+            )
             known = [
                 dict(zip(rows, values, strict=False)) for rows, values in zip(forced, scored, strict=True)
             ]

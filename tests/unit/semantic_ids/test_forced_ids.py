@@ -11,6 +11,7 @@ import torch
 
 from semantic_ids.beam_search import beam_search, score_codes
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
+from semantic_ids.forced_ids import Estimate
 from semantic_ids.ids import IdScheme, SemanticId
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.tiny_catalogue import TINY_IDS, TINY_SCHEME
@@ -108,3 +109,44 @@ def test_one_level_ids_are_scored_from_the_prompt_alone(tied: tuple[Any, Any, li
     _, scored = one_level.decode_and_score(QUERIES, forced, num_beams=2, top_k=2)
     expected = one_level.score_ids(QUERIES, [[SemanticId((c,)) for c in (0, 2, 1)]] * len(QUERIES))
     assert scored == [pytest.approx(row, rel=REL) for row in expected]
+
+
+def test_an_estimate_stands_in_for_ids_far_behind_on_their_first_code(decoder: ConstrainedDecoder) -> None:
+    """IDs whose first code is far below their query's best run no later rows: their score is the first
+    code's plus ``per_level`` for each later level up to the last where their path branches. The others,
+    and the beams, are scored exactly as without it."""
+    forced = _codes(FORCED)
+    beams, exact = decoder.decode_and_score(QUERIES, forced, num_beams=4, top_k=4)
+    _, first_only = decoder.decode_and_score(
+        QUERIES, forced, num_beams=4, top_k=4, estimate=Estimate(margin=0.5, per_level=0.0)
+    )
+    found, estimated = decoder.decode_and_score(
+        QUERIES, forced, num_beams=4, top_k=4, estimate=Estimate(margin=0.5, per_level=-6.0)
+    )
+    _assert_same(beams, found)
+    stood_in = 0
+    for want, first, got in zip(exact, first_only, estimated, strict=True):
+        for w, f, g in zip(want, first, got, strict=True):
+            if g == pytest.approx(w, rel=REL):
+                assert f == pytest.approx(w, rel=REL)
+                continue
+            stood_in += 1
+            assert f >= w - 1e-6  # the first code alone: later levels only lower a log-probability
+            assert round(f - g, 4) in (6.0, 12.0)  # -6 for each later level that still branches
+    assert stood_in > 0
+    with_estimate = _rows_of(decoder, forced[:1], estimate=Estimate(margin=0.5, per_level=-6.0))
+    assert sum(with_estimate[1:]) < sum(_rows_of(decoder, forced[:1])[1:])  # the prompt's row aside
+
+
+def _rows_of(decoder: ConstrainedDecoder, forced: torch.Tensor, **kwargs: Any) -> list[int]:
+    shapes: list[int] = []
+
+    def record(module: Any, args: Any, kw: dict[str, Any], output: Any) -> None:
+        shapes.append(kw["input_ids"].shape[0])
+
+    hook = decoder.model.model.register_forward_hook(record, with_kwargs=True)
+    try:
+        decoder.decode_and_score(QUERIES[:1], forced, num_beams=1, top_k=1, **kwargs)
+    finally:
+        hook.remove()
+    return shapes

@@ -161,9 +161,12 @@ def test_a_query_that_spells_an_items_text_finds_it_through_the_dense_source(
 
 
 def test_dense_finds_get_the_models_teacher_forced_probability(loaded: LoadedModel) -> None:
-    """Scored inside the beam search, a dense find gets exactly what a pass of its own would give it."""
+    """Scored inside the beam search, a dense find gets exactly what a pass of its own would give it
+    (with the estimate for finds far behind on their first code off: ``test_forced_ids`` covers it)."""
     # No lexical candidates at all: decisive lexical matches would join even at lexical depth 0.
-    dense_only = FusionParams(lexical_depth=0, dense_depth=10, dense_weight=8.0, decisive_evidence=None)
+    dense_only = FusionParams(
+        lexical_depth=0, dense_depth=10, dense_weight=8.0, decisive_evidence=None, estimate_margin=None
+    )
     ranker = loaded.ranker(dense_only)
     gathered = ranker.gather(QUERIES, 5, num_beams=3)  # 5 beams of 20 items: most finds are not beams
     for query, candidates in zip(QUERIES, gathered, strict=True):

@@ -163,8 +163,9 @@ class FusionParams(_Frozen):
     # the best first code among its query's finds runs no forward rows after the first level: each later
     # level up to the last where its path branches counts ``estimate_per_level`` instead
     # (``semantic_ids.forced_ids.Estimate``). Its rank is then its lexical and dense evidence's, as it was:
-    # on held-out training phrasings the same Recall@10 with 5.4 fewer rows a query (bench/HISTORY.md,
-    # 2026-12-06, sixth session). None: every find runs every level. Bundles written before read these.
+    # on 300 held-out training phrasings the same Recall@10 with 15.8 single-token rows a query instead of
+    # 24.3 (bench/HISTORY.md, 2026-12-06, sixth session). None: every find runs every level. Bundles
+    # written before read these defaults.
     estimate_margin: float | None = Field(default=3.0, gt=0.0)
     estimate_per_level: float = Field(default=-6.0, le=0.0)
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"

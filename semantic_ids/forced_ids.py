@@ -22,11 +22,11 @@ the codes the trie allows after the ID's prefix (all of the level's codes when u
 No per-ID Python: keys, look-ups and scores are tensor operations over all forced IDs at once.
 
 With an ``Estimate``, an ID whose first code the model finds far less likely than the query's best forced
-ID's first code runs no row after the first level: each later level where its path branches counts a
-fixed log-probability instead. Hybrid retrieval's finds are that many rows in every forward (on the demo
-bundle 22.6 single-token rows a query against the beams' 12.3); the finds far behind on the first code
-are those whose fused rank their lexical and dense evidence decides, not the model's later levels
-(bench/HISTORY.md, 2026-12-06, sixth session).
+ID's first code runs no row after the first level: each later level up to the last where its path
+branches counts a fixed log-probability instead. Hybrid retrieval's finds are that many rows in every
+forward (on the demo bundle 22.6 single-token rows a query against the beams' 12.3); the finds far
+behind on the first code are those whose fused rank their lexical and dense evidence decides, not the
+model's later levels (bench/HISTORY.md, 2026-12-06, sixth session).
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ class ForcedIds:
         queries, count, levels = codes.shape
         self.estimate = estimate
         self.estimated: torch.Tensor | None = None  # (Q * N,) bool: left to the estimate, once chosen
+        self.guess: torch.Tensor | None = None  # (Q * N,) the estimate's scores, where it stands in
         self.shape = (queries, count)
         self.sizes = sizes
         self.trie = trie
@@ -164,5 +165,7 @@ class ForcedIds:
     def log_probs(self) -> torch.Tensor:
         """(queries, N) each forced ID's log-probability (-inf outside the trie when constrained), or
         the ``Estimate``'s where it stood in."""
-        total = self.total if self.estimated is None else torch.where(self.estimated, self.guess, self.total)
+        total = self.total
+        if self.estimated is not None and self.guess is not None:
+            total = torch.where(self.estimated, self.guess, total)
         return total.view(self.shape)

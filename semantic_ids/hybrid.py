@@ -9,9 +9,9 @@ the beam search's own forwards (``ConstrainedDecoder.decode_and_score``, one pro
 which is why the retrievers run first. A find whose first code the model puts far below the query's
 best find's (``FusionParams.estimate_margin``) is scored from that first code and a fixed amount a
 later level (``semantic_ids.forced_ids.Estimate``): its rank is its lexical and dense evidence's anyway,
-and its rows were a third of hybrid's forward. The scores are fused as the bundle's
-``FusionParams`` say (``semantic_ids.fusion``; chosen on held-out training phrasings by
-``bench/tune_fusion.py`` and kept in the manifest).
+and such finds' rows were a third of hybrid's single-token rows on the demo bundle. The scores are
+fused as the bundle's ``FusionParams`` say (``semantic_ids.fusion``; chosen on held-out training
+phrasings by ``bench/tune_fusion.py`` and kept in the manifest).
 
 Every mode returns exactly ``min(k, catalogue size)`` distinct catalogue items (``generative`` fewer
 when fewer IDs have a non-zero probability): when the candidates fall short, further lexical rows fill

@@ -164,10 +164,10 @@ class FusionParams(_Frozen):
     # level up to the last where its path branches counts ``estimate_per_level`` instead
     # (``semantic_ids.forced_ids.Estimate``). Its rank is then its lexical and dense evidence's, as it was:
     # on 300 held-out training phrasings the same Recall@10 with 15.8 single-token rows a query instead of
-    # 24.3 (bench/HISTORY.md, 2026-12-06, sixth session). None: every find runs every level. Bundles
-    # written before read these defaults.
+    # 24.3; -2 a level, not -6, kept typo'd titles in phrases at 0.95 (0.93 at -6; bench/HISTORY.md,
+    # 2026-12-06, sixth session). None: every find runs every level. Bundles written before read these.
     estimate_margin: float | None = Field(default=3.0, gt=0.0)
-    estimate_per_level: float = Field(default=-6.0, le=0.0)
+    estimate_per_level: float = Field(default=-2.0, le=0.0)
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 

@@ -198,6 +198,12 @@ class HybridRanker:
                 found.fill_dense([row for row, _ in rows])
         return [_candidates(c, lp, r) for c, lp, r in zip(chosen, known, retrieved, strict=True)]
 
+    @property
+    def _estimate(self) -> Estimate | None:
+        """What stands in for the finds far behind on their first code (None: every find runs in full)."""
+        margin = self.fusion.estimate_margin
+        return None if margin is None else Estimate(margin, self.fusion.estimate_per_level)
+
     def _dense_on(self, dense_depth: int) -> bool:
         return self.dense is not None and (dense_depth > 0 or self.fusion.dense_weight > 0.0)
 
@@ -258,14 +264,8 @@ class HybridRanker:
             # Short lists repeat a row: a prefix already run costs nothing again.
             padded = np.asarray([rows + (rows[-1:] or [0]) * (count - len(rows)) for rows in forced])
             codes = self._codes[torch.from_numpy(padded)]  # (queries, count, levels)
-            fusion = self.fusion
-            estimate = (
-                None
-                if fusion.estimate_margin is None
-                else Estimate(fusion.estimate_margin, fusion.estimate_per_level)
-            )
             found, scored = self.decoder.decode_and_score(
-                queries, codes, num_beams=beams, top_k=beams, estimate=estimate
+                queries, codes, num_beams=beams, top_k=beams, estimate=self._estimate
             )
             known = [
                 dict(zip(rows, values, strict=False)) for rows, values in zip(forced, scored, strict=True)

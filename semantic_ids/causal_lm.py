@@ -177,3 +177,23 @@ def untie_head(model: Any) -> None:
     head.weight = torch.nn.Parameter(embedding.detach().clone(), requires_grad=False)
     model.set_output_embeddings(head)
     model.config.tie_word_embeddings = False
+
+
+def drop_decoder_layers(model: Any, first: int, count: int) -> None:
+    """Remove decoder layers ``first .. first + count - 1`` from a causal LM, in place: the layers above
+    move down (their attention's ``layer_idx`` and the config follow, so a KV cache and ``save_pretrained``
+    see the shorter model). Training and loading call it alike, so a bundle's layer names line up."""
+    if count == 0:
+        return
+    layers = model.get_decoder().layers
+    dropped = range(first, first + count)
+    if first < 0 or count < 0 or first + count > len(layers):
+        raise ValueError(f"cannot drop layers {first}..{first + count - 1} of {len(layers)}")
+    kept = [layer for index, layer in enumerate(layers) if index not in dropped]
+    model.get_decoder().layers = torch.nn.ModuleList(kept)
+    for index, layer in enumerate(kept):
+        layer.self_attn.layer_idx = index
+    model.config.num_hidden_layers = len(kept)
+    layer_types = getattr(model.config, "layer_types", None)
+    if layer_types is not None:
+        model.config.layer_types = [kind for index, kind in enumerate(layer_types) if index not in dropped]

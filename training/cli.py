@@ -185,6 +185,7 @@ def finetune_command(
     rank: opt.RankOption = None,
     method: opt.MethodOption = None,
     trainable_layers: opt.LayersOption = None,
+    dropped_layers: opt.DroppedLayersOption = None,
     lr_layers: opt.LrLayersOption = None,
     time_budget_s: opt.BudgetOption = None,
     epoch_repeats: opt.RepeatsOption = None,
@@ -195,7 +196,8 @@ def finetune_command(
     overrides: dict[str, Any] = {
         "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,
         "token_init": token_init, "rank": rank, "method": method,
-        "trainable_layers": trainable_layers, "lr_layers": lr_layers, "time_budget_s": time_budget_s,
+        "trainable_layers": trainable_layers, "dropped_layers": dropped_layers, "lr_layers": lr_layers,
+        "time_budget_s": time_budget_s,
         "epoch_repeats": epoch_repeats,
     }  # fmt: skip
     config = pipeline_config(profile, layout.item_count(), **overrides)
@@ -266,6 +268,7 @@ def pipeline_command(
     rank: opt.RankOption = None,
     method: opt.MethodOption = None,
     trainable_layers: opt.LayersOption = None,
+    dropped_layers: opt.DroppedLayersOption = None,
     lr_layers: opt.LrLayersOption = None,
     time_budget_s: opt.BudgetOption = None,
     epoch_repeats: opt.RepeatsOption = None,
@@ -290,7 +293,8 @@ def pipeline_command(
     overrides: dict[str, Any] = {
         "max_steps": max_steps, "batch_size": batch_size, "lr_lora": lr_lora, "lr_tokens": lr_tokens,
         "token_init": token_init, "rank": rank, "method": method,
-        "trainable_layers": trainable_layers, "lr_layers": lr_layers, "time_budget_s": time_budget_s,
+        "trainable_layers": trainable_layers, "dropped_layers": dropped_layers, "lr_layers": lr_layers,
+        "time_budget_s": time_budget_s,
         "epoch_repeats": epoch_repeats, "eval_queries": eval_queries,
     }  # fmt: skip
     # A film profile's overrides are checked before the catalogue is read; another run's need its size.

@@ -41,6 +41,10 @@ MethodOption = Annotated[
     ),
 ]
 LayersOption = Annotated[int | None, typer.Option(help="How many top layers train.")]
+DroppedLayersOption = Annotated[
+    int | None,
+    typer.Option(help="How many frozen layers just below the trained ones are removed (fewer to run)."),
+]
 LrLayersOption = Annotated[
     float | None,
     typer.Option(help="top_layers: peak learning rate of the layers (top_layers_lora: of the final norm)."),

@@ -48,6 +48,7 @@ from semantic_ids.bundle import (
 )
 from semantic_ids.causal_lm import (
     FROM_PRETRAINED_LOCK,
+    drop_decoder_layers,
     hold_linear_weights_fp16,
     inference_precision,
     resize_for_tokens,
@@ -301,6 +302,7 @@ def _build_model(
         head = model.get_output_embeddings().weight
         head[ids] = rows["lm_head"].to(head.dtype)
     if (bundle_dir / FINETUNED_LAYERS).is_file():
+        _drop_layers_as_trained(model, manifest)
         return _with_layers(model, bundle_dir / FINETUNED_LAYERS, manifest)
     # A LoRA bundle (written by the retired loop; still served). Only those need peft: importing it costs
     # ~1 s of every cold start.
@@ -309,6 +311,18 @@ def _build_model(
     with FROM_PRETRAINED_LOCK:
         peft_model = PeftModel.from_pretrained(model, str(bundle_dir / ADAPTER_DIR))
     return peft_model.merge_and_unload()
+
+
+def _drop_layers_as_trained(model: Any, manifest: Manifest) -> None:
+    """The frozen layers training removed below the trained ones, removed here alike."""
+    dropped, trained = int(manifest.lora.get("dropped_layers", 0)), int(manifest.lora["trainable_layers"])
+    count = len(model.get_decoder().layers)
+    if dropped and trained + dropped > count:
+        raise BundleMismatch(
+            f"bundle {manifest.bundle_id}: trained {trained} layers above {dropped} dropped ones, but the "
+            f"base model has {count} layers"
+        )
+    drop_decoder_layers(model, count - trained - dropped, dropped)
 
 
 def _with_layers(model: Any, path: Path, manifest: Manifest) -> Any:

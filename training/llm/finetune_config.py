@@ -20,6 +20,10 @@ class FinetuneConfig:
     # LoRA on every layer.
     method: FinetuneMethod = "top_layers"
     trainable_layers: int = 8
+    # Frozen layers removed just below the trained ones (``semantic_ids.causal_lm.drop_decoder_layers``):
+    # the trained layers learn on what the layers below them give, and every step and every served
+    # forward runs that many layers fewer.
+    dropped_layers: int = 0
     lr_layers: float = 1e-3
     time_budget_s: float = 0.0  # seconds of training; 0 = until max_steps
     queries_per_item: int = 8  # fresh queries per item per epoch
@@ -46,9 +50,12 @@ class FinetuneConfig:
 
     def adapter(self) -> dict[str, Any]:
         """What the bundle manifest records of the trained weights (its ``lora`` section)."""
+        layers = {"trainable_layers": self.trainable_layers}
+        if self.dropped_layers:  # absent in bundles trained on every layer of the base (older ones too)
+            layers["dropped_layers"] = self.dropped_layers
         if self.method == "top_layers":
-            return {"method": "top_layers", "trainable_layers": self.trainable_layers}
-        return {"method": self.method, "trainable_layers": self.trainable_layers, **self.lora.to_dict()}
+            return {"method": "top_layers", **layers}
+        return {"method": self.method, **layers, **self.lora.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lora": self.lora.to_dict()}

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semantic_ids.causal_lm import store_linear_weights_fp16, untie_head
+from semantic_ids.causal_lm import drop_decoder_layers, store_linear_weights_fp16, untie_head
 from training.llm.batches import IGNORE
 from training.llm.lora import LoraSettings, inject_lora, merged_copy
 
@@ -67,15 +67,21 @@ class TopLayersModel(nn.Module):
         new_token_ids: Sequence[int],
         *,
         lora: LoraSettings | None = None,
+        dropped_layers: int = 0,
     ) -> None:
         super().__init__()
         ids = list(new_token_ids)
         if ids != list(range(ids[0], ids[0] + len(ids))):
             raise ValueError("the new token ids must be contiguous")
         self.lm, self.first = causal_lm, ids[0]
+        count = len(causal_lm.model.layers)
+        if trainable_layers < 1 or dropped_layers < 0 or trainable_layers + dropped_layers > count:
+            raise ValueError(
+                f"trainable_layers ({trainable_layers}, at least 1) plus dropped_layers ({dropped_layers}) "
+                f"must be at most the model's {count} layers"
+            )
+        drop_decoder_layers(causal_lm, count - trainable_layers - dropped_layers, dropped_layers)
         layers = list(causal_lm.model.layers)
-        if not 0 < trainable_layers <= len(layers):
-            raise ValueError(f"trainable_layers must be in 1..{len(layers)}, not {trainable_layers}")
         self.cut = len(layers) - trainable_layers
         self.lower_layers = nn.ModuleList(layers[: self.cut])
         self.upper_layers = nn.ModuleList(layers[self.cut :])

@@ -41,7 +41,10 @@ def prepare_top_layers(
         lm, tokenizer, scheme, strategy=config.token_init, items=items, rq_levels=rq_levels, seed=config.seed
     )
     lora = config.lora if config.method == "top_layers_lora" else None
-    return TopLayersModel(lm, config.trainable_layers, new_ids, lora=lora), tokenizer, new_ids
+    model = TopLayersModel(
+        lm, config.trainable_layers, new_ids, lora=lora, dropped_layers=config.dropped_layers
+    )
+    return model, tokenizer, new_ids
 
 
 def _watch(

@@ -90,7 +90,7 @@ def train_model(
     if not (base_dir / BASE_WEIGHTS).is_file():
         raise PipelineError(f"{base_dir}: no base model here; run `semid prepare-base-model` first")
     held_out = eval_sample(valid, config.eval_queries + config.finetune.eval_queries, config.examples.seed)
-    _check_trainable_layers(base_dir, config.finetune.trainable_layers)
+    _check_trainable_layers(base_dir, config.finetune.trainable_layers, config.finetune.dropped_layers)
     return train_top_layers_model(
         base_dir,
         scheme,
@@ -104,10 +104,11 @@ def train_model(
     )
 
 
-def _check_trainable_layers(base_dir: Path, trainable: int) -> None:
+def _check_trainable_layers(base_dir: Path, trainable: int, dropped: int) -> None:
     layers = int(json.loads((base_dir / "config.json").read_text())["num_hidden_layers"])
-    if trainable > layers:
-        raise PipelineError(f"--trainable-layers must be at most {layers}, the base model's layer count")
+    if trainable + dropped > layers:
+        options = "--trainable-layers plus --dropped-layers" if dropped else "--trainable-layers"
+        raise PipelineError(f"{options} must be at most {layers}, the base model's layer count")
 
 
 def evaluate_model(

@@ -44,6 +44,7 @@ from training.llm.top_layers import TopLayersModel
 
 QUERIES = ["a crime drama by Michael Mann", "Alien", "japanese film from the eighties"]
 TOP_LAYER = FinetuneConfig(trainable_layers=1)
+PRUNED = FinetuneConfig(trainable_layers=1, dropped_layers=1)  # the tiny model's lower layer removed
 
 
 def _base(root: Path) -> tuple[Path, Any, Any, list[int]]:
@@ -79,9 +80,18 @@ def _inputs(base_dir: Path, lora: dict[str, Any]) -> BundleInputs:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The training loop's export of a tiny model whose trained weights (top layer, final norm, new output
     rows) are far from their initial values, and its bundle."""
-    root = tmp_path_factory.mktemp("roundtrip")
+    return _trained_bundle(tmp_path_factory.mktemp("roundtrip"), TOP_LAYER)
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """As ``trained``, the frozen layer below the trained one removed (``dropped_layers``)."""
+    return _trained_bundle(tmp_path_factory.mktemp("pruned"), PRUNED)
+
+
+def _trained_bundle(root: Path, config: FinetuneConfig) -> dict[str, Any]:
     base_dir, lm, tokenizer, new_ids = _base(root)
-    split = TopLayersModel(lm, TOP_LAYER.trainable_layers, new_ids)
+    split = TopLayersModel(lm, config.trainable_layers, new_ids, dropped_layers=config.dropped_layers)
     torch.manual_seed(1)
     with torch.no_grad():
         for name, parameter in split.named_parameters():
@@ -94,7 +104,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         model=model,
         tokenizer=tokenizer,
         new_token_ids=new_ids,
-        inputs=_inputs(base_dir, TOP_LAYER.adapter()),
+        inputs=_inputs(base_dir, config.adapter()),
     )
     return _written(model, tokenizer, bundle_dir, root, manifest)
 
@@ -139,7 +149,7 @@ def _logits(model: Any, tokenizer: Any) -> torch.Tensor:
         return model(**batch).logits.float()
 
 
-@pytest.mark.parametrize("written", ["trained", "legacy"])
+@pytest.mark.parametrize("written", ["trained", "pruned", "legacy"])
 def test_loaded_model_matches_trained_model(written: str, request: pytest.FixtureRequest) -> None:
     bundle = request.getfixturevalue(written)
     loaded = load_recommender_model(bundle["bundle_dir"], bundle["base_models_dir"], "cpu", precision="fp32")
@@ -151,7 +161,7 @@ def test_loaded_model_matches_trained_model(written: str, request: pytest.Fixtur
     assert len(loaded.trie) == 20
 
 
-@pytest.mark.parametrize("written", ["trained", "legacy"])
+@pytest.mark.parametrize("written", ["trained", "pruned", "legacy"])
 def test_loaded_decoder_gives_same_top_ids(written: str, request: pytest.FixtureRequest) -> None:
     bundle = request.getfixturevalue(written)
     loaded = load_recommender_model(bundle["bundle_dir"], bundle["base_models_dir"], "cpu", precision="fp32")
@@ -198,6 +208,29 @@ def test_training_writes_layers_and_a_lora_bundle_of_the_retired_loop_still_load
     loaded = load_recommender_model(old, legacy["base_models_dir"], "cpu", precision="fp32")
     assert loaded.manifest.lora["method"] == "lora"
     assert not any("lora_" in name for name, _ in loaded.model.named_parameters())  # merged on load
+
+
+def test_a_bundle_trained_over_fewer_layers_loads_them_alike(pruned: dict[str, Any], tmp_path: Path) -> None:
+    """Training removed the frozen layer: the bundle says so, the loaded model has only the trained layer
+    (its weights the trained ones, not the base's layer 0), and a base too shallow for it is refused."""
+    assert read_manifest(pruned["bundle_dir"]).lora == {
+        "method": "top_layers",
+        "trainable_layers": 1,
+        "dropped_layers": 1,
+    }
+    loaded = load_recommender_model(pruned["bundle_dir"], pruned["base_models_dir"], "cpu", precision="fp32")
+    layers = loaded.model.get_decoder().layers
+    assert len(layers) == 1 == loaded.model.config.num_hidden_layers
+    assert layers[0].self_attn.layer_idx == 0
+    trained_weight = pruned["model"].get_decoder().layers[0].mlp.up_proj.weight
+    assert torch.equal(layers[0].mlp.up_proj.weight, trained_weight)
+    bundle = _copy(pruned, tmp_path)
+    manifest = read_manifest(bundle)
+    write_manifest(bundle, manifest.model_copy(update={"lora": {**manifest.lora, "dropped_layers": 2}}))
+    with pytest.raises(
+        BundleMismatch, match=r"trained 1 layers above 2 dropped ones, but the base model has 2"
+    ):
+        load_recommender_model(bundle, pruned["base_models_dir"], "cpu")
 
 
 def _copy(trained: dict[str, Any], tmp_path: Path) -> Path:

@@ -155,10 +155,16 @@ def test_cli_top_layers_options_reach_the_training_loop(
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: --trainable-layers must be at most 2, the base model's layer count"
     )
-    one_layer = ["--trainable-layers", "1", "--epoch-repeats", "2"]
+    too_deep = ["--trainable-layers", "2", "--dropped-layers", "1"]
+    assert run_semid(monkeypatch, "finetune", *where, *top, *too_deep) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --trainable-layers plus --dropped-layers must be at most 2, the base model's layer count"
+    )
+    one_layer = ["--trainable-layers", "1", "--dropped-layers", "1", "--epoch-repeats", "2"]
     assert run_semid(monkeypatch, "finetune", *where, *top, *one_layer) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["steps"] == 4 and report["config"]["method"] == method
+    assert report["config"]["dropped_layers"] == 1
     assert report["config"]["lora"]["rank"] == 2
     assert (report["config"]["trainable_layers"], report["config"]["lr_layers"]) == (1, 5e-3)
     assert report["config"]["epoch_repeats"] == 2
@@ -201,4 +207,9 @@ def test_the_top_layers_lora_method_is_accepted_with_its_lora_settings() -> None
     assert (tuned.lora.rank, tuned.lora.alpha, tuned.lr_lora) == (8, 16, 5e-3)
     recorded = tuned.adapter()  # the bundle manifest's record: the layers the bundle carries, and the LoRA
     assert (recorded["method"], recorded["trainable_layers"], recorded["rank"]) == ("top_layers_lora", 12, 8)
-    assert PROFILES["demo"].pipeline.finetune.adapter() == {"method": "top_layers", "trainable_layers": 8}
+    assert PROFILES["demo"].pipeline.finetune.adapter() == {
+        "method": "top_layers",
+        "trainable_layers": 8,
+        "dropped_layers": 14,
+    }
+    assert "dropped_layers" not in PROFILES["full"].pipeline.finetune.adapter()

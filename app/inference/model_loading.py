@@ -2,7 +2,8 @@
 
 Order: base model from ``<base_models_dir>/<manifest.base_model.name>`` (its
 weights' sha256 must match the manifest) -> resize the embedding to the bundle tokenizer -> write the
-new token rows -> put the fine-tuned top layers in place (``finetuned_layers.safetensors``) or, in a
+new token rows -> remove the frozen layers training dropped (the manifest's ``lora.dropped_layers``) -> put
+the fine-tuned top layers in place (``finetuned_layers.safetensors``) or, in a
 bundle of the retired LoRA-on-every-layer loop, apply its ``adapter/`` and merge it (no adapter overhead per
 token) -> eval.
 Every way a bundle can fail to fit raises ``BundleMismatch`` with a message saying what differs.

@@ -46,10 +46,11 @@ class Profile:
 
 
 # Demo: 1,000 films end to end in under 25 minutes on a 2-core CPU. The top 8 of 30 layers train in
-# bf16 (where the CPU has it) on fresh queries every epoch for a fixed time, over the bottom 8 only: the 14
-# frozen layers between are dropped (a 16-layer model). Equal-time runs on one CPU (bench/HISTORY.md): 789 /
-# 1,092 / 1,156 steps with 0 / 10 / 14 dropped, held-out Recall@10 0.733 / 0.757 / 0.790, and every forward
-# served runs that many layers fewer (generative p50 1.9x as fast with 14). Equal-time runs chose the
+# bf16 (where the CPU has it) on fresh queries every epoch for a fixed time, over the bottom 4 only: the 18
+# frozen layers between are dropped (a 12-layer model). Equal-time runs on one CPU (bench/HISTORY.md): 789 /
+# 1,092 / 1,156 / 1,386 steps with 0 / 10 / 14 / 18 dropped, held-out Recall@10 0.733 / 0.757 / 0.790 / 0.790
+# (18 taken at the tie: the faster), and every forward served runs that many layers fewer (generative over
+# HTTP 0.47x the time with 18). Equal-time runs chose the
 # layer learning rate (2e-3 over 3e-4, 1e-3 and 4e-3); the top 4 over cached activations (3 passes per
 # epoch) learnt the training strings better but generalised worse: held-out 0.46 vs 0.64 (bench/HISTORY.md).
 # Held-out recall still climbs steeply at the end of the budget (watch: 0.47 at 500 steps, 0.75 at 747),
@@ -89,7 +90,7 @@ _DEMO_PIPELINE = PipelineConfig(
     finetune=FinetuneConfig(
         method="top_layers",
         trainable_layers=8,
-        dropped_layers=14,
+        dropped_layers=18,
         lr_layers=2e-3,
         lr_tokens=2e-2,
         batch_size=64,

@@ -210,6 +210,6 @@ def test_the_top_layers_lora_method_is_accepted_with_its_lora_settings() -> None
     assert PROFILES["demo"].pipeline.finetune.adapter() == {
         "method": "top_layers",
         "trainable_layers": 8,
-        "dropped_layers": 14,
+        "dropped_layers": 18,
     }
     assert "dropped_layers" not in PROFILES["full"].pipeline.finetune.adapter()

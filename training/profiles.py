@@ -50,9 +50,9 @@ class Profile:
 # frozen layers between are dropped (a 12-layer model). Equal-time runs on one CPU (bench/HISTORY.md): 789 /
 # 1,092 / 1,156 / 1,386 steps with 0 / 10 / 14 / 18 dropped, held-out Recall@10 0.733 / 0.757 / 0.790 / 0.790
 # (18 taken at the tie: the faster), and every forward served runs that many layers fewer (generative over
-# HTTP 0.47x the time with 18). Equal-time runs chose the
-# layer learning rate (2e-3 over 3e-4, 1e-3 and 4e-3); the top 4 over cached activations (3 passes per
-# epoch) learnt the training strings better but generalised worse: held-out 0.46 vs 0.64 (bench/HISTORY.md).
+# HTTP 0.47x the time with 18). Equal-time runs chose the layer learning rate (2e-3 over 3e-4, 1e-3 and
+# 4e-3); the top 4 over cached activations (3 passes per epoch) learnt the training strings better but
+# generalised worse: held-out 0.46 vs 0.64 (bench/HISTORY.md).
 # Held-out recall still climbs steeply at the end of the budget (watch: 0.47 at 500 steps, 0.75 at 747),
 # so the budget takes what the 25 minutes leave: up to 1,260 s of training, less on a machine whose other
 # stages take longer (``total_budget_s``). The layers run compiled where a C++ compiler is there, one layer

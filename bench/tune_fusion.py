@@ -85,6 +85,8 @@ GATE_WEIGHTS = (16.0, 32.0, 64.0, 128.0, 256.0)  # dense weights tried behind a 
 DECISIVE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, None)
 GATE_L2 = 0.1  # ridge on the gate's standardised weights: a few hundred queries, six features
 SYNONYMS = "held_out_synonyms"
+# The fusion settings that trade a query's time for its rows, not its ranking rule (``bench.hybrid_cost``).
+COST_SETTINGS = ("estimate_margin", "estimate_per_level", "model_beam_share")
 PEOPLE = "people"  # queries naming one cast member, any billing position (``people_pairs``)
 PEOPLE_SEED = 2  # the kind of the queries that name a category in words never trained on
 
@@ -414,6 +416,7 @@ def tune(
     together, each kind within noise of its own best (``choose``); the figures of each kind apart."""
     # Gathered at the least decisive threshold, so the candidates hold every threshold's decisive matches.
     least = min(t for t in DECISIVE_THRESHOLDS if t is not None)
+    served = ranker.fusion
     ranker.fusion = ranker.fusion.model_copy(update={"decisive_evidence": least})
     groups = {"held_out_phrasings": collect(ranker, pairs, beams=beams, batch=batch)}
     for kind, kind_pairs in (kinds or {}).items():
@@ -449,7 +452,9 @@ def tune(
         tuned_on += f", {len(groups[SYNONYMS])} queries naming a genre by a held-out synonym"
     if groups.get(PEOPLE):
         tuned_on += f", {len(groups[PEOPLE])} queries naming a cast member (seed {PEOPLE_SEED})"
-    chosen = best.model_copy(update={"tuned_on": tuned_on, "figures": figures})
+    # What a query costs is chosen elsewhere (``bench.hybrid_cost``): the bundle's settings are kept.
+    cost = {key: getattr(served, key) for key in COST_SETTINGS}
+    chosen = best.model_copy(update={"tuned_on": tuned_on, "figures": figures, **cost})
     return {"chosen": chosen.model_dump(), "figures": figures, "grid": table}
 
 

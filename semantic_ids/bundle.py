@@ -168,6 +168,12 @@ class FusionParams(_Frozen):
     # 2026-12-06, sixth session). None: every find runs every level. Bundles written before read these.
     estimate_margin: float | None = Field(default=3.0, gt=0.0)
     estimate_per_level: float = Field(default=-2.0, le=0.0)
+    # The share of the request's beams (``max(num_beams, k)``) hybrid's model search keeps, at least one:
+    # the lexical and dense finds are candidates beside the beams, so the model need not write as many
+    # IDs of its own as it does alone, and every beam is a forward row at every level. 1.0: as many as
+    # generative (bundles written before read this). Chosen with ``bench.hybrid_cost`` on training-side
+    # queries.
+    model_beam_share: float = Field(default=1.0, gt=0.0, le=1.0)
     tuned_on: str = "defaults: the demo bundle's tuning of 2026-11-25, not this bundle's own"
     figures: dict[str, Any] = Field(default_factory=dict)
 

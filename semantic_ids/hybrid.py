@@ -1,6 +1,7 @@
 """The three retrieval modes over one bundle: the model alone, the lexical retriever alone, and both fused.
 
-``hybrid``: the candidates are the model's constrained beams ∪ the lexical retriever's top
+``hybrid``: the candidates are the model's constrained beams (``FusionParams.model_beam_share`` of
+generative's: the finds stand beside them) ∪ the lexical retriever's top
 ``lexical_depth`` items and its decisive matches (up to ``DECISIVE_DEPTH_PER_K`` × k, best first) ∪,
 when the bundle has item vectors and its fusion uses them, the dense retriever's top ``dense_depth``
 (``semantic_ids.dense``). Every candidate gets the model's teacher-forced probability of its ID, so a
@@ -185,7 +186,7 @@ class HybridRanker:
             timings,
         )
         started = time.perf_counter()
-        beams, known = self._decode(queries, retrieved, max(num_beams, k))
+        beams, known = self._decode(queries, retrieved, self.model_beams(max(num_beams, k)))
         wanted = min(k, len(self.ids))
         chosen = []
         for beam_row, found in zip(beams, retrieved, strict=True):
@@ -197,6 +198,11 @@ class HybridRanker:
             if found.fill_dense is not None:
                 found.fill_dense([row for row, _ in rows])
         return [_candidates(c, lp, r) for c, lp, r in zip(chosen, known, retrieved, strict=True)]
+
+    def model_beams(self, beams: int) -> int:
+        """The beams hybrid's model search keeps where generative keeps ``beams``
+        (``FusionParams.model_beam_share``)."""
+        return max(1, round(beams * self.fusion.model_beam_share))
 
     @property
     def _estimate(self) -> Estimate | None:

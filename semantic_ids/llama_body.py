@@ -279,21 +279,23 @@ class PackedLinear(torch.nn.Module):
         return out
 
 
-def pack_linear_layers(module: torch.nn.Module) -> int:
+def pack_linear_layers(module: torch.nn.Module, *, fp16_weights: bool = False) -> int:
     """Every ``nn.Linear`` inside ``module`` replaced by a ``PackedLinear`` of it, where oneDNN packs the
-    module's dtype on this CPU (``_packs_weights``); how many were. For a model that only infers (the
+    module's dtype on this CPU (``_packs_weights``), or by an ``Fp16WeightLinear`` (``fp16_weights``: the
+    caller checked ``causal_lm.cpu_runs_fp16_weights``); how many were. For a model that only infers (the
     service's query encoder): the packed layers hold copies of the weights, and the originals are freed."""
     linears = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
                if isinstance(child, torch.nn.Linear)]  # fmt: skip
-    if not linears or _packs_weights(linears[0][2].weight) is not PackedLinear:
+    laid_out: Any = Fp16WeightLinear if fp16_weights else PackedLinear
+    if not linears or (not fp16_weights and _packs_weights(linears[0][2].weight) is not PackedLinear):
         return 0
     for parent, name, child in linears:
-        setattr(parent, name, PackedLinear(child))
+        setattr(parent, name, laid_out(child))
     return len(linears)
 
 
 class Fp16WeightLinear(torch.nn.Module):
-    """A bias-free linear layer with its weight stored in fp16, laid out for fbgemm once, computed in fp32.
+    """A linear layer with its weight stored in fp16, laid out for fbgemm once, computed in fp32.
 
     What ``torch.ao``'s dynamic fp16 ``Linear`` runs (``causal_lm.store_linear_weights_fp16``), over the
     joined weights: on an AVX2 CPU without native bf16, decoding is bound by reading the weights, and fp16
@@ -303,7 +305,8 @@ class Fp16WeightLinear(torch.nn.Module):
     def __init__(self, linear: torch.nn.Linear) -> None:
         super().__init__()
         self.out_features = linear.weight.shape[0]
-        self.packed = torch.ops.quantized.linear_prepack_fp16(linear.weight.detach().float(), None)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.packed = torch.ops.quantized.linear_prepack_fp16(linear.weight.detach().float(), bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = torch.ops.quantized.linear_dynamic_fp16(x, self.packed)

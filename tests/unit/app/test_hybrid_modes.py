@@ -123,6 +123,23 @@ def test_hybrid_model_scores_are_the_beam_search_probabilities(loaded: LoadedMod
         assert math.fsum(found.model_score or 0.0 for found in fused_row) <= 1.0 + 1e-4
 
 
+def test_hybrid_keeps_its_share_of_the_beams(loaded: LoadedModel) -> None:
+    """With ``model_beam_share`` 0.5, hybrid's model search keeps half of generative's beams: the items
+    the model put among the candidates are those a search of that many beams finds, and the finds still
+    fill the list."""
+    half = HybridRanker(loaded.decoder(), loaded.lexical, loaded.ids, FusionParams(model_beam_share=0.5))
+    assert half.model_beams(10) == 5 and half.model_beams(1) == 1
+    everything = len(loaded.ids)  # every item in the answer: each beam among them, whatever its rank
+    beams = half.model_beams(max(10, everything))
+    assert beams < max(10, everything)
+    searched = loaded.decoder().decode(QUERIES, num_beams=beams, top_k=beams)
+    for beam_row, row in zip(searched, half.rank(QUERIES, everything, "hybrid", num_beams=10), strict=True):
+        assert len(row) == everything
+        assert {found.semantic_id for found in row if MODEL in found.sources} == {
+            candidate.semantic_id for candidate in beam_row
+        }
+
+
 def test_fusion_time_is_reported(loaded: LoadedModel) -> None:
     seen: list[float] = []
     loaded.ranker().rank(["Alien"], 5, "hybrid", num_beams=5, on_fusion=seen.append)

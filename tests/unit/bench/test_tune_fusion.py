@@ -62,8 +62,11 @@ def test_tuning_reads_held_out_phrasings_and_stores_its_choice(tmp_path: Path) -
     typoed = [query for kind in typos.values() for query, _ in kind]
     assert all(query != item["title"] for query in typoed for item in bundle.items)
     assert all(query.startswith("looking for ") for query, _ in typos["typo_phrased"])
+    # What a query costs is bench.hybrid_cost's to choose: tuning keeps the bundle's settings.
+    ranker.fusion = ranker.fusion.model_copy(update={"model_beam_share": 0.5, "estimate_margin": 1.5})
     result = tune(ranker, pairs, beams=4, batch=16, source="examples.jsonl", kinds=typos)
     chosen = FusionParams.model_validate(result["chosen"])
+    assert (chosen.model_beam_share, chosen.estimate_margin) == (0.5, 1.5)
     figures = result["figures"]
     assert len(result["grid"]) == len(grid())
     assert figures["held_out_phrasings"]["queries"] == 40

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.catalogue_updates import CatalogueUpdater, ChangeReport, UpdatesUnavailable
 from app.db import CatalogueRepository, ItemNotFound, ItemRow, create_db_engine
+from app.db.row_cache import RowCache
 from app.errors import DatabaseUnavailable, DeadlineExceeded, InvalidRequest
 from app.inference.batching import MicroBatcher
 from app.inference.engine import Recommender
@@ -63,6 +64,7 @@ class Service:
         self.settings = settings
         self.recommender = recommender
         self.repository = repository
+        self.rows = RowCache(repository, settings.row_cache_items)  # /recommend's rows (app.db.row_cache)
         self.metrics = metrics
         self.updater = updater  # None: catalogue updates are off (no admin token, or the bundle cannot)
         recommender.on_fusion = metrics.fusion_latency.observe
@@ -169,6 +171,7 @@ class Service:
         report = await asyncio.get_running_loop().run_in_executor(
             self.torch_thread, self.updater.apply, changes, self.recommender.prepare, self.recommender.swap
         )
+        self.rows.clear()  # after the database and the served IDs both hold the change
         for action in ("added", "updated", "deleted"):
             self.metrics.catalogue_changes.labels(action).inc(report.counts[action])
         if report.seconds:
@@ -219,6 +222,7 @@ class Service:
             problem = None
         if problem is not None and self._catalogue_problem is None:
             logger.error("catalogue mismatch: %s", problem)
+            self.rows.clear()  # what the database holds now is not what was read
         self._catalogue_checked_at, self._catalogue_problem = now, problem
         return problem
 
@@ -237,13 +241,13 @@ class Service:
         """Catalogue rows for the candidates in one query. A decoded ID without a row means the trie and
         the database disagree: it is counted (the metric must stay 0), logged and left out."""
         try:
-            rows = self.repository.get_many_by_semantic_ids([c.semantic_id for c in candidates])
+            rows = self.rows.get_many([c.semantic_id for c in candidates])
         except ItemNotFound as error:
             self.metrics.invalid_decodes.inc(len(error.missing))
             logger.error("decoded IDs with no catalogue row: %s", ", ".join(error.missing[:10]))
             missing = set(error.missing)
             candidates = [c for c in candidates if c.semantic_id.compact not in missing]
-            rows = self.repository.get_many_by_semantic_ids([c.semantic_id for c in candidates])
+            rows = self.rows.get_many([c.semantic_id for c in candidates])
         return list(zip(candidates, rows, strict=True))
 
 

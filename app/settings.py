@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     max_queued: int = Field(default=64, ge=1)
     retry_after_s: int = Field(default=1, ge=1)
+    # /recommend's catalogue rows held in memory (app.db.row_cache), at most this many (0: read every
+    # request's from the database); a film's row is a few kilobytes.
+    row_cache_items: int = Field(default=10_000, ge=0)
 
     # /readyz re-reads the database's catalogue hash at most this often (0: on every probe) and reports
     # not ready when another catalogue was loaded under the running service.

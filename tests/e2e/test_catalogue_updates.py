@@ -162,6 +162,7 @@ def test_a_deleted_item_is_never_served_and_its_id_never_reused(
 
 def test_a_change_keeps_or_moves_the_id_and_says_why(client: TestClient, bundle: TinyBundle) -> None:
     first = put(client, "new1", NEW_FILM).json()["items"][0]
+    assert found(client, "Zardoz Returns", "hybrid")[0] == "new1"  # its row is now held in memory
     same = put(client, "new1", NEW_FILM).json()
     assert same["items"][0]["action"] == "unchanged" and same["overlay_version"] == 1  # nothing written
     retitled = put(client, "new1", {**NEW_FILM, "title": "Zardoz Returns Again"}).json()["items"][0]
@@ -171,7 +172,9 @@ def test_a_change_keeps_or_moves_the_id_and_says_why(client: TestClient, bundle:
     else:  # moved: the old ID is retired, never served again
         assert "moved" in retitled["reason"]
         assert client.get(f"/items/{first['semantic_id']}").status_code == 404
-    assert found(client, "Zardoz Returns Again", "hybrid")[0] == "new1"
+    response = client.post("/recommend", json={"query": "Zardoz Returns Again", "k": 10, "mode": "hybrid"})
+    top = response.json()["items"][0]
+    assert (top["item_id"], top["title"]) == ("new1", "Zardoz Returns Again")  # the row as changed
 
 
 @pytest.mark.parametrize(

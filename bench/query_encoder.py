@@ -1,6 +1,6 @@
 """The service's query embedding, side by side in one run: MiniLM as sentence-transformers runs it, and as
-the service runs it (MiniLM's steps run directly, its linear layers laid out for oneDNN once,
-``text_encoder.encoder_for``).
+the service runs it (MiniLM's steps run directly, its linear layers holding fp16 weights where fbgemm runs
+them and laid out for oneDNN elsewhere, ``text_encoder.encoder_for``).
 
     .venv/bin/python -m bench.query_encoder [--queries bench/queries/demo_unseen.jsonl] [--rounds 3]
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.relevance_metrics import query_metrics
 from bench.tune_fusion import PEOPLE, SYNONYMS, people_pairs, typo_title_pairs, valid_examples
 from semantic_ids.bundle import read_catalogue
 from training.llm.held_out_synonyms import synonym_queries
@@ -69,8 +70,8 @@ def measure(
                     run.row_of[r.semantic_id] for r in run.rank([query], TOP_K, "hybrid", num_beams=BEAMS)[0]
                 ]
                 seconds[index].append(time.perf_counter() - started)
-                recall = len(set(rows) & set(relevant)) / min(TOP_K, len(relevant))
-                found[kind][index].append((recall, bool(set(rows[:1]) & set(relevant))))
+                metrics = query_metrics([str(row) for row in rows], {str(row) for row in relevant}, TOP_K)
+                found[kind][index].append((metrics[f"recall@{TOP_K}"], metrics["mrr"] == 1.0))  # hit@1
     generative_p50 = statistics.median(seconds[-1])
     out = []
     for index, setting in enumerate(settings):

@@ -6,6 +6,7 @@ plain model."""
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from training.llm.batches import collate, encode_examples, length_grouped_batche
 from training.llm.finetune_config import FinetuneConfig
 from training.llm.lora import LoraSettings
 from training.llm.query_generator import QueryGenerator, title_form
-from training.llm.step_precision import choose_step_precision
+from training.llm.step_precision import _fastest, choose_step_precision
 from training.llm.top_layers import ActivationCache, TopLayersModel
 from training.llm.top_layers_stage import prepare_top_layers
 from training.llm.train_top_layers import _optimizer, train_top_layers
@@ -137,6 +138,22 @@ def test_step_precision_is_taken_as_asked_or_timed_on_the_cpu(run: tuple[Path, P
     assert (model._frozen_fp16 is not None) == timed.frozen_fp16
     for name, param in model.named_parameters():  # the probe's steps leave no trace
         assert param.grad is None and torch.equal(param, frozen[name]), name
+
+
+def test_a_precision_whose_product_is_too_slow_is_not_timed(
+    run: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Emulated bf16 (a CPU without its instructions) took 27x fp32's step: its probe steps alone would
+    # spend minutes of the training budget. Any product is slower than 0x fp32's, so bf16 is left out.
+    cpu, model = torch.device("cpu"), _split(run)[0]
+    with caplog.at_level(logging.INFO, logger="training.llm.step_precision"):
+        assert _fastest(model, 8, cpu, skip_slower_than=0.0) != "bf16"
+    assert "not timing bf16" in caplog.text
+    assert "'bf16'" not in caplog.records[-1].getMessage()  # no step of it timed
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="training.llm.step_precision"):
+        _fastest(model, 8, cpu, skip_slower_than=float("inf"))
+    assert "not timing" not in caplog.text and "'bf16'" in caplog.records[-1].getMessage()
 
 
 def test_compiled_layers_train_like_eager_ones_and_export_the_plain_model(run: tuple[Path, Path]) -> None:

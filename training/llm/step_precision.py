@@ -67,7 +67,11 @@ def choose_step_precision(
 
 
 def _fastest(
-    model: TopLayersModel, batch_size: int, device: torch.device, *, skip_slower_than: float = SKIP_SLOWER_THAN
+    model: TopLayersModel,
+    batch_size: int,
+    device: torch.device,
+    *,
+    skip_slower_than: float = SKIP_SLOWER_THAN,
 ) -> str:
     names = ["fp32", "bf16"] + (["fp32-frozen-fp16"] if cpu_runs_fp16_weights() else [])
     hidden = model.code_rows.shape[1]

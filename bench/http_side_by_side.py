@@ -6,7 +6,8 @@ A 2-core machine's speed drifts by 10-15 % within an hour, so two `bench.service
 other compare the hours as much as the code. Here both servers are up at once (the same bundle, the same
 PostgreSQL catalogue), and every query goes to one and then the other, the order alternating, in `hybrid`
 and then in `generative`: a drift moves both alike and the ratio holds. Each server is started alone first
-and its cold start (process start -> /readyz) timed. The servers run with ``OMP_WAIT_POLICY=PASSIVE`` so the
+and its cold start (process start -> /readyz) timed; ``--cold-starts N`` starts each side N times, alone,
+the order alternating, and reports the median. The servers run with ``OMP_WAIT_POLICY=PASSIVE`` so the
 idle one's OpenMP threads sleep instead of spinning beside the other's request; two resident servers still
 share caches and memory bandwidth, so the absolute figures run above one server's: compare the ratios.
 
@@ -89,11 +90,17 @@ def alternate(clients: dict[str, httpx.Client], queries: Sequence[str]) -> dict[
     return seconds
 
 
-def summary(seconds: dict[str, dict[str, list[float]]], cold: dict[str, float]) -> dict[str, Any]:
+def summary(seconds: dict[str, dict[str, list[float]]], cold: dict[str, list[float]]) -> dict[str, Any]:
     def ms(values: list[float], quantile: float) -> float:
         return round(1000 * sorted(values)[min(len(values) - 1, int(quantile * len(values)))], 1)
 
-    result: dict[str, Any] = {side: {"cold_start_s": round(cold[side], 2)} for side in seconds}
+    result: dict[str, Any] = {
+        side: {
+            "cold_start_s": round(statistics.median(cold[side]), 2),
+            "cold_starts_s": [round(value, 2) for value in cold[side]],
+        }
+        for side in seconds
+    }
     for side, modes in seconds.items():
         for mode, values in modes.items():
             result[side][mode] = {
@@ -113,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, default=Path("artifacts/bundles/demo"))
     parser.add_argument("--queries", type=Path, default=Path("bench/queries/demo_unseen.jsonl"))
     parser.add_argument("--count", type=int, default=120)
+    parser.add_argument("--cold-starts", type=int, default=1, help="starts of each side timed alone")
     parser.add_argument(
         "--postgres-admin-url",
         default=os.environ.get(
@@ -128,13 +136,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.exit(f"error: --{side} {checkout} has no bundle at {args.bundle}")
     bundle = (checkouts["after"] / args.bundle).resolve()
     database_url = prepare_database(args.postgres_admin_url, bundle, read_manifest(bundle))
-    cold: dict[str, float] = {}
+    cold: dict[str, list[float]] = {side: [] for side in SIDES}
+    for repeat in range(args.cold_starts - 1):  # the order alternates: neither side always starts first
+        for side in SIDES[::-1] if repeat % 2 == 0 else SIDES:
+            with server(checkouts[side], args.bundle, database_url, 8801) as (_, cold_start_s):
+                cold[side].append(cold_start_s)
     with ExitStack() as stack:
         clients = {}
         for port, side in enumerate(SIDES, start=8801):  # one at a time: each cold start is timed alone
-            clients[side], cold[side] = stack.enter_context(
+            clients[side], cold_start_s = stack.enter_context(
                 server(checkouts[side], args.bundle, database_url, port)
             )
+            cold[side].append(cold_start_s)
         seconds = alternate(clients, unseen_queries(args.queries, args.count))
     result = {"checkouts": {side: str(path) for side, path in checkouts.items()}, "queries": args.count}
     result |= summary(seconds, cold)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,6 +18,34 @@ import torch
 # query encoder, loaded side by side for the cold start) left the LLM's tied head on the meta device.
 # Every ``from_pretrained`` of the service holds this lock.
 FROM_PRETRAINED_LOCK = threading.Lock()
+
+
+class DeferredModel:
+    """A model built the first time it is asked for (``get``), once, whichever thread asks first.
+
+    The service searches with its own forward over the bundle's weights (``LlamaBody``) and builds
+    transformers' model only where something needs it (``generate``, the reference, and comparisons)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def ready(cls, model: Any) -> DeferredModel:
+        deferred = cls(lambda: model)
+        deferred.get()
+        return deferred
+
+    @property
+    def built(self) -> bool:
+        return self._build is None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._build is not None:
+                self._model, self._build = self._build(), None
+            return self._model
 
 
 def resolve_device(device: str) -> torch.device:

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import torch
 
 from semantic_ids.beam_search import Beams, beam_search, score_codes
+from semantic_ids.causal_lm import DeferredModel
 from semantic_ids.forced_ids import Estimate
 from semantic_ids.ids import REC, SEM_END, SEM_START, IdScheme, SemanticId, code_token
 from semantic_ids.trie import PrefixTrie
@@ -41,11 +42,9 @@ def build_prompt(query: str) -> str:
 
 
 class TokenizerLike(Protocol):
-    pad_token_id: int | None
+    """What ``CodeTokenIds`` reads of a tokenizer: transformers' or the service's (``ServedTokenizer``)."""
 
-    def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]: ...
-
-    def __call__(self, text: list[str], **kwargs: Any) -> Any: ...
+    def convert_tokens_to_ids(self, tokens: list[str]) -> list[int | None]: ...
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,12 @@ class CodeTokenIds:
         firsts = []
         for level, size in enumerate(scheme.codebook_sizes):
             ids = tokenizer.convert_tokens_to_ids([code_token(level, code) for code in range(size)])
-            if ids != list(range(ids[0], ids[0] + size)):
+            if ids[0] is None or ids != list(range(ids[0], ids[0] + size)):
                 raise ValueError(f"the tokenizer's level-{level} code tokens are missing or not contiguous")
             firsts.append(ids[0])
         start, end = tokenizer.convert_tokens_to_ids([SEM_START, SEM_END])
+        if start is None or end is None:
+            raise ValueError(f"the tokenizer lacks {SEM_START} or {SEM_END}")
         return cls(first=tuple(firsts), sizes=scheme.codebook_sizes, sem_start=start, sem_end=end)
 
 
@@ -130,16 +131,31 @@ class ConstrainedDecoder:
     """
 
     def __init__(self, model: Any, tokenizer: Any, trie: PrefixTrie, *, body: Any = None) -> None:
-        self.model = model
+        """``model``: a transformers causal LM, or a ``DeferredModel`` of one beside a ``body`` (only
+        ``method="generate"`` builds it then)."""
+        if isinstance(model, DeferredModel) and body is None:
+            raise ValueError("a deferred model needs a body to search with")
+        self._model = model
         # What our search runs: ``model``, or a faster body over its frozen weights (``LlamaBody``).
         self.body = model if body is None else body
         self.tokenizer = tokenizer
         self.trie = trie
         self.token_ids = CodeTokenIds.from_tokenizer(tokenizer, trie.scheme)
-        self.device = next(model.parameters()).device
+        self.device = body.device if body is not None else next(model.parameters()).device
         trie.to(self.device)
         # Our beam search keeps this many first codes (None: as many as beams): ``beam_search``.
         self.first_level_beams: int | None = None
+
+    @property
+    def model(self) -> Any:
+        """The transformers model (built now if it was deferred)."""
+        return self._model.get() if isinstance(self._model, DeferredModel) else self._model
+
+    def over(self, trie: PrefixTrie) -> ConstrainedDecoder:
+        """This decoder's model and settings over another trie (a catalogue update's)."""
+        decoder = ConstrainedDecoder(self._model, self.tokenizer, trie, body=self.body)
+        decoder.first_level_beams = self.first_level_beams
+        return decoder
 
     @torch.inference_mode()
     def decode(

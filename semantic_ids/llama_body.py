@@ -7,11 +7,13 @@ seven products per layer (q, k, v, o, gate, up, down); here q, k and v are one p
 concatenated weights and gate and up another, the rotary embedding is read from a table and applied to q
 and k in one go, and the KV cache is two tensors per layer that the search reorders with ``index_select``.
 
-``LlamaBody.of(model)`` builds it from a loaded model in eval mode and makes the model's own q/k/v and
-gate/up weights views of the concatenated ones (``model.generate`` still works; on a CPU the copy laid out
-for oneDNN, ``PackedLinear``, is the one second copy of the weights); it returns None for a model it does
-not cover (another architecture, rope scaling, biases, peft or quantised layers), which then decodes
-through transformers (``search_steps.CausalLm``). In fp32 both give the same IDs, order and scores (the
+It runs ``LlamaWeights``: read by the service straight from a bundle's files
+(``LlamaWeights.of_state_dict``, without transformers' model classes), or taken from a loaded model in eval
+mode (``LlamaBody.of(model)``, which makes the model's own q/k/v and gate/up weights views of the
+concatenated ones: ``model.generate`` still works, and on a CPU the copy laid out for oneDNN,
+``PackedLinear``, is the one second copy of the weights). ``of`` returns None for a model it does not cover
+(another architecture, rope scaling, biases, peft or quantised layers), which then decodes through
+transformers (``search_steps.CausalLm``). In fp32 both give the same IDs, order and scores (the
 tests compare them); in bf16 they round differently here and there: on the demo bundle 84 % of unseen
 queries got the same ten IDs in the same order, at the same recall (``bench/forward_bench.py``). The body
 is for frozen weights: built once when a bundle is loaded for serving, never while training changes them.
@@ -19,6 +21,7 @@ is for frozen weights: built once when a bundle is loaded for serving, never whi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,75 +40,42 @@ class _Shape:
     eps: float
 
 
-class LlamaBody(torch.nn.Module):
-    """The decoder layers of a ``LlamaForCausalLM`` with q/k/v and gate/up each in one linear layer."""
+@dataclass
+class LlamaLayer:
+    """One decoder layer's weights, (out, in) each: q, k and v stacked in ``qkv``, gate and up in
+    ``gate_up``."""
 
-    def __init__(self, model: Any, shape: _Shape, *, pack: bool = True, fp16_weights: bool = False) -> None:
-        super().__init__()
-        decoder = model.get_decoder()
-        self.shape = shape
-        self.embed = decoder.embed_tokens.weight
-        self.head = model.get_output_embeddings()
-        self.final_norm = decoder.norm.weight
-        self.input_norms = [layer.input_layernorm.weight for layer in decoder.layers]
-        self.post_norms = [layer.post_attention_layernorm.weight for layer in decoder.layers]
-        self.qkv = torch.nn.ModuleList()
-        self.o = torch.nn.ModuleList()
-        self.gate_up = torch.nn.ModuleList()
-        self.down = torch.nn.ModuleList()
-        if fp16_weights:
-            laid_out: Any = Fp16WeightLinear
-        else:
-            laid_out = _packs_weights(self.embed) if pack else _as_is
-        linears = [
-            (
-                _joined(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
-                _joined(layer.mlp.gate_proj, layer.mlp.up_proj),
-                layer.self_attn.o_proj,
-                layer.mlp.down_proj,
-            )
-            for layer in decoder.layers
-        ]
-        # Laid out on as many threads as torch computes on: the kernels that lay weights out release the
-        # GIL, and fbgemm's fp16 packing took 1.5 s of a cold start on one core of a 2-core AVX2 EPYC.
-        with ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="lay-out") as pool:
-            for qkv, gate_up, o, down in pool.map(
-                lambda four: [laid_out(linear) for linear in four], linears
-            ):
-                self.qkv.append(qkv)
-                self.gate_up.append(gate_up)
-                self.o.append(o)
-                self.down.append(down)
-        self.packed = laid_out is PackedLinear
-        self.weights = (
-            "fp16 (fbgemm)" if fp16_weights else "packed for oneDNN" if self.packed else "as loaded"
-        )
-        rotary = decoder.rotary_emb
-        positions = torch.arange(model.config.max_position_embeddings, device=self.embed.device)
-        # transformers' rotary forward, for every position at once: the same fp32 products, then the cast.
-        freqs = positions[:, None].float() * rotary.inv_freq.float()[None, :]  # (P, D / 2)
-        angles = torch.cat((freqs, freqs), dim=-1)  # (P, D)
-        self.cos = (angles.cos() * rotary.attention_scaling).to(self.embed.dtype)
-        self.sin = (angles.sin() * rotary.attention_scaling).to(self.embed.dtype)
+    input_norm: torch.Tensor
+    post_norm: torch.Tensor
+    qkv: torch.Tensor
+    o: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+
+
+@dataclass
+class LlamaWeights:
+    """What ``LlamaBody`` runs: a plain Llama's weights and shape, from a loaded model (``of_model``) or
+    from a state dict by transformers' names (``of_state_dict``: the service reads its bundle's files
+    straight into one, without importing transformers' model classes)."""
+
+    shape: _Shape
+    embed: torch.Tensor
+    head: torch.Tensor
+    final_norm: torch.Tensor
+    layers: list[LlamaLayer]
+    inv_freq: torch.Tensor  # the rotary embedding's frequencies, (head_dim / 2,)
+    attention_scaling: float
+    max_positions: int
 
     @classmethod
-    def of(cls, model: Any, *, pack: bool = True, fp16_weights: bool = False) -> LlamaBody | None:
-        """The body of ``model`` (eval mode, weights frozen), or None where it is not a plain Llama.
-        ``pack=False`` keeps the weights as they are instead of laying them out (``PackedLinear``), for
-        comparison. ``fp16_weights``: the body's linear weights stored in fp16 for fbgemm
-        (``Fp16WeightLinear``; an fp32 model on a CPU only), what the service runs on AVX2 CPUs without
-        native bf16."""
+    def of_model(cls, model: Any) -> LlamaWeights | None:
+        """The weights of ``model`` (eval mode, frozen), or None where it is not a plain Llama. Its own
+        q/k/v and gate/up weights become views of the stacked ones: ``model.generate`` still works and
+        the weights are held once."""
         config = getattr(model, "config", None)
-        if config is None or getattr(config, "model_type", None) != "llama" or model.training:
+        if config is None or model.training or unsupported_llama_config(config.to_dict()) is not None:
             return None
-        rope = getattr(config, "rope_parameters", None) or {}
-        plain = (
-            rope.get("rope_type", "default") == "default"
-            and not getattr(config, "attention_bias", False)
-            and not getattr(config, "mlp_bias", False)
-            and getattr(config, "hidden_act", "silu") == "silu"
-            and getattr(config, "pretraining_tp", 1) == 1
-        )
         decoder = model.get_decoder()
         linears = [
             module
@@ -117,19 +87,141 @@ class LlamaBody(torch.nn.Module):
                 layer.mlp.down_proj,
             )
         ]
-        if not plain or any(type(module) is not torch.nn.Linear for module in linears):
-            return None  # peft layers, quantised layers, biases or another rotary: transformers' forward
+        if any(type(module) is not torch.nn.Linear for module in linears):
+            return None  # peft or quantised layers: transformers' forward
+        layers = [
+            LlamaLayer(
+                input_norm=layer.input_layernorm.weight,
+                post_norm=layer.post_attention_layernorm.weight,
+                qkv=_stacked(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
+                o=layer.self_attn.o_proj.weight,
+                gate_up=_stacked(layer.mlp.gate_proj, layer.mlp.up_proj),
+                down=layer.mlp.down_proj.weight,
+            )
+            for layer in decoder.layers
+        ]
+        rotary = decoder.rotary_emb
+        return cls(
+            shape=_shape(config.to_dict()),
+            embed=decoder.embed_tokens.weight,
+            head=model.get_output_embeddings().weight,
+            final_norm=decoder.norm.weight,
+            layers=layers,
+            inv_freq=rotary.inv_freq,
+            attention_scaling=float(rotary.attention_scaling),
+            max_positions=int(config.max_position_embeddings),
+        )
+
+    @classmethod
+    def of_state_dict(cls, config: dict[str, Any], state: Mapping[str, torch.Tensor]) -> LlamaWeights:
+        """A plain Llama's weights from its ``config.json`` and a state dict by transformers' names
+        (``model.layers.0.self_attn.q_proj.weight``, ...; ``lm_head.weight`` absent where the head is the
+        embedding); ``ValueError`` saying what does not fit otherwise."""
+        unsupported = unsupported_llama_config(config)
+        if unsupported is not None:
+            raise ValueError(f"not a plain Llama: {unsupported}")
+
+        def weight(name: str) -> torch.Tensor:
+            try:
+                return state[name]
+            except KeyError:
+                raise ValueError(f"the weights lack {name}") from None
+
+        count = int(config["num_hidden_layers"])
+        layers = []
+        for index in range(count):
+            prefix = f"model.layers.{index}"
+            attention, mlp = f"{prefix}.self_attn", f"{prefix}.mlp"
+            layers.append(
+                LlamaLayer(
+                    input_norm=weight(f"{prefix}.input_layernorm.weight"),
+                    post_norm=weight(f"{prefix}.post_attention_layernorm.weight"),
+                    qkv=torch.cat([weight(f"{attention}.{part}_proj.weight") for part in "qkv"]),
+                    o=weight(f"{attention}.o_proj.weight"),
+                    gate_up=torch.cat([weight(f"{mlp}.{part}_proj.weight") for part in ("gate", "up")]),
+                    down=weight(f"{mlp}.down_proj.weight"),
+                )
+            )
+        if f"model.layers.{count}.input_layernorm.weight" in state:
+            raise ValueError(f"the weights have more layers than the config's {count}")
+        embed = weight("model.embed_tokens.weight")
+        shape = _shape(config)
+        # transformers' default rotary frequencies; a model cast to bf16 holds them in bf16 (its buffer
+        # is cast with the weights), so they are rounded alike: the same angles as that model's.
+        dim = shape.head_dim
+        theta = float(_rope(config).get("rope_theta", config.get("rope_theta", 10000.0)))
+        inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        return cls(
+            shape=shape,
+            embed=embed,
+            head=state.get("lm_head.weight", embed),
+            final_norm=weight("model.norm.weight"),
+            layers=layers,
+            inv_freq=inv_freq.to(device=embed.device, dtype=embed.dtype),
+            attention_scaling=1.0,
+            max_positions=int(config["max_position_embeddings"]),
+        )
+
+
+class LlamaBody(torch.nn.Module):
+    """The decoder layers of a ``LlamaForCausalLM`` with q/k/v and gate/up each in one linear layer."""
+
+    def __init__(self, weights: LlamaWeights, *, pack: bool = True, fp16_weights: bool = False) -> None:
+        super().__init__()
+        if fp16_weights and (weights.embed.device.type != "cpu" or weights.embed.dtype != torch.float32):
+            raise ValueError("fp16 weights are for an fp32 model on a CPU (fbgemm's kernels)")
+        self.shape = weights.shape
+        self.embed = weights.embed
+        self.head = _linear(weights.head)
+        self.final_norm = weights.final_norm
+        self.input_norms = [layer.input_norm for layer in weights.layers]
+        self.post_norms = [layer.post_norm for layer in weights.layers]
+        self.qkv = torch.nn.ModuleList()
+        self.o = torch.nn.ModuleList()
+        self.gate_up = torch.nn.ModuleList()
+        self.down = torch.nn.ModuleList()
+        if fp16_weights:
+            laid_out: Any = Fp16WeightLinear
+        else:
+            laid_out = _packs_weights(self.embed) if pack else _as_is
+        linears = [(layer.qkv, layer.gate_up, layer.o, layer.down) for layer in weights.layers]
+        # Laid out on as many threads as torch computes on: the kernels that lay weights out release the
+        # GIL, and fbgemm's fp16 packing took 1.5 s of a cold start on one core of a 2-core AVX2 EPYC.
+        with ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="lay-out") as pool:
+            for qkv, gate_up, o, down in pool.map(
+                lambda four: [laid_out(_linear(weight)) for weight in four], linears
+            ):
+                self.qkv.append(qkv)
+                self.gate_up.append(gate_up)
+                self.o.append(o)
+                self.down.append(down)
+        self.packed = laid_out is PackedLinear
+        self.weights = (
+            "fp16 (fbgemm)" if fp16_weights else "packed for oneDNN" if self.packed else "as loaded"
+        )
+        positions = torch.arange(weights.max_positions, device=self.embed.device)
+        # transformers' rotary forward, for every position at once: the same fp32 products, then the cast.
+        freqs = positions[:, None].float() * weights.inv_freq.float()[None, :]  # (P, D / 2)
+        angles = torch.cat((freqs, freqs), dim=-1)  # (P, D)
+        self.cos = (angles.cos() * weights.attention_scaling).to(self.embed.dtype)
+        self.sin = (angles.sin() * weights.attention_scaling).to(self.embed.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.device
+
+    @classmethod
+    def of(cls, model: Any, *, pack: bool = True, fp16_weights: bool = False) -> LlamaBody | None:
+        """The body of ``model`` (eval mode, weights frozen), or None where it is not a plain Llama.
+        ``pack=False`` keeps the weights as they are instead of laying them out (``PackedLinear``), for
+        comparison. ``fp16_weights``: the body's linear weights stored in fp16 for fbgemm
+        (``Fp16WeightLinear``; an fp32 model on a CPU only), what the service runs on AVX2 CPUs without
+        native bf16."""
         if fp16_weights and (model.device.type != "cpu" or model.dtype != torch.float32):
             raise ValueError("fp16 weights are for an fp32 model on a CPU (fbgemm's kernels)")
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        shape = _Shape(
-            heads=config.num_attention_heads,
-            kv_heads=config.num_key_value_heads,
-            head_dim=head_dim,
-            eps=config.rms_norm_eps,
-        )
         with torch.no_grad():
-            return cls(model, shape, pack=pack, fp16_weights=fp16_weights)
+            weights = LlamaWeights.of_model(model)
+            return None if weights is None else cls(weights, pack=pack, fp16_weights=fp16_weights)
 
     def session(self) -> LlamaSession:
         """A search's view of the body: its forwards share one fresh KV cache."""
@@ -245,18 +337,52 @@ def _attention_linears(layer: Any) -> tuple[Any, ...]:
     return attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj
 
 
-def _joined(*parts: torch.nn.Linear) -> torch.nn.Linear:
-    """One linear layer whose output is the parts' outputs side by side; each part's weight becomes a view
-    of the joined weight, so the model keeps working and the weights are held once."""
+def _stacked(*parts: torch.nn.Linear) -> torch.Tensor:
+    """The parts' weights stacked, (sum of outputs, inputs); each part's weight becomes a view of it, so
+    the model keeps working and the weights are held once."""
     weights = [part.weight for part in parts]
-    # On the meta device: a real one would fill the weight with random numbers first (1.2 s of a cold start).
-    joined = torch.nn.Linear(weights[0].shape[1], sum(w.shape[0] for w in weights), bias=False, device="meta")
-    joined.weight = torch.nn.Parameter(torch.cat(weights), requires_grad=False)
+    stacked = torch.cat(weights).detach()
     start = 0
     for part, weight in zip(parts, weights, strict=True):
-        part.weight = torch.nn.Parameter(joined.weight[start : start + weight.shape[0]], requires_grad=False)
+        part.weight = torch.nn.Parameter(stacked[start : start + weight.shape[0]], requires_grad=False)
         start += weight.shape[0]
-    return joined
+    return stacked
+
+
+def _linear(weight: torch.Tensor) -> torch.nn.Linear:
+    """A linear layer without bias over ``weight``; made on the meta device, as a real one would fill its
+    weight with random numbers first (1.2 s of a cold start)."""
+    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+    return linear
+
+
+def _rope(config: dict[str, Any]) -> dict[str, Any]:
+    return config.get("rope_parameters") or config.get("rope_scaling") or {}
+
+
+def unsupported_llama_config(config: dict[str, Any]) -> str | None:
+    """What keeps a model of this config from running as a ``LlamaBody``, or None."""
+    checks = {
+        "model_type": (config.get("model_type"), "llama"),
+        "rope_type": (_rope(config).get("rope_type", "default"), "default"),
+        "attention_bias": (bool(config.get("attention_bias", False)), False),
+        "mlp_bias": (bool(config.get("mlp_bias", False)), False),
+        "hidden_act": (config.get("hidden_act", "silu"), "silu"),
+        "pretraining_tp": (config.get("pretraining_tp", 1), 1),
+    }
+    differs = [f"{key} {value!r}" for key, (value, plain) in checks.items() if value != plain]
+    return ", ".join(differs) if differs else None
+
+
+def _shape(config: dict[str, Any]) -> _Shape:
+    heads = int(config["num_attention_heads"])
+    return _Shape(
+        heads=heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or config["hidden_size"] // heads),
+        eps=float(config["rms_norm_eps"]),
+    )
 
 
 class PackedLinear(torch.nn.Module):

@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from semantic_ids.trie import PrefixTrie
 
@@ -36,6 +35,8 @@ class CausalLm:
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.body = getattr(causal_lm, causal_lm.base_model_prefix)
         self.head = causal_lm.get_output_embeddings()
+        from transformers import DynamicCache  # only this path needs transformers (the service's does not)
+
         self.cache = DynamicCache(config=causal_lm.config)
 
     def forward(

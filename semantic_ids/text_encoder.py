@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from semantic_ids.causal_lm import FROM_PRETRAINED_LOCK, cpu_runs_fp16_weights
+from semantic_ids.causal_lm import cpu_runs_fp16_weights
 from semantic_ids.llama_body import pack_linear_layers
+from semantic_ids.served_tokenizer import ServedTokenizer
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_DIMENSIONS = 384
@@ -75,8 +77,6 @@ class MiniLmEncoder:
     _BATCH = 32  # texts per forward, as sentence-transformers batches them
 
     def __init__(self, folder: Path, device: str = "cpu") -> None:
-        from transformers import AutoModel, AutoTokenizer
-
         modules = [
             entry["type"].rsplit(".", 1)[-1] for entry in json.loads((folder / "modules.json").read_text())
         ]
@@ -94,10 +94,11 @@ class MiniLmEncoder:
         ):
             raise EncoderUnavailable(f"{folder}: not a mean-pooled, normalised sentence encoder ({modules})")
         self.max_length = int(config["max_seq_length"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        with FROM_PRETRAINED_LOCK:
-            model = AutoModel.from_pretrained(str(folder)).to(device).eval()
-        self.body = BertBody(model)  # BERT's pooler is never read: sentence-transformers takes the states
+        self.tokenizer = ServedTokenizer(folder, max_length=self.max_length)
+        # Straight from the weights file: transformers' model classes are never imported by the service
+        # (their loading machinery cost ~1.4 s of every cold start; bench/HISTORY.md).
+        bert_config = json.loads((folder / "config.json").read_text())
+        self.body = BertBody(bert_config, load_file(str(folder / "model.safetensors"), device=str(device)))
         self.device = device
         self._dimensions = int(pooling["word_embedding_dimension"])
 
@@ -121,9 +122,8 @@ class MiniLmEncoder:
         return np.concatenate(batches).astype(np.float32, copy=False)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        tokens = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
+        batch = self.tokenizer(texts, padding=True, return_tensors="pt")
+        tokens = {key: values.to(self.device) for key, values in batch.items()}
         states = self.body(tokens["input_ids"], tokens["token_type_ids"], tokens["attention_mask"])
         mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)
         means = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
@@ -175,41 +175,65 @@ class BertBody(torch.nn.Module):
     sentence-transformers' within 1e-6 (tests).
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, config: dict[str, Any], state: Mapping[str, torch.Tensor]) -> None:
+        """``config``: the model's ``config.json``; ``state``: its weights by a ``BertModel``'s names (its
+        ``model.safetensors``), read as they are: transformers' model classes are not imported."""
         super().__init__()
-        config = model.config
         if (
-            config.hidden_act != "gelu"
-            or getattr(config, "position_embedding_type", "absolute") != "absolute"
-            or config.is_decoder
+            config.get("model_type") != "bert"
+            or config.get("hidden_act") != "gelu"
+            or config.get("position_embedding_type", "absolute") != "absolute"
+            or config.get("is_decoder", False)
         ):
             raise EncoderUnavailable("the query encoder runs BERT encoders with GELU and absolute positions")
-        embeddings = model.embeddings
-        self.word = embeddings.word_embeddings.weight.detach()
-        self.position = embeddings.position_embeddings.weight.detach()
-        self.token_type = embeddings.token_type_embeddings.weight.detach()
-        self.embedding_norm = embeddings.LayerNorm
-        self.heads = int(config.num_attention_heads)
+
+        def weight(name: str) -> torch.Tensor:
+            try:
+                return state[name]
+            except KeyError:
+                raise EncoderUnavailable(f"the encoder's weights lack {name}") from None
+
+        eps = float(config.get("layer_norm_eps", 1e-12))
+
+        def norm(name: str) -> torch.nn.LayerNorm:
+            return _layer_norm(weight(f"{name}.weight"), weight(f"{name}.bias"), eps)
+
+        self.word = weight("embeddings.word_embeddings.weight")
+        self.position = weight("embeddings.position_embeddings.weight")
+        self.token_type = weight("embeddings.token_type_embeddings.weight")
+        self.embedding_norm = norm("embeddings.LayerNorm")
+        self.heads = int(config["num_attention_heads"])
         self.qkv = torch.nn.ModuleList()
         self.attention_out = torch.nn.ModuleList()
         self.attention_norm = torch.nn.ModuleList()
         self.up = torch.nn.ModuleList()
         self.down = torch.nn.ModuleList()
         self.out_norm = torch.nn.ModuleList()
-        for layer in model.encoder.layer:
-            attention = layer.attention
-            parts = (attention.self.query, attention.self.key, attention.self.value)
-            qkv = torch.nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), device="meta")
-            qkv.weight = torch.nn.Parameter(
-                torch.cat([p.weight for p in parts]).detach(), requires_grad=False
+        for index in range(int(config["num_hidden_layers"])):
+            layer = f"encoder.layer.{index}"
+            parts = [f"{layer}.attention.self.{part}" for part in ("query", "key", "value")]
+            self.qkv.append(
+                _linear(
+                    torch.cat([weight(f"{part}.weight") for part in parts]),
+                    torch.cat([weight(f"{part}.bias") for part in parts]),
+                )
             )
-            qkv.bias = torch.nn.Parameter(torch.cat([p.bias for p in parts]).detach(), requires_grad=False)
-            self.qkv.append(qkv)
-            self.attention_out.append(attention.output.dense)
-            self.attention_norm.append(attention.output.LayerNorm)
-            self.up.append(layer.intermediate.dense)
-            self.down.append(layer.output.dense)
-            self.out_norm.append(layer.output.LayerNorm)
+            self.attention_out.append(
+                _linear(
+                    weight(f"{layer}.attention.output.dense.weight"),
+                    weight(f"{layer}.attention.output.dense.bias"),
+                )
+            )
+            self.attention_norm.append(norm(f"{layer}.attention.output.LayerNorm"))
+            self.up.append(
+                _linear(
+                    weight(f"{layer}.intermediate.dense.weight"), weight(f"{layer}.intermediate.dense.bias")
+                )
+            )
+            self.down.append(
+                _linear(weight(f"{layer}.output.dense.weight"), weight(f"{layer}.output.dense.bias"))
+            )
+            self.out_norm.append(norm(f"{layer}.output.LayerNorm"))
 
     def forward(self, ids: torch.Tensor, token_types: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(texts, tokens) ids, token types and attention mask -> (texts, tokens, hidden) last states."""
@@ -229,3 +253,18 @@ class BertBody(torch.nn.Module):
             hidden = self.out_norm[layer](self.down[layer](F.gelu(self.up[layer](hidden))) + hidden)
         states: torch.Tensor = hidden
         return states
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
+    """A linear layer over these tensors; made on the meta device, so nothing is initialised first."""
+    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], device="meta")
+    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+    linear.bias = torch.nn.Parameter(bias, requires_grad=False)
+    return linear
+
+
+def _layer_norm(weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.nn.LayerNorm:
+    norm = torch.nn.LayerNorm(weight.shape[0], eps=eps, device="meta")
+    norm.weight = torch.nn.Parameter(weight, requires_grad=False)
+    norm.bias = torch.nn.Parameter(bias, requires_grad=False)
+    return norm

@@ -107,10 +107,7 @@ class Recommender:
         current = self.ranker
         ids = live.ids
         trie = PrefixTrie(ids, self.scheme)
-        decoder = ConstrainedDecoder(
-            current.decoder.model, current.decoder.tokenizer, trie, body=current.decoder.body
-        )
-        decoder.first_level_beams = current.decoder.first_level_beams
+        decoder = current.decoder.over(trie)
         lexical = current.lexical.rebuilt(live.rows, live.content_hash)
         dense = None
         if current.dense is not None:

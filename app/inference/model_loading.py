@@ -5,7 +5,9 @@ weights' sha256 must match the manifest) -> resize the embedding to the bundle t
 new token rows -> remove the frozen layers training dropped (the manifest's ``lora.dropped_layers``) -> put
 the fine-tuned top layers in place (``finetuned_layers.safetensors``) or, in a
 bundle of the retired LoRA-on-every-layer loop, apply its ``adapter/`` and merge it (no adapter overhead per
-token) -> eval.
+token) -> eval. A plain Llama with fine-tuned top layers (every bundle training writes now) takes the same
+steps on tensors (``bundle_llama``) into the search's own forward (``LlamaBody``), and transformers' model is
+built only when something asks for it (``LoadedModel.model``: ``generate``, comparisons).
 Every way a bundle can fail to fit raises ``BundleMismatch`` with a message saying what differs.
 
 Beside the model: the lexical index, and the item vectors with the query encoder of their embedding
@@ -26,10 +28,15 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoTokenizer
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from app.catalogue_updates import LiveCatalogue, served_catalogue
+from app.inference.bundle_llama import (
+    check_finetuned_names,
+    dropped_layers,
+    new_token_rows,
+    plain_llama_config,
+    read_bundle_llama,
+)
 from semantic_ids.bundle import (
     ADAPTER_DIR,
     BASE_WEIGHTS,
@@ -49,6 +56,7 @@ from semantic_ids.bundle import (
 )
 from semantic_ids.causal_lm import (
     FROM_PRETRAINED_LOCK,
+    DeferredModel,
     drop_decoder_layers,
     hold_linear_weights_fp16,
     inference_precision,
@@ -64,6 +72,7 @@ from semantic_ids.ids import InvalidSemanticId, SemanticId
 from semantic_ids.lexical import LexicalIndex, bundle_lexical_index
 from semantic_ids.llama_body import LlamaBody
 from semantic_ids.overlay import Overlay, read_overlay
+from semantic_ids.served_tokenizer import ServedTokenizer
 from semantic_ids.text_encoder import EncoderUnavailable, encoder_for
 from semantic_ids.trie import PrefixTrie
 
@@ -72,7 +81,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: Any  # a merged transformers causal LM in eval mode
+    # The merged transformers causal LM in eval mode; where the search runs its own forward, built only
+    # when something asks for it (``model``: ``generate``, comparisons), never for serving.
+    reference: DeferredModel
     tokenizer: Any
     manifest: Manifest
     trie: PrefixTrie
@@ -90,11 +101,15 @@ class LoadedModel:
     base_vectors: Any = None  # (base rows, dimensions) float32
 
     @property
+    def model(self) -> Any:
+        return self.reference.get()
+
+    @property
     def fusion(self) -> FusionParams:
         return self.manifest.retrieval.fusion if self.manifest.retrieval is not None else FusionParams()
 
     def decoder(self) -> ConstrainedDecoder:
-        return ConstrainedDecoder(self.model, self.tokenizer, self.trie, body=self.body)
+        return ConstrainedDecoder(self.reference, self.tokenizer, self.trie, body=self.body)
 
     def ranker(self, fusion: FusionParams | None = None) -> HybridRanker:
         return HybridRanker(self.decoder(), self.lexical, self.ids, fusion or self.fusion, self.dense)
@@ -133,8 +148,7 @@ def load_recommender_model(
             dense_index = live.dense_index(dense_index.model)
     ids, trie = _build_trie(items, manifest)
     base_dir = _base_dir(manifest, base_models_dir)
-    tokenizer: Any = AutoTokenizer.from_pretrained(str(bundle_dir / TOKENIZER_DIR))
-    tokenizer.padding_side = "left"
+    tokenizer = ServedTokenizer(bundle_dir / TOKENIZER_DIR, padding_side="left")
     try:
         CodeTokenIds.from_tokenizer(tokenizer, manifest.semantic_ids.scheme)
     except ValueError as error:
@@ -144,10 +158,13 @@ def load_recommender_model(
     target = resolve_device(device)
     fusion = manifest.retrieval.fusion if manifest.retrieval is not None else FusionParams()
     dense_source = dense_index if with_dense or fusion.uses_dense else None
-    # The model's code first, alone: importing it (transformers' loading machinery pulls in
-    # torch.distributed) while the encoder's thread imported its own cost ~1 s of every cold start more than
-    # one after the other (bench/HISTORY.md).
-    model_class = _model_class(base_dir)
+    runs_as = inference_precision(target, precision)
+    served = _ServedModel(bundle_dir, base_dir, tokenizer, manifest, target, runs_as)
+    llama_config = plain_llama_config(bundle_dir, base_dir) if own_forward else None
+    # The model's code first, alone, where transformers' model is built: importing it (its loading
+    # machinery pulls in torch.distributed) while the encoder's thread imported its own cost ~1 s of every
+    # cold start more than one after the other (bench/HISTORY.md).
+    model_class = _model_class(base_dir) if llama_config is None else None
     # Hashing the base weights and loading the query encoder overlap building the model (cold start).
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
         base_checked = pool.submit(_check_base_weights, manifest, base_dir)
@@ -157,27 +174,21 @@ def load_recommender_model(
             else pool.submit(_dense_retriever, dense_source, query_encoder, manifest, target)
         )
         try:
-            model = _build_model(model_class, bundle_dir, base_dir, tokenizer, manifest)
+            if llama_config is not None:
+                body: LlamaBody | None = served.body_from_files(llama_config)
+                reference = DeferredModel(served.reference_model)
+            else:
+                model, body = served.model_and_body(model_class, own_forward=own_forward)
+                reference = DeferredModel.ready(model)
         except Exception:
             base_checked.result()  # changed base weights explain the failure: say that instead
             raise
-        runs_as = inference_precision(target, precision)
-        model = model.to(device=target, dtype=torch.bfloat16 if runs_as == "bf16" else torch.float32).eval()
-        fp16_weights = runs_as == "fp16-weights"
-        # The body first: it joins the fp32 weights and stores its own fp16 copy; the model's layers are
-        # then held in fp16 too, so the fp32 weights are freed: fbgemm's layers where transformers' forward
-        # searches, plain fp16 copies where only ``generate`` (the reference) runs them.
-        body = LlamaBody.of(model, fp16_weights=fp16_weights) if own_forward else None
-        if fp16_weights and body is None:
-            store_linear_weights_fp16(model.get_decoder())
-        elif fp16_weights:
-            hold_linear_weights_fp16(model.get_decoder())
         base_checked.result()
         dense = dense_loaded.result() if dense_loaded is not None else None
     forward = "transformers' forward" if body is None else f"own forward, weights {body.weights}"
     logger.info("loaded bundle %s on %s (%s, %s)", manifest.bundle_id, target, runs_as, forward)
     return LoadedModel(
-        model=model,
+        reference=reference,
         tokenizer=tokenizer,
         manifest=manifest,
         trie=trie.to(target),
@@ -191,6 +202,61 @@ def load_recommender_model(
         base_rows=base_rows,
         base_vectors=None if base_dense is None else base_dense.vectors,
     )
+
+
+@dataclass(frozen=True)
+class _ServedModel:
+    """How a bundle's model is built for serving, in ``runs_as`` precision (``inference_precision``)."""
+
+    bundle_dir: Path
+    base_dir: Path
+    tokenizer: Any
+    manifest: Manifest
+    device: torch.device
+    runs_as: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.runs_as == "bf16" else torch.float32
+
+    @property
+    def fp16_weights(self) -> bool:
+        return self.runs_as == "fp16-weights"
+
+    def body_from_files(self, config: dict[str, Any]) -> LlamaBody:
+        """The search's forward read straight from the bundle's files (``bundle_llama``)."""
+        with torch.no_grad():
+            weights = read_bundle_llama(
+                self.bundle_dir, self.base_dir, self.manifest, config, len(self.tokenizer),
+                dtype=self.dtype, device=self.device,
+            )  # fmt: skip
+            return LlamaBody(weights, fp16_weights=self.fp16_weights)
+
+    def reference_model(self) -> Any:
+        """transformers' model of the bundle, as ``model_and_body`` leaves it beside a body: its decoder
+        layers held in fp16 where the body's weights are (``generate`` then finds what the search finds)."""
+        model = self._model(_model_class(self.base_dir))
+        if self.fp16_weights:
+            hold_linear_weights_fp16(model.get_decoder())
+        return model
+
+    def model_and_body(self, model_class: Any, *, own_forward: bool) -> tuple[Any, LlamaBody | None]:
+        """transformers' model, and the search's own forward over its weights where it is a plain Llama
+        (``own_forward``); for a LoRA bundle, another architecture, or comparisons."""
+        model = self._model(model_class)
+        # The body first: it joins the fp32 weights and stores its own fp16 copy; the model's layers are
+        # then held in fp16 too, so the fp32 weights are freed: fbgemm's layers where transformers' forward
+        # searches, plain fp16 copies where only ``generate`` (the reference) runs them.
+        body = LlamaBody.of(model, fp16_weights=self.fp16_weights) if own_forward else None
+        if self.fp16_weights and body is None:
+            store_linear_weights_fp16(model.get_decoder())
+        elif self.fp16_weights:
+            hold_linear_weights_fp16(model.get_decoder())
+        return model, body
+
+    def _model(self, model_class: Any) -> Any:
+        model = _build_model(model_class, self.bundle_dir, self.base_dir, self.tokenizer, self.manifest)
+        return model.to(device=self.device, dtype=self.dtype).eval()
 
 
 def _check_served_catalogue(manifest: Manifest, overlay: Overlay | None, expected: str | None) -> None:
@@ -277,7 +343,11 @@ def _check_base_weights(manifest: Manifest, base_dir: Path) -> None:
 
 
 def _model_class(base_dir: Path) -> Any:
-    """The causal-LM class of the base model's config, its module imported."""
+    """The causal-LM class of the base model's config, its module imported (only where transformers'
+    model is built: the import is most of its cost)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
     config = AutoConfig.from_pretrained(str(base_dir))
     return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
 
@@ -289,13 +359,7 @@ def _build_model(
     with FROM_PRETRAINED_LOCK:  # the query encoder may be loading on another thread
         model: Any = model_class.from_pretrained(str(base_dir), dtype=torch.float32)
     size = resize_for_tokens(model, tokenizer)
-    rows = load_file(str(bundle_dir / NEW_TOKEN_ROWS))
-    ids = rows["token_ids"].long()
-    if len(ids) != manifest.tokens.added_count or int(ids.max()) >= size:
-        raise BundleMismatch(
-            f"bundle {manifest.bundle_id}: {NEW_TOKEN_ROWS} has {len(ids)} rows up to id {int(ids.max())}; "
-            f"the manifest adds {manifest.tokens.added_count} tokens to a vocabulary of {size}"
-        )
+    ids, rows = new_token_rows(bundle_dir, manifest, size)
     embedding = model.get_input_embeddings().weight
     embedding[ids] = rows["embed_tokens"].to(embedding.dtype)
     if "lm_head" in rows:  # the new tokens read one row and write another: the head gets its own copy
@@ -316,25 +380,12 @@ def _build_model(
 
 def _drop_layers_as_trained(model: Any, manifest: Manifest) -> None:
     """The frozen layers training removed below the trained ones, removed here alike."""
-    dropped, trained = int(manifest.lora.get("dropped_layers", 0)), int(manifest.lora["trainable_layers"])
-    count = len(model.get_decoder().layers)
-    if dropped and trained + dropped > count:
-        raise BundleMismatch(
-            f"bundle {manifest.bundle_id}: trained {trained} layers above {dropped} dropped ones, but the "
-            f"base model has {count} layers"
-        )
-    drop_decoder_layers(model, count - trained - dropped, dropped)
+    drop_decoder_layers(model, *dropped_layers(manifest, len(model.get_decoder().layers)))
 
 
 def _with_layers(model: Any, path: Path, manifest: Manifest) -> Any:
     """The base model with a top-layers bundle's fine-tuned layers in place."""
     layers = load_file(str(path))
-    own = model.state_dict()
-    foreign = [name for name, value in layers.items() if name not in own or own[name].shape != value.shape]
-    if foreign:
-        raise BundleMismatch(
-            f"bundle {manifest.bundle_id}: {FINETUNED_LAYERS} has weights the base model lacks: "
-            f"{', '.join(foreign[:3])}"
-        )
+    check_finetuned_names(layers, {name: value.shape for name, value in model.state_dict().items()}, manifest)
     model.load_state_dict(layers, strict=False)
     return model

@@ -27,5 +27,5 @@ def test_each_query_goes_to_both_sides_in_turn_in_every_mode() -> None:
     assert [side for side, _, _ in timed[4:8]] == ["after", "before", "after", "before"]
     assert [mode for _, _, mode in timed[:4]] == ["hybrid", "hybrid", "generative", "generative"]
     assert all(len(seconds[side][mode]) == 4 for side in seconds for mode in MODES)
-    result = summary(seconds, {"before": 1.0, "after": 2.0})
-    assert set(result["after_over_before_p50"]) == set(MODES) and result["after"]["cold_start_s"] == 2.0
+    result = summary(seconds, {"before": [1.0], "after": [2.0, 3.0, 2.5]})
+    assert set(result["after_over_before_p50"]) == set(MODES) and result["after"]["cold_start_s"] == 2.5

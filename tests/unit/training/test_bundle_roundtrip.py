@@ -3,8 +3,11 @@ the model it was written from); a bundle that does not fit is refused."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,8 @@ from semantic_ids.bundle import (
 from semantic_ids.causal_lm import Fp16StoredLinear, cpu_runs_fp16_weights, resize_for_tokens
 from semantic_ids.decoding import ConstrainedDecoder, build_prompt
 from semantic_ids.ids import SemanticId
+from semantic_ids.llama_body import LlamaBody
+from semantic_ids.search_steps import prompt_positions
 from semantic_ids.trie import PrefixTrie
 from tests.helpers.lora_bundle import write_lora_bundle
 from tests.helpers.tiny_catalogue import TINY_ID_REPORT, TINY_SCHEME, tiny_catalogue, tiny_items
@@ -172,6 +177,55 @@ def test_loaded_decoder_gives_same_top_ids(written: str, request: pytest.Fixture
     assert [[c.semantic_id for c in row] for row in actual] == [
         [c.semantic_id for c in row] for row in expected
     ]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("written", ["trained", "pruned"])
+def test_the_served_body_is_read_from_the_files_as_the_model_would_hold_it(
+    written: str, precision: str, request: pytest.FixtureRequest
+) -> None:
+    """The search's forward is read from the bundle's files without building transformers' model, and
+    gives, bit for bit, what the body of that model (built when asked for) gives."""
+    bundle = request.getfixturevalue(written)
+    loaded = load_recommender_model(
+        bundle["bundle_dir"], bundle["base_models_dir"], "cpu", precision=precision
+    )
+    assert loaded.body is not None and not loaded.reference.built
+    of_model = LlamaBody.of(copy.deepcopy(loaded.model))
+    assert loaded.reference.built and of_model is not None
+    batch = loaded.tokenizer([build_prompt(q) for q in QUERIES], return_tensors="pt", padding=True)
+    input_ids, mask = batch["input_ids"], batch["attention_mask"]
+    positions = prompt_positions(input_ids, mask)
+    served, reference = loaded.body.session(), of_model.session()
+    for session in (served, reference):
+        session.hidden = session.forward(input_ids, mask, positions)  # type: ignore[attr-defined]
+    assert torch.equal(served.hidden, reference.hidden)  # type: ignore[attr-defined]
+    first, size = loaded.decoder().token_ids.first[0], loaded.decoder().token_ids.sizes[0]
+    last = served.hidden[:, -1]  # type: ignore[attr-defined]
+    assert torch.equal(served.logits(last, first, size), reference.logits(last, first, size))
+    assert len(loaded.body.qkv) == len(of_model.qkv) == (1 if written == "pruned" else 2)
+
+
+def test_the_service_never_imports_transformers_model_classes(trained: dict[str, Any]) -> None:
+    """Loading a bundle and answering a query import no transformers model code (their loading
+    machinery was most of a cold start); asking for the reference model builds it."""
+    script = """
+import sys
+from pathlib import Path
+from app.inference.model_loading import load_recommender_model
+loaded = load_recommender_model(Path(sys.argv[1]), Path(sys.argv[2]), "cpu")
+loaded.decoder().decode(["Alien"], num_beams=4, top_k=2)
+model_code = ("transformers.modeling_utils", "transformers.models.llama")
+print(sorted(name for name in sys.modules if name.startswith(model_code)))
+loaded.model
+print("transformers.models.llama.modeling_llama" in sys.modules)
+"""
+    arguments = [str(trained["bundle_dir"]), str(trained["base_models_dir"])]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
 
 
 def test_fp16_weights_serve_with_the_model_layers_held_in_fp16_for_generate(trained: dict[str, Any]) -> None:

@@ -7,9 +7,12 @@ other compare the hours as much as the code. Here both servers are up at once (t
 PostgreSQL catalogue), and every query goes to one and then the other, the order alternating, in `hybrid`
 and then in `generative`: a drift moves both alike and the ratio holds. Each server is started alone first
 and its cold start (process start -> /readyz) timed; ``--cold-starts N`` starts each side N times, alone,
-the order alternating, and reports the median. The servers run with ``OMP_WAIT_POLICY=PASSIVE`` so the
-idle one's OpenMP threads sleep instead of spinning beside the other's request; two resident servers still
-share caches and memory bandwidth, so the absolute figures run above one server's: compare the ratios.
+the order alternating, and reports the median; ``--concurrency C`` then sends bursts of C clients at once
+(``--rounds`` of them, 8 requests a client, to one side and then the other, the first side alternating) and
+reports each side's requests per second, the median over rounds. The servers run with
+``OMP_WAIT_POLICY=PASSIVE`` so the idle one's OpenMP threads sleep instead of spinning beside the other's
+request; two resident servers still share caches and memory bandwidth, so the absolute figures run above
+one server's: compare the ratios.
 
 ``--before`` and ``--after`` are checkout folders (`git worktree add /tmp/before <commit>`), each with the
 bundle at ``--bundle`` (relative paths resolve in each checkout) and a `.venv` (a link to this one's works:
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,6 +94,28 @@ def alternate(clients: dict[str, httpx.Client], queries: Sequence[str]) -> dict[
     return seconds
 
 
+def bursts(
+    clients: dict[str, httpx.Client], queries: Sequence[str], concurrency: int, rounds: int
+) -> dict[str, list[float]]:
+    """Requests per second of each side under ``concurrency`` clients, one value a round."""
+    per_client = 8
+    rates: dict[str, list[float]] = {side: [] for side in clients}
+
+    def client_requests(client: httpx.Client, offset: int) -> None:
+        for index in range(per_client):
+            query = queries[(offset + index) % len(queries)]
+            client.post("/recommend", json={"query": query, "k": 10}).raise_for_status()
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for round_ in range(rounds):
+            for side in list(clients) if round_ % 2 == 0 else list(reversed(clients)):
+                begun = time.perf_counter()
+                offsets = [(round_ * concurrency + worker) * per_client for worker in range(concurrency)]
+                list(pool.map(client_requests, [clients[side]] * concurrency, offsets))
+                rates[side].append(concurrency * per_client / (time.perf_counter() - begun))
+    return rates
+
+
 def summary(seconds: dict[str, dict[str, list[float]]], cold: dict[str, list[float]]) -> dict[str, Any]:
     def ms(values: list[float], quantile: float) -> float:
         return round(1000 * sorted(values)[min(len(values) - 1, int(quantile * len(values)))], 1)
@@ -121,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queries", type=Path, default=Path("bench/queries/demo_unseen.jsonl"))
     parser.add_argument("--count", type=int, default=120)
     parser.add_argument("--cold-starts", type=int, default=1, help="starts of each side timed alone")
+    parser.add_argument("--concurrency", type=int, default=0, help="clients at once in bursts (0: none)")
+    parser.add_argument("--rounds", type=int, default=6, help="bursts to each side")
     parser.add_argument(
         "--postgres-admin-url",
         default=os.environ.get(
@@ -148,9 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server(checkouts[side], args.bundle, database_url, port)
             )
             cold[side].append(cold_start_s)
-        seconds = alternate(clients, unseen_queries(args.queries, args.count))
+        queries = unseen_queries(args.queries, args.count)
+        seconds = alternate(clients, queries)
+        rates = bursts(clients, queries, args.concurrency, args.rounds) if args.concurrency else None
     result = {"checkouts": {side: str(path) for side, path in checkouts.items()}, "queries": args.count}
     result |= summary(seconds, cold)
+    if rates is not None:
+        for side in SIDES:
+            result[side][f"c{args.concurrency}_rps"] = round(statistics.median(rates[side]), 2)
+            result[side][f"c{args.concurrency}_rps_rounds"] = [round(rate, 2) for rate in rates[side]]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(
@@ -161,6 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"| {side} | {row['hybrid']['p50_ms']} / {row['hybrid']['p95_ms']} | "
             f"{row['generative']['p50_ms']} / {row['generative']['p95_ms']} | {row['cold_start_s']} |"
+        )
+    if rates is not None:
+        key = f"c{args.concurrency}_rps"
+        print(
+            f"{args.concurrency} clients at once, requests/s: "
+            + ", ".join(f"{side} {result[side][key]}" for side in SIDES)
         )
     print(f"after / before at p50: {result['after_over_before_p50']}\nwrote {args.out}")
     return 0

@@ -217,8 +217,6 @@ class LlamaBody(torch.nn.Module):
         comparison. ``fp16_weights``: the body's linear weights stored in fp16 for fbgemm
         (``Fp16WeightLinear``; an fp32 model on a CPU only), what the service runs on AVX2 CPUs without
         native bf16."""
-        if fp16_weights and (model.device.type != "cpu" or model.dtype != torch.float32):
-            raise ValueError("fp16 weights are for an fp32 model on a CPU (fbgemm's kernels)")
         with torch.no_grad():
             weights = LlamaWeights.of_model(model)
             return None if weights is None else cls(weights, pack=pack, fp16_weights=fp16_weights)
@@ -365,7 +363,8 @@ def unsupported_llama_config(config: dict[str, Any]) -> str | None:
     """What keeps a model of this config from running as a ``LlamaBody``, or None."""
     checks = {
         "model_type": (config.get("model_type"), "llama"),
-        "rope_type": (_rope(config).get("rope_type", "default"), "default"),
+        # Older configs name the rotary kind ``type`` (``rope_scaling``); newer ones ``rope_type``.
+        "rope_type": (_rope(config).get("rope_type", _rope(config).get("type", "default")), "default"),
         "attention_bias": (bool(config.get("attention_bias", False)), False),
         "mlp_bias": (bool(config.get("mlp_bias", False)), False),
         "hidden_act": (config.get("hidden_act", "silu"), "silu"),

@@ -58,7 +58,9 @@ def read_bundle_llama(
             renamed = _renumbered(name, kept)
             if renamed is not None:
                 state[renamed] = weights.get_tensor(name)
-    embed = state[_EMBED]
+    embed = state.get(_EMBED)
+    if embed is None:
+        raise BundleMismatch(f"base model {base_dir}: {BASE_WEIGHTS} has no {_EMBED}")
     size = max(tokens, embed.shape[0])
     ids, rows = new_token_rows(bundle_dir, manifest, size)
     state[_EMBED] = _grown(embed, size)

@@ -19,6 +19,7 @@ from semantic_ids.llama_body import (
     _packs_weights,
     _rms_norm,
     _Shape,
+    unsupported_llama_config,
 )
 from semantic_ids.search_steps import prompt_positions, rows_mask
 from semantic_ids.trie import PrefixTrie
@@ -219,3 +220,19 @@ def test_fp16_weight_body_finds_what_the_fp16_weight_model_finds(tied: tuple[Any
     )
     with pytest.raises(ValueError, match="fp32 model on a CPU"):
         LlamaBody.of(copy.deepcopy(model).to(torch.bfloat16), fp16_weights=True)
+
+
+def test_configs_the_body_does_not_cover_are_named() -> None:
+    """A config read from a file (the service's path) is checked as a loaded model's is: another rotary
+    (old or new spelling), biases or architecture are refused with what differs."""
+    plain = {"model_type": "llama", "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}}
+    assert unsupported_llama_config(plain) is None
+    assert (
+        unsupported_llama_config({**plain, "rope_parameters": {"rope_type": "llama3"}})
+        == "rope_type 'llama3'"
+    )
+    old_scaling = {"model_type": "llama", "rope_scaling": {"type": "linear", "factor": 2.0}}
+    assert unsupported_llama_config(old_scaling) == "rope_type 'linear'"
+    assert unsupported_llama_config({**plain, "attention_bias": True, "model_type": "mistral"}) == (
+        "model_type 'mistral', attention_bias True"
+    )

@@ -30,7 +30,10 @@ def plain_llama_config(bundle_dir: Path, base_dir: Path) -> dict[str, Any] | Non
     with fine-tuned top layers (a LoRA bundle of the retired loop is merged by peft instead); else None."""
     if not (bundle_dir / FINETUNED_LAYERS).is_file():
         return None
-    config: dict[str, Any] = json.loads((base_dir / "config.json").read_text())
+    config_file = base_dir / "config.json"
+    if not config_file.is_file():
+        raise BundleMismatch(f"base model {base_dir} has no config.json (run `semid prepare-base-model`)")
+    config: dict[str, Any] = json.loads(config_file.read_text())
     return config if unsupported_llama_config(config) is None else None
 
 

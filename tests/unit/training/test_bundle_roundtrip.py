@@ -345,6 +345,14 @@ def test_missing_base_model_is_refused(trained: dict[str, Any], tmp_path: Path) 
         load_recommender_model(trained["bundle_dir"], tmp_path, "cpu")
 
 
+def test_a_base_model_without_its_config_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    bases = tmp_path / "bases"
+    shutil.copytree(trained["base_models_dir"], bases)
+    (bases / trained["manifest"].base_model.name / "config.json").unlink()
+    with pytest.raises(BundleMismatch, match=r"has no config.json \(run `semid prepare-base-model`\)"):
+        load_recommender_model(trained["bundle_dir"], bases, "cpu")
+
+
 def test_failed_write_leaves_previous_bundle_in_place(trained: dict[str, Any], tmp_path: Path) -> None:
     bundle = _copy(trained, tmp_path)
     before = (bundle / MANIFEST).read_text()

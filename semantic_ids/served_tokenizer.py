@@ -59,14 +59,17 @@ class ServedTokenizer:
         return_tensors: Literal["pt"] | None = None,
     ) -> dict[str, Any]:
         """``input_ids``, ``attention_mask`` and ``token_type_ids`` of one text (lists of ints) or of a
-        batch (a list per text; padded to the longest with ``padding``; tensors with ``return_tensors``)."""
-        if isinstance(text, str):
+        batch (a list per text; padded to the longest with ``padding``); with ``return_tensors``, (texts,
+        tokens) tensors, one row for one text."""
+        if isinstance(text, str) and return_tensors is None:
             one = self._tokenizer.encode(text)
             return {
                 "input_ids": one.ids,
                 "attention_mask": one.attention_mask,
                 "token_type_ids": one.type_ids,
             }
+        if isinstance(text, str):  # tensors of one row, as transformers gives them
+            text = [text]
         encodings = self._tokenizer.encode_batch(list(text))
         batch = {
             "input_ids": [encoding.ids for encoding in encodings],

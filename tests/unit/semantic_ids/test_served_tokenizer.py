@@ -81,6 +81,7 @@ def test_a_bundle_tokenizer_encodes_prompts_and_code_tokens_as_transformers_does
     batch = served(prompts, padding=True, return_tensors="pt")
     assert batch["input_ids"][-1, 0] == served.pad_token_id == expected.pad_token_id  # padded on the left
     assert served(prompts[0])["input_ids"] == expected(prompts[0])["input_ids"]
+    _same(served(prompts[0], return_tensors="pt"), expected(prompts[0], return_tensors="pt"), ("input_ids",))
     assert len(served) == len(expected)
     tokens = [SEM_START, SEM_END, "not-a-token"]
     assert served.convert_tokens_to_ids(tokens)[:2] == expected.convert_tokens_to_ids(tokens[:2])

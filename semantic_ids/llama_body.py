@@ -172,7 +172,7 @@ class LlamaBody(torch.nn.Module):
             raise ValueError("fp16 weights are for an fp32 model on a CPU (fbgemm's kernels)")
         self.shape = weights.shape
         self.embed = weights.embed
-        self.head = _linear(weights.head)
+        self.head = frozen_linear(weights.head)
         self.final_norm = weights.final_norm
         self.input_norms = [layer.input_norm for layer in weights.layers]
         self.post_norms = [layer.post_norm for layer in weights.layers]
@@ -189,7 +189,7 @@ class LlamaBody(torch.nn.Module):
         # GIL, and fbgemm's fp16 packing took 1.5 s of a cold start on one core of a 2-core AVX2 EPYC.
         with ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="lay-out") as pool:
             for qkv, gate_up, o, down in pool.map(
-                lambda four: [laid_out(_linear(weight)) for weight in four], linears
+                lambda four: [laid_out(frozen_linear(weight)) for weight in four], linears
             ):
                 self.qkv.append(qkv)
                 self.gate_up.append(gate_up)
@@ -347,11 +347,13 @@ def _stacked(*parts: torch.nn.Linear) -> torch.Tensor:
     return stacked
 
 
-def _linear(weight: torch.Tensor) -> torch.nn.Linear:
-    """A linear layer without bias over ``weight``; made on the meta device, as a real one would fill its
-    weight with random numbers first (1.2 s of a cold start)."""
-    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+def frozen_linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.nn.Linear:
+    """A linear layer over these tensors, for inference; made on the meta device, as a real one would fill
+    its weight with random numbers first (1.2 s of a cold start)."""
+    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        linear.bias = torch.nn.Parameter(bias, requires_grad=False)
     return linear
 
 

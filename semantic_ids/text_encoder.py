@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from semantic_ids.causal_lm import cpu_runs_fp16_weights
-from semantic_ids.llama_body import pack_linear_layers
+from semantic_ids.llama_body import frozen_linear, pack_linear_layers
 from semantic_ids.served_tokenizer import ServedTokenizer
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -213,25 +213,25 @@ class BertBody(torch.nn.Module):
             layer = f"encoder.layer.{index}"
             parts = [f"{layer}.attention.self.{part}" for part in ("query", "key", "value")]
             self.qkv.append(
-                _linear(
+                frozen_linear(
                     torch.cat([weight(f"{part}.weight") for part in parts]),
                     torch.cat([weight(f"{part}.bias") for part in parts]),
                 )
             )
             self.attention_out.append(
-                _linear(
+                frozen_linear(
                     weight(f"{layer}.attention.output.dense.weight"),
                     weight(f"{layer}.attention.output.dense.bias"),
                 )
             )
             self.attention_norm.append(norm(f"{layer}.attention.output.LayerNorm"))
             self.up.append(
-                _linear(
+                frozen_linear(
                     weight(f"{layer}.intermediate.dense.weight"), weight(f"{layer}.intermediate.dense.bias")
                 )
             )
             self.down.append(
-                _linear(weight(f"{layer}.output.dense.weight"), weight(f"{layer}.output.dense.bias"))
+                frozen_linear(weight(f"{layer}.output.dense.weight"), weight(f"{layer}.output.dense.bias"))
             )
             self.out_norm.append(norm(f"{layer}.output.LayerNorm"))
 
@@ -253,14 +253,6 @@ class BertBody(torch.nn.Module):
             hidden = self.out_norm[layer](self.down[layer](F.gelu(self.up[layer](hidden))) + hidden)
         states: torch.Tensor = hidden
         return states
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
-    """A linear layer over these tensors; made on the meta device, so nothing is initialised first."""
-    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], device="meta")
-    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
-    linear.bias = torch.nn.Parameter(bias, requires_grad=False)
-    return linear
 
 
 def _layer_norm(weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.nn.LayerNorm:

@@ -63,10 +63,13 @@ class Profile:
 # learned there (the model's sureness is one of its signals: a bundle trained for less time may want its
 # own) and decisive lexical matches first from 0.7 of the query's known words (0.8 held as well; 0.5 lost
 # the people kind); `bench.tune_fusion --write` tunes a bundle on its own (about 7 minutes on the demo).
-# What a hybrid query costs, chosen by `bench.hybrid_cost` on a 12-layer demo bundle (2026-12-06, eighth
-# session; the same training-side kinds): the cheapest setting with every kind within one query of every
-# find run in full over ten beams: 4 of the 10 beams and finds estimated past 1 nat, 1.13x generative's
-# time against 1.32x, Recall@10 0.858 against 0.860 (bench/results/hybrid_cost_demo_epyc_eighth.json).
+# What a hybrid query costs, chosen by `bench.hybrid_cost` on training-side queries (the same kinds) by one
+# rule: the cheapest setting with every kind within one query of every find run over ten beams (margin 3).
+# Eighth session (shares down to 0.4): 4 of the 10 beams, finds estimated past 1 nat. Eleventh (2026-12-07, a
+# 12-layer bundle on the bf16 EPYC, shares down to 0.1; bench/results/hybrid_cost_demo_epyc_eleventh.json):
+# one beam, finds estimated past 0.5 nat, 1.05x generative's time against 1.17x, Recall@10 0.8588 against
+# 0.8574. The lexical and dense finds are the candidates; the model scores each of them in its search and adds
+# its own best ID (items only its beams found were 1.4 % of hybrid's top 10s on the unseen sets with 4 beams).
 DEMO_FUSION = FusionParams(
     method="linear",
     lexical_depth=10,
@@ -86,10 +89,10 @@ DEMO_FUSION = FusionParams(
         },
     ),
     decisive_evidence=0.7,
-    estimate_margin=1.0,
-    model_beam_share=0.4,
+    estimate_margin=0.5,
+    model_beam_share=0.1,
     tuned_on="the demo preset: bench.tune_fusion on demo bundle demo-20261205T122242Z and "
-    "bench.hybrid_cost on demo-20261206T222011Z, not this bundle",
+    "bench.hybrid_cost on demo-20261207T060408Z, not this bundle",
 )
 _DEMO_PIPELINE = PipelineConfig(
     profile="demo",

@@ -363,10 +363,11 @@ def _rope(config: dict[str, Any]) -> dict[str, Any]:
 
 def unsupported_llama_config(config: dict[str, Any]) -> str | None:
     """What keeps a model of this config from running as a ``LlamaBody``, or None."""
+    rope = _rope(config)
     checks = {
         "model_type": (config.get("model_type"), "llama"),
         # Older configs name the rotary kind ``type`` (``rope_scaling``); newer ones ``rope_type``.
-        "rope_type": (_rope(config).get("rope_type", _rope(config).get("type", "default")), "default"),
+        "rope_type": (rope.get("rope_type", rope.get("type", "default")), "default"),
         "attention_bias": (bool(config.get("attention_bias", False)), False),
         "mlp_bias": (bool(config.get("mlp_bias", False)), False),
         "hidden_act": (config.get("hidden_act", "silu"), "silu"),
